@@ -1,0 +1,72 @@
+"""The Python entry points: ``mixgan.train(config)`` and ``mixgan.load(run_dir)``."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config, build_config
+from .data import DataSpec, Dataset, load_dataset
+from .errors import MixganError
+from .models import GANModel, Samples, build_model
+from .training import RunDir, restore
+from .training import train as _train
+from .training.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
+from .training.dist import resolve_device
+
+
+class Run:
+    """A trained run: its config, model (weights of the newest checkpoint) and data on demand."""
+
+    def __init__(self, path: Path, cfg: Config, model: GANModel, step: int):
+        self.path, self.cfg, self.model, self.step = path, cfg, model, step
+        self.dir = RunDir(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.cfg.model.name!r}, dataset={self.cfg.data.dataset!r}, step={self.step})"
+
+    @cached_property
+    def data(self) -> Dataset:
+        d = self.cfg.data
+        return load_dataset(d.dataset, d.data_dir, seed=self.cfg.train.seed, test_fraction=d.test_fraction)
+
+    def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
+               seed: int = 0, **kwargs: Any) -> Samples:
+        """n samples; optionally from one Gaussian component, one class, with every scale times s."""
+        gen = torch.Generator(self.model.device).manual_seed(seed)
+        return self.model.sample(n, component=component, scale=scale, label=label, generator=gen, **kwargs)
+
+
+def train(config: Config | dict | str | Path, resume: bool = False, progress=None) -> Run:
+    """Train from a Config, a dict of settings (``{"model.name": "gmgan", ...}``) or a TOML path."""
+    if isinstance(config, (str, Path)):
+        config = build_config(config_file=config)
+    elif isinstance(config, dict):
+        config = build_config(values=config)
+    run_dir = _train(config, resume=resume, progress=progress)
+    return load(run_dir.path, device=config.train.device)
+
+
+def load(run_dir: str | Path, device: str = "cpu", step: int | None = None) -> Run:
+    """Open a run directory at its newest (or a given) checkpoint."""
+    path = Path(run_dir)
+    cfg = RunDir(path).config()
+    folder = RunDir(path).checkpoints
+    if step is not None:
+        match = [p for p in list_checkpoints(folder) if p.name == f"step-{step:06d}.json"]
+        if not match:
+            raise MixganError(f"{path}: no checkpoint for step {step}")
+        found = read_checkpoint(match[0])
+    else:
+        found = latest_checkpoint(folder)
+    if found is None:
+        raise MixganError(f"{path}: no checkpoint yet (has training reached its first checkpoint?)")
+    states, record = found
+    if "data_spec" not in record:
+        raise MixganError(f"{path}: checkpoint lacks its data description")
+    spec = DataSpec.from_dict(record["data_spec"])
+    model = build_model(cfg, spec, resolve_device(device))
+    restore(model, states, record, optimizers=False)
+    return Run(path, cfg, model, record["step"])

@@ -1,0 +1,57 @@
+"""Small pieces the sub-commands share: output files, the progress bar, tables."""
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MixganError
+from ..training.checkpoint import atomic_write_bytes
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise MixganError(f"--out {path}: expected a .npz file name")
+    if not path.parent.exists():
+        raise MixganError(f"--out {path}: folder {path.parent} does not exist")
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        raise MixganError(f"cannot write {path} ({exc.strerror})") from None
+    return path
+
+
+def format_table(rows: list[tuple[str, object]]) -> str:
+    width = max(len(k) for k, _ in rows) if rows else 0
+    out = []
+    for key, value in rows:
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        out.append(f"{key:<{width}}  {text}")
+    return "\n".join(out)
+
+
+class TqdmProgress:
+    """The training progress bar: losses, it/s and ETA on stderr."""
+
+    def __init__(self, desc: str = "train"):
+        self.desc, self.bar = desc, None
+
+    def start(self, initial: int, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc=self.desc, unit="it", file=sys.stderr,
+                        dynamic_ncols=True, smoothing=0.05)
+
+    def update(self, step: int, logs: dict[str, float]) -> None:
+        self.bar.update(step - self.bar.n)
+        if step % 10 == 0:
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()}, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,32 @@
+"""mixgan info: what a run is and how far it got."""
+from __future__ import annotations
+
+import argparse
+
+from ..config import dump_toml
+from ..training import RunDir
+from ..training.checkpoint import list_checkpoints
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("info", help="describe a run", description="Model, dataset, steps done and settings of a run.")
+    p.add_argument("run", help="run directory")
+    return p
+
+
+def run(args) -> int:
+    rd = RunDir(args.run)
+    cfg = rd.config()
+    ckpts = list_checkpoints(rd.checkpoints)
+    done = int(ckpts[-1].stem.split("-")[1]) if ckpts else 0
+    stats = rd.read_stats()
+    print(f"run:      {rd.path}")
+    print(f"model:    {cfg.model.name}")
+    print(f"dataset:  {cfg.data.dataset}")
+    print(f"steps:    {done} of {cfg.train.steps} (checkpointed)")
+    if stats:
+        last = stats[-1]
+        print("last log: " + ", ".join(f"{k}={v}" for k, v in last.items() if k != "time"))
+    print("settings:")
+    print("  " + dump_toml(cfg).strip().replace("\n", "\n  "))
+    return 0

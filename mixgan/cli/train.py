@@ -1,0 +1,63 @@
+"""mixgan train: train a model into a run directory, or --resume one."""
+from __future__ import annotations
+
+import argparse
+
+from ..api import train as train_run
+from ..config import build_config, set_value, parse_override, validate
+from ..errors import MixganError
+from ..models import MODELS
+from ..training import RunDir
+from .common import TqdmProgress
+
+# flag -> setting
+FLAGS = {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir",
+         "components": "prior.components", "steps": "train.steps", "batch_size": "train.batch_size",
+         "seed": "train.seed", "device": "train.device", "out": "out"}
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train a model", description="Train a model into a run directory.")
+    p.add_argument("--model", help=f"one of {', '.join(MODELS)} (default gmgan)")
+    p.add_argument("--dataset", help="ring, grid, digits, fashion-mnist, mnist, cifar10, folder (default digits)")
+    p.add_argument("--data-dir", help="folder of the dataset's files")
+    p.add_argument("--components", type=int, help="number of Gaussians K")
+    p.add_argument("--steps", type=int, help="generator updates")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
+    p.add_argument("--config", help="TOML file of settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any setting, e.g. --set sigma=0.5 --set train.lr_g=1e-4")
+    p.add_argument("--resume", action="store_true", help="continue --out RUN from its last checkpoint")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve(args) -> tuple:
+    given = {FLAGS[k]: v for k, v in vars(args).items() if k in FLAGS and v is not None}
+    if args.tensorboard:
+        given["train.tensorboard"] = True
+    if not args.resume:
+        return build_config(values=given, config_file=args.config, overrides=args.set), False
+    if not args.out:
+        raise MixganError("--resume needs --out RUN naming the run to continue")
+    cfg = RunDir(args.out).config()
+    if args.config:
+        raise MixganError("--resume takes its settings from the run; pass changes with --set or flags")
+    for key, value in list(given.items()) + [parse_override(o) for o in args.set]:
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg, True
+
+
+def run(args) -> int:
+    cfg, resume = resolve(args)
+    progress = None if args.quiet else TqdmProgress(f"{cfg.model.name} {cfg.data.dataset}")
+    result = train_run(cfg, resume=resume, progress=progress)
+    print(f"run: {result.path}")
+    print(f"samples: {result.path / 'samples'}")
+    print(f"steps: {result.step}")
+    return 0

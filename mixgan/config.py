@@ -1,0 +1,251 @@
+"""Typed settings: dataclasses, loadable from TOML, overridable with ``key=value``.
+
+Resolution order: dataclass defaults, then the dataset family's preset, then a TOML
+file, then command-line overrides. The resolved config is written into every run
+directory as ``config.toml`` and read back by :func:`load_config`.
+"""
+from __future__ import annotations
+
+import dataclasses
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MixganError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"
+    data_dir: str = ""
+    test_fraction: float = 0.2  # for datasets that ship without a test split
+
+
+@dataclass
+class ModelConfig:
+    name: str = "gmgan"
+    arch: str = "auto"  # auto | mlp | dcgan | cgan-mlp
+    loss: str = "ns"  # ns (non-saturating) | hinge
+    spectral_norm: bool = False
+    width: int = 64  # conv base channels, or hidden units of the MLP bodies
+    k: int = 5  # IC-GAN: neighbours per instance
+    embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
+
+
+@dataclass
+class PriorConfig:
+    latent_dim: int = 64
+    components: int = 10
+    c: float = 1.0
+    sigma: float = 1.0
+    dynamic: bool = False
+    covariance: str = "diag"  # diag | full
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1
+    ema: bool = False
+    ema_decay: float = 0.999
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = False  # bf16 autocast on CUDA
+    channels_last: bool = False
+    compile: bool = False
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = ("data", "model", "prior", "train")
+
+# Per dataset family: settings measured to work (see docs/defaults.md).
+PRESETS: dict[str, dict[str, Any]] = {
+    "toy": {
+        "model.arch": "mlp", "model.width": 128,
+        "prior.latent_dim": 2, "prior.c": 1.0, "prior.sigma": 0.1,
+        "train.batch_size": 256, "train.lr_g": 1e-3, "train.lr_d": 1e-3,
+        "train.steps": 3000, "train.beta1": 0.5,
+        "train.log_every": 100, "train.sample_every": 1000, "train.checkpoint_every": 1000,
+    },
+    "image": {
+        "model.arch": "dcgan", "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0,
+    },
+}
+
+
+def _field_types(section: str) -> dict[str, Any]:
+    cls = {"data": DataConfig, "model": ModelConfig, "prior": PriorConfig, "train": TrainConfig}[section]
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _resolve_key(key: str) -> tuple[str, str]:
+    """Map ``sigma`` or ``prior.sigma`` to ("prior", "sigma"); bare names must be unique."""
+    if key == "out":
+        return "", "out"
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in SECTIONS and name in _field_types(section):
+            return section, name
+        raise MixganError(f"unknown setting '{key}'")
+    hits = [s for s in SECTIONS if key in _field_types(s)]
+    if not hits:
+        raise MixganError(f"unknown setting '{key}'")
+    if len(hits) > 1:
+        raise MixganError(f"setting '{key}' is ambiguous: write {' or '.join(h + '.' + key for h in hits)}")
+    return hits[0], key
+
+
+def _coerce(key: str, typ: Any, value: Any) -> Any:
+    if isinstance(typ, types.UnionType):
+        typ = next(a for a in typing.get_args(typ) if a is not type(None))
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if typ is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise MixganError(f"setting '{key}' expects {typ.__name__}, got {value!r}") from None
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    section, name = _resolve_key(key)
+    if not section:
+        cfg.out = str(value)
+        return
+    typ = _field_types(section)[name]
+    setattr(getattr(cfg, section), name, _coerce(key, typ, value))
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise MixganError(f"override '{text}' is not of the form key=value")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _flatten(tree: dict[str, Any], source: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            if key not in SECTIONS:
+                raise MixganError(f"{source}: unknown section [{key}]")
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            flat[key] = value
+    return flat
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return _flatten(tomllib.loads(path.read_text()), str(path))
+    except FileNotFoundError:
+        raise MixganError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MixganError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def dataset_family(name: str) -> str:
+    return "toy" if name in ("ring", "grid") else "image"
+
+
+def build_config(values: dict[str, Any] | None = None, config_file: str | Path | None = None,
+                 overrides: list[str] | None = None) -> Config:
+    """Resolve a Config from a TOML file, a dict of settings and ``key=value`` overrides."""
+    user: dict[str, Any] = {}
+    if config_file:
+        user.update(read_toml(config_file))
+    user.update(values or {})
+    for text in overrides or []:
+        key, value = parse_override(text)
+        user[key] = value
+    cfg = Config()
+    dataset = next((v for k, v in user.items() if _resolve_key(k) == ("data", "dataset")), cfg.data.dataset)
+    for key, value in PRESETS[dataset_family(str(dataset))].items():
+        set_value(cfg, key, value)
+    for key, value in user.items():
+        set_value(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    p, t, m = cfg.prior, cfg.train, cfg.model
+    checks = [
+        (p.components >= 1, f"components must be >= 1, got {p.components}"),
+        (p.latent_dim >= 1, f"latent_dim must be >= 1, got {p.latent_dim}"),
+        (p.c > 0, f"c must be > 0, got {p.c}"),
+        (p.sigma > 0, f"sigma must be > 0, got {p.sigma}"),
+        (p.covariance in ("diag", "full"), f"covariance must be 'diag' or 'full', got '{p.covariance}'"),
+        (t.steps >= 0, f"steps must be >= 0, got {t.steps}"),
+        (t.batch_size >= 1, f"batch_size must be >= 1, got {t.batch_size}"),
+        (t.d_steps >= 1, f"d_steps must be >= 1, got {t.d_steps}"),
+        (t.lr_g > 0 and t.lr_d > 0, "learning rates must be > 0"),
+        (0 <= t.ema_decay < 1, f"ema_decay must be in [0, 1), got {t.ema_decay}"),
+        (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "log/sample/checkpoint intervals must be >= 1"),
+        (t.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+        (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), f"device must be auto, cpu or cuda, got '{t.device}'"),
+        (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),
+        (m.width >= 1 and m.k >= 1, "width and k must be >= 1"),
+        (0 < cfg.data.test_fraction < 1, "test_fraction must be in (0, 1)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise MixganError(message)
+
+
+def dump_toml(cfg: Config) -> str:
+    import tomli_w
+
+    tree = cfg.to_dict()
+    out = tree.pop("out")
+    return tomli_w.dumps({"out": out, **tree})
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a resolved ``config.toml`` back (no presets: every value is in the file)."""
+    cfg = Config()
+    for key, value in read_toml(path).items():
+        set_value(cfg, key, value)
+    return cfg

@@ -1,0 +1,79 @@
+"""MNIST-style IDX files (plain or gzip), read with every header field checked."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import MixganError
+from .base import Dataset
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file as an array; any malformed header or size is a MixganError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise MixganError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise MixganError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise MixganError(f"{path}: corrupt gzip data ({exc})") from None
+    if len(raw) < 4:
+        raise MixganError(f"{path}: truncated IDX header")
+    zero, code, dims = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or code not in _DTYPES:
+        raise MixganError(f"{path}: wrong IDX magic number 0x{raw[:4].hex()}")
+    if dims != ndim:
+        raise MixganError(f"{path}: expected a {ndim}-dimensional IDX file, found {dims} dimensions")
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise MixganError(f"{path}: truncated IDX header")
+    shape = struct.unpack(f">{dims}I", raw[4:header])
+    dtype = np.dtype(_DTYPES[code])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header < expected:
+        raise MixganError(f"{path}: truncated: {len(raw) - header} data bytes, shape {shape} needs {expected}")
+    if len(raw) - header > expected:
+        raise MixganError(f"{path}: {len(raw) - header - expected} unexpected bytes after the data")
+    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise MixganError(f"{folder}: missing {stem}[.gz]")
+
+
+def load_idx_dataset(name: str, folder: str | Path) -> Dataset:
+    """train-/t10k- images and labels from ``folder``, as 1 x 28 x 28 images in [-1, 1]."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MixganError(f"{name}: data folder {folder} does not exist (set --data-dir)")
+    parts, files = {}, []
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        ip, lp = _find(folder, f"{prefix}-images-idx3-ubyte"), _find(folder, f"{prefix}-labels-idx1-ubyte")
+        images, labels = read_idx(ip, 3), read_idx(lp, 1)
+        if len(images) != len(labels):
+            raise MixganError(f"{ip}: {len(images)} images but {lp.name} has {len(labels)} labels")
+        if len(images) == 0:
+            raise MixganError(f"{ip}: no images")
+        if labels.max(initial=0) > 9:
+            raise MixganError(f"{lp}: label {int(labels.max())} outside 0..9")
+        x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
+        parts[split] = (x, torch.from_numpy(labels.astype(np.int64)))
+        files += [ip, lp]
+    shapes = {tuple(parts[s][0].shape[1:]) for s in parts}
+    if len(shapes) != 1:
+        raise MixganError(f"{folder}: train and test images differ in size {sorted(shapes)}")
+    return Dataset(name, parts["train"][0], parts["test"][0], parts["train"][1], parts["test"][1],
+                   num_classes=10, files=files)

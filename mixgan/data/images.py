@@ -1,0 +1,118 @@
+"""Image datasets from disk: scikit-learn's digits, CIFAR-10 pickle batches, image folders."""
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import MixganError
+from .base import Dataset, split
+
+
+def digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images, values 0..16)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images.astype(np.float32)).unsqueeze(1) / 8.0 - 1.0
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    x_tr, x_te, y_tr, y_te = split(x, y, test_fraction, seed=1234)  # fixed: the split is the dataset's
+    return Dataset("digits", x_tr, x_te, y_tr, y_te, num_classes=10)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Accepts numpy arrays, lists, dicts, bytes and strings; refuses every other global."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
+def safe_unpickle(raw: bytes):
+    """Unpickle plain data only: a payload that names any other callable is refused, not run."""
+    return _PlainUnpickler(io.BytesIO(raw), encoding="bytes").load()
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        obj = safe_unpickle(path.read_bytes())
+    except FileNotFoundError:
+        raise MixganError(f"{path}: file not found") from None
+    except Exception as exc:  # any malformed pickle: name the file, never run it
+        raise MixganError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
+        raise MixganError(f"{path}: not a CIFAR-10 batch (no data/labels)")
+    data, labels = obj[b"data"], np.asarray(obj[b"labels"])
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
+        raise MixganError(f"{path}: CIFAR-10 data must be N x 3072")
+    if len(data) != len(labels):
+        raise MixganError(f"{path}: {len(data)} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def cifar10(folder: str | Path) -> Dataset:
+    folder = Path(folder)
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise MixganError(f"cifar10: data folder {folder} does not exist (set --data-dir)")
+    files = [folder / f"data_batch_{i}" for i in range(1, 6)]
+    train = [_cifar_batch(p) for p in files]
+    test = _cifar_batch(folder / "test_batch")
+
+    def to_x(a):
+        return torch.from_numpy(a.astype(np.float32)) / 127.5 - 1.0
+
+    x_tr = to_x(np.concatenate([d for d, _ in train]))
+    y_tr = torch.from_numpy(np.concatenate([l for _, l in train]))
+    return Dataset("cifar10", x_tr, to_x(test[0]), y_tr, torch.from_numpy(test[1]), num_classes=10,
+                   files=files + [folder / "test_batch"])
+
+
+_EXTS = {".png", ".jpg", ".jpeg"}
+
+
+def image_folder(folder: str | Path, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """PNG/JPEG files, either flat or one sub-folder per class; all images the same size."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MixganError(f"folder: {folder} does not exist (set --data-dir)")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    if subdirs:
+        groups = [(i, sorted(p for p in d.iterdir() if p.suffix.lower() in _EXTS)) for i, d in enumerate(subdirs)]
+    else:
+        groups = [(-1, sorted(p for p in folder.iterdir() if p.suffix.lower() in _EXTS))]
+    paths = [(label, p) for label, ps in groups for p in ps]
+    if not paths:
+        raise MixganError(f"folder: {folder} holds no PNG or JPEG images")
+    arrays, labels, size, mode = [], [], None, None
+    for label, path in paths:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                mode = mode or ("L" if im.mode in ("L", "1", "I", "I;16") else "RGB")
+                arr = np.asarray(im.convert(mode))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise MixganError(f"{path}: not a readable image ({exc})") from None
+        if size is None:
+            size = arr.shape
+        elif arr.shape != size:
+            raise MixganError(f"{path}: image of size {arr.shape[1]}x{arr.shape[0]}, expected {size[1]}x{size[0]}")
+        arrays.append(arr)
+        labels.append(label)
+    x = torch.from_numpy(np.stack(arrays).astype(np.float32)) / 127.5 - 1.0
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+    y = torch.tensor(labels) if subdirs else None
+    x_tr, x_te, y_tr, y_te = split(x, y, test_fraction, seed)
+    return Dataset("folder", x_tr, x_te, y_tr, y_te, num_classes=len(subdirs), files=[p for _, p in paths][:256])

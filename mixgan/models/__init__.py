@@ -1,0 +1,26 @@
+"""Models by name: a small explicit registry."""
+from __future__ import annotations
+
+from ..errors import MixganError
+from .base import GANModel, Samples
+from .gan import GAN
+from .gmgan import GMGAN
+
+MODELS: dict[str, type[GANModel]] = {
+    "gan": GAN,
+    "gmgan": GMGAN,
+}
+
+
+def get_model_class(name: str) -> type[GANModel]:
+    if name not in MODELS:
+        raise MixganError(f"unknown model '{name}' (choose from {', '.join(MODELS)})")
+    return MODELS[name]
+
+
+def build_model(cfg, spec, device="cpu") -> GANModel:
+    """The model ``cfg.model.name`` for data described by ``spec`` (a DataSpec)."""
+    return get_model_class(cfg.model.name)(cfg, spec, device)
+
+
+__all__ = ["MODELS", "GANModel", "Samples", "build_model", "get_model_class"]

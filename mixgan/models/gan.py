@@ -1,0 +1,6 @@
+"""The plain GAN baseline: unimodal N(0, I) prior."""
+from .base import GANModel
+
+
+class GAN(GANModel):
+    name = "gan"

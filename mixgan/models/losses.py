@@ -1,0 +1,19 @@
+"""Adversarial losses on logits. Each model picks one by ``model.loss``."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def d_loss(real: torch.Tensor, fake: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    """Discriminator loss: push real logits up and fake logits down."""
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def g_loss(fake: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    """Generator loss: the non-saturating -log D(G(z)), or -D(G(z)) for hinge."""
+    if kind == "hinge":
+        return -fake.mean()
+    return F.softplus(-fake).mean()

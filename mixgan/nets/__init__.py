@@ -1,0 +1,56 @@
+"""Generator and discriminator bodies, chosen by ``model.arch`` and the data's shape."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import MixganError
+from .conv import ConvDiscriminator, ConvGenerator
+from .mlp import MLPDiscriminator, MLPGenerator
+
+
+def resolve_arch(arch: str, shape: tuple[int, ...]) -> str:
+    if arch == "auto":
+        return "dcgan" if len(shape) == 3 else "mlp"
+    if arch not in ARCHS:
+        raise MixganError(f"unknown arch '{arch}' (choose from auto, {', '.join(ARCHS)})")
+    if arch == "dcgan" and len(shape) != 3:
+        raise MixganError(f"arch 'dcgan' needs images, data has shape {shape}")
+    return arch
+
+
+def build_generator(arch: str, latent_dim: int, shape: tuple[int, ...], width: int, cond_dim: int = 0,
+                    cond_mode: str = "concat") -> nn.Module:
+    arch = resolve_arch(arch, shape)
+    return ARCHS[arch][0](latent_dim, shape, width, cond_dim, cond_mode)
+
+
+def build_discriminator(arch: str, shape: tuple[int, ...], width: int, out_dim: int = 1, cond_dim: int = 0,
+                        aux_classes: int = 0, spectral_norm: bool = False) -> nn.Module:
+    arch = resolve_arch(arch, shape)
+    return ARCHS[arch][1](shape, width, out_dim, cond_dim, aux_classes, spectral_norm)
+
+
+# arch -> (generator factory, discriminator factory); factories share the signatures above.
+ARCHS = {
+    "mlp": (lambda d, s, w, c, m: MLPGenerator(d, s, w, c, tanh=len(s) == 3),
+            lambda s, w, o, c, a, sn: MLPDiscriminator(s, w, o, c, a, sn)),
+    "dcgan": (lambda d, s, w, c, m: ConvGenerator(d, s, w, c, m),
+              lambda s, w, o, c, a, sn: ConvDiscriminator(s, w, o, c, a, sn)),
+}
+
+
+class LatentGenerator(nn.Module):
+    """The prior and the generator net as one module: (eps, k, cond) -> x.
+
+    Keeping the prior inside lets a dynamic mixture train with G, be averaged by DDP and be
+    carried by the EMA copy.
+    """
+
+    def __init__(self, prior: nn.Module, net: nn.Module):
+        super().__init__()
+        self.prior, self.net = prior, net
+
+    def forward(self, eps: torch.Tensor, k: torch.Tensor, cond: torch.Tensor | None = None,
+                scale: float = 1.0) -> torch.Tensor:
+        return self.net(self.prior(eps, k, scale), cond)

@@ -1,0 +1,221 @@
+"""The training loop: seeded batches, alternating updates, logging, grids, checkpoints, resume.
+
+Every random draw of step s comes from generators seeded by (seed, s, rank), and batch
+indices are a pure function of the step, so a resumed run repeats exactly what an
+uninterrupted one would have done: resuming restores weights and optimizer moments only.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from ..config import Config
+from ..data import load_dataset
+from ..errors import MixganError
+from ..models import GANModel, build_model
+from ..viz import save_samples_picture
+from . import dist
+from .checkpoint import latest_checkpoint, load_module_state, save_checkpoint
+from .rundir import RunDir, default_run_dir
+
+
+class TrainingDiverged(MixganError):
+    """A loss became NaN or infinite."""
+
+
+class Progress(Protocol):
+    def start(self, initial: int, total: int) -> None: ...
+    def update(self, step: int, logs: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    return (seed * 0x9E3779B1 + step * 7919 + rank * 104729 + 1) % (2 ** 63)
+
+
+class BatchStream:
+    """Indices of the b-th batch: each epoch a permutation of this rank's shard, seeded by epoch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.shard = torch.arange(rank, n, world_size)
+        if len(self.shard) == 0:
+            raise MixganError(f"the training set ({n} items) is smaller than the number of processes")
+        self.batch_size, self.seed = batch_size, seed
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, 7))
+            self._epoch, self._perm = epoch, self.shard[torch.randperm(len(self.shard), generator=g)]
+        return self._perm
+
+    def __call__(self, b: int) -> torch.Tensor:
+        n, pos, need, parts = len(self.shard), b * self.batch_size, self.batch_size, []
+        while need:
+            epoch, offset = divmod(pos, n)
+            take = min(need, n - offset)
+            parts.append(self._permutation(epoch)[offset:offset + take])
+            pos, need = pos + take, need - take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+SETTINGS_FIXED_BY_RUN = ("data", "model", "prior")
+
+
+def _check_resume(saved: Config, cfg: Config, path: Path) -> None:
+    for section in SETTINGS_FIXED_BY_RUN:
+        a, b = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(cfg, section))
+        for key in a:
+            if a[key] != b[key]:
+                raise MixganError(f"--resume: {path} was trained with {section}.{key}={a[key]!r}, "
+                                  f"not {b[key]!r}; start a new run for other settings")
+
+
+def model_states(model: GANModel) -> dict:
+    states = {name: m.state_dict() for name, m in model.modules().items()}
+    states.update({name: o.state_dict() for name, o in model.optimizers().items()})
+    states["extra"] = model.extra_tensors()
+    return states
+
+
+def restore(model: GANModel, states: dict, record: dict, optimizers: bool = True) -> None:
+    """Load a checkpoint's states into a model built from the same config."""
+    if record.get("model") != model.name:
+        raise MixganError(f"checkpoint is from model '{record.get('model')}', not '{model.name}'")
+    for name, module in model.modules().items():
+        if name not in states:
+            raise MixganError(f"checkpoint has no '{name}': is it from another model?")
+        load_module_state(module, states[name], name)
+    if optimizers:
+        for name, opt in model.optimizers().items():
+            try:
+                opt.load_state_dict(states[name])
+            except (KeyError, ValueError) as exc:
+                raise MixganError(f"checkpoint optimizer state '{name}' does not fit this model ({exc})") from None
+    model.load_extra_tensors(states.get("extra", {}))
+
+
+def _write_grid(model: GANModel, run: RunDir, step: int, data) -> None:
+    if data.is_image:
+        x, rows = model.sample_grid()
+        save_samples_picture(x, rows, run.samples / f"step-{step:06d}.png")
+    else:
+        s = model.sample(2000, generator=torch.Generator(model.device).manual_seed(0))
+        save_samples_picture(s.x, 0, run.samples / f"step-{step:06d}.png", colors=s.component,
+                             reference=data.centers, title=f"{model.name} step {step}")
+
+
+class _TensorBoard:
+    def __init__(self, path: Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise MixganError("--tensorboard needs the tensorboard package: pip install 'mixgan[tensorboard]'") from None
+        self.writer = SummaryWriter(str(path / "tensorboard"))
+
+    def log(self, record: dict) -> None:
+        for key, value in record.items():
+            if key not in ("step", "time") and isinstance(value, (int, float)):
+                self.writer.add_scalar(key, value, record["step"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def prepare_run(cfg: Config, resume: bool) -> RunDir:
+    """Create (rank 0) or reopen the run directory; every rank gets the same path."""
+    path = Path(cfg.out) if cfg.out else None
+    if resume and path is None:
+        raise MixganError("--resume needs --out RUN naming the run to continue")
+    if path is None:
+        path = dist.broadcast_object(default_run_dir(cfg))
+        cfg.out = str(path)
+    run = RunDir(path)
+    if resume:
+        if not run.exists():
+            raise MixganError(f"--resume: {path} is not a mixgan run (no config.toml)")
+        _check_resume(run.config(), cfg, path)
+        if dist.is_main():
+            run.write_config(cfg)
+    elif dist.is_main():
+        run.create(cfg)
+    dist.barrier()
+    return run
+
+
+def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -> RunDir:
+    """Train ``cfg``'s model; with ``resume``, continue ``cfg.out`` from its last checkpoint."""
+    device = dist.resolve_device(cfg.train.device)
+    dist.init_from_env(device)
+    rank, world_size = dist.world()
+    main = rank == 0
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    run = prepare_run(cfg, resume)
+    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction)
+    model = build_model(cfg, data.spec(), device)
+    model.attach_data(data)
+    start = 0
+    if resume:
+        found = latest_checkpoint(run.checkpoints)
+        if found is not None:
+            states, record = found
+            restore(model, states, record)
+            start = record["step"]
+        if main:
+            run.truncate_stats(start)
+    model.G_train, model.D_train = dist.wrap(model.G, device), dist.wrap(model.D, device)
+    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size)
+    board = _TensorBoard(run.path) if (t.tensorboard and main) else None
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.amp and device.type == "cuda"
+                else contextlib.nullcontext())
+    last_ckpt = start
+    if progress and main:
+        progress.start(start, t.steps)
+    tick, tick_step = time.perf_counter(), start
+    try:
+        for step in range(start, t.steps):
+            torch.manual_seed(step_seed(t.seed, step, rank))
+            gen = torch.Generator(device).manual_seed(step_seed(t.seed, step, rank + 1))
+            draws = iter(range(step * t.d_steps, (step + 1) * t.d_steps))
+            with autocast:
+                logs = model.train_step(lambda: model.batch(stream(next(draws)).to(device)), gen)
+            logs = {k: float(v) for k, v in logs.items()}
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:
+                raise TrainingDiverged(f"{bad[0]} became {logs[bad[0]]} at step {step + 1}; stopped, the last "
+                                       f"good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}")
+            done = step + 1
+            if main and (done % t.log_every == 0 or done == t.steps):
+                now = time.perf_counter()
+                rate = (done - tick_step) / max(now - tick, 1e-9)
+                record = {"step": done, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in logs.items()},
+                          "it_per_s": round(rate, 3), "samples_per_s": round(rate * t.batch_size * world_size, 1)}
+                run.append_stats(record)
+                if board:
+                    board.log(record)
+                tick, tick_step = now, done
+            if main and (done % t.sample_every == 0 or done == t.steps):
+                _write_grid(model, run, done, data)
+            if done % t.checkpoint_every == 0 or done == t.steps:
+                if main:
+                    save_checkpoint(run.checkpoints, done, model_states(model),
+                                    {"model": model.name, "dataset": cfg.data.dataset,
+                                     "data_spec": dataclasses.asdict(model.spec)}, keep=t.keep_checkpoints)
+                last_ckpt = done
+                dist.barrier()
+            if progress and main:
+                progress.update(done, logs)
+    finally:
+        if progress and main:
+            progress.close()
+        if board:
+            board.close()
+    return run

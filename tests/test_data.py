@@ -1,0 +1,133 @@
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from mixgan.data import load_dataset, read_idx
+from mixgan.data.images import image_folder
+from mixgan.errors import MixganError
+
+
+def write_idx(path, array, code=0x08, gz=False):
+    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def idx_folder(tmp_path, n_train=20, n_test=10, labels_train=None):
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28)), gz=True)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz",
+              rng.integers(0, 10, labels_train or n_train), gz=True)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", rng.integers(0, 10, n_test))
+    return tmp_path
+
+
+def test_toy_mixtures_are_seeded_and_labelled():
+    a, b = load_dataset("grid", seed=3), load_dataset("grid", seed=3)
+    assert torch.equal(a.x_train, b.x_train)
+    assert a.num_classes == 25 and a.centers.shape == (25, 2)
+    err = (a.x_train - a.centers[a.y_train]).std()
+    assert abs(float(err) - 0.05) < 0.005
+    ring = load_dataset("ring")
+    assert torch.allclose(ring.centers.norm(dim=1), torch.full((8,), 2.0))
+
+
+def test_digits_range_and_split():
+    d = load_dataset("digits")
+    assert d.x_train.shape[1:] == (1, 8, 8) and len(d.x_train) + len(d.x_test) == 1797
+    assert d.x_train.min() == -1 and d.x_train.max() == 1 and d.num_classes == 10
+
+
+def test_idx_roundtrip(tmp_path):
+    d = load_dataset("mnist", str(idx_folder(tmp_path)))
+    assert d.x_train.shape == (20, 1, 28, 28) and d.x_test.shape == (10, 1, 28, 28)
+    assert d.x_train.min() >= -1 and d.x_train.max() <= 1
+
+
+def test_idx_wrong_magic(tmp_path):
+    p = tmp_path / "x"
+    p.write_bytes(b"\x12\x34\x08\x03" + b"\0" * 20)
+    with pytest.raises(MixganError, match="wrong IDX magic"):
+        read_idx(p, 3)
+
+
+def test_idx_truncated(tmp_path):
+    p = tmp_path / "x"
+    write_idx(p, np.zeros((5, 28, 28)))
+    p.write_bytes(p.read_bytes()[:-10])
+    with pytest.raises(MixganError, match="truncated"):
+        read_idx(p, 3)
+
+
+def test_idx_counts_differ(tmp_path):
+    with pytest.raises(MixganError, match="20 images but .* 19 labels"):
+        load_dataset("mnist", str(idx_folder(tmp_path, labels_train=19)))
+
+
+def test_missing_folder():
+    with pytest.raises(MixganError, match="does not exist"):
+        load_dataset("fashion-mnist", "/nonexistent/folder")
+
+
+def test_unknown_dataset():
+    with pytest.raises(MixganError, match="unknown dataset 'imagenet'"):
+        load_dataset("imagenet")
+
+
+def _png(path, size, value=128, mode="L"):
+    from PIL import Image
+
+    Image.new(mode, size, value).save(path)
+
+
+def test_image_folder_with_classes(tmp_path):
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            _png(tmp_path / c / f"{i}.png", (8, 8), value=40 * i)
+    d = image_folder(tmp_path, test_fraction=0.2)
+    assert d.num_classes == 2 and d.x_train.shape[1:] == (1, 8, 8)
+    assert len(d.x_train) + len(d.x_test) == 10
+
+
+def test_image_folder_other_size(tmp_path):
+    _png(tmp_path / "a.png", (8, 8))
+    _png(tmp_path / "b.png", (9, 8))
+    with pytest.raises(MixganError, match="b.png: image of size 9x8"):
+        image_folder(tmp_path)
+
+
+def test_image_folder_empty(tmp_path):
+    with pytest.raises(MixganError, match="no PNG or JPEG"):
+        image_folder(tmp_path)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_cifar_batches_load_and_payload_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 3]}
+        (tmp_path / name).write_bytes(pickle.dumps(batch))
+    d = load_dataset("cifar10", str(tmp_path))
+    assert d.x_train.shape == (20, 3, 32, 32) and d.y_test.tolist() == [0, 1, 2, 3]
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps({b"data": _Payload(), b"labels": [0]}))
+    with pytest.raises(MixganError, match="data_batch_3: not a CIFAR-10 batch .*refused global"):
+        load_dataset("cifar10", str(tmp_path))
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.fashion
+def test_fashion_mnist_from_debian_package():
+    d = load_dataset("fashion-mnist")
+    assert d.x_train.shape == (60000, 1, 28, 28) and d.x_test.shape == (10000, 1, 28, 28)
+    assert sorted(d.y_train.unique().tolist()) == list(range(10))

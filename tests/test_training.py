@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import mixgan
+from mixgan.errors import MixganError
+from mixgan.training.checkpoint import latest_checkpoint, list_checkpoints
+
+from conftest import small_config
+
+
+def weights(run_dir):
+    ckpt = list_checkpoints(run_dir / "checkpoints")[-1]
+    return load_file(str(ckpt.with_suffix(".safetensors")))
+
+
+@pytest.mark.parametrize("model, extra", [("gmgan", {}), ("gan", {"train.ema": True, "train.d_steps": 2}),
+                                          ("gmgan", {"prior.dynamic": True, "data.dataset": "digits",
+                                                     "model.width": 8})])
+def test_resume_matches_uninterrupted_run(tmp_path, model, extra):
+    full = small_config(tmp_path / "a", **{"model.name": model, **extra})
+    mixgan.train(full)
+    half = small_config(tmp_path / "b", **{"model.name": model, "train.steps": 10, **extra})
+    mixgan.train(half)
+    half.train.steps = 20
+    mixgan.train(half, resume=True)
+    wa, wb = weights(tmp_path / "a" / "run"), weights(tmp_path / "b" / "run")
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+    steps = [json.loads(l)["step"] for l in (tmp_path / "b" / "run" / "stats.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+
+
+def test_same_seed_same_numbers_other_seed_differs(tmp_path):
+    mixgan.train(small_config(tmp_path / "a"))
+    mixgan.train(small_config(tmp_path / "b"))
+    mixgan.train(small_config(tmp_path / "c", **{"train.seed": 1}))
+    a, b, c = (weights(tmp_path / d / "run") for d in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_run_directory_contents(tmp_path):
+    cfg = small_config(tmp_path, **{"prior.components": 4})
+    run = mixgan.train(cfg)
+    d = run.path
+    assert mixgan.load(d).cfg == mixgan.config.load_config(d / "config.toml")
+    stats = [json.loads(l) for l in (d / "stats.jsonl").read_text().splitlines()]
+    assert {"step", "loss_d", "loss_g", "it_per_s", "samples_per_s"} <= set(stats[0])
+    assert sorted(p.name for p in (d / "samples").iterdir()) == ["step-000010.png", "step-000020.png"]
+    # keep_checkpoints=2 by default, both complete pairs
+    names = sorted(p.name for p in (d / "checkpoints").iterdir())
+    assert names == ["step-000010.json", "step-000010.safetensors", "step-000020.json", "step-000020.safetensors"]
+
+
+def test_image_grid_has_one_row_per_component(tmp_path):
+    from PIL import Image
+
+    cfg = small_config(tmp_path, **{"data.dataset": "digits", "prior.components": 6, "model.width": 8,
+                                    "train.steps": 2, "train.sample_every": 2})
+    run = mixgan.train(cfg)
+    img = np.asarray(Image.open(run.path / "samples" / "step-000002.png"))
+    cell = (8 + 1) * 8  # 8x8 images, pad 1, enlarged 8 times
+    assert img.shape[0] == 6 * cell + 8 and img.shape[1] == 10 * cell + 8
+
+
+def test_sampling_api(tmp_path):
+    run = mixgan.train(small_config(tmp_path))
+    s = run.sample(50, component=3, scale=0.5)
+    assert s.x.shape == (50, 2) and (s.component == 3).all()
+    a, b = run.sample(20, seed=4), run.sample(20, seed=4)
+    assert torch.equal(a.x, b.x)
+    with pytest.raises(MixganError, match="component must be in"):
+        run.sample(5, component=8)
+
+
+def test_damaged_newest_checkpoint_is_skipped(tmp_path):
+    run = mixgan.train(small_config(tmp_path))
+    newest = list_checkpoints(run.path / "checkpoints")[-1].with_suffix(".safetensors")
+    newest.write_bytes(newest.read_bytes()[:100])
+    states, record = latest_checkpoint(run.path / "checkpoints")
+    assert record["step"] == 10
+
+
+def test_resume_into_another_model_is_refused(tmp_path):
+    cfg = small_config(tmp_path)
+    mixgan.train(cfg)
+    before = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    other = small_config(tmp_path, **{"model.name": "gan"})
+    with pytest.raises(MixganError, match="model.name='gmgan', not 'gan'"):
+        mixgan.train(other, resume=True)
+    assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == before
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    mixgan.train(small_config(tmp_path))
+    with pytest.raises(MixganError, match="already exists"):
+        mixgan.train(small_config(tmp_path))
+
+
+def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    from mixgan.models.base import GANModel
+
+    original = GANModel.train_step
+    calls = {"n": 0}
+
+    def poisoned(self, next_batch, gen):
+        calls["n"] += 1
+        logs = original(self, next_batch, gen)
+        if calls["n"] == 14:
+            logs["loss_d"] = torch.tensor(float("nan"))
+        return logs
+
+    monkeypatch.setattr(GANModel, "train_step", poisoned)
+    with pytest.raises(MixganError, match=r"loss_d became nan at step 14.*checkpoint \(step 10\)"):
+        mixgan.train(small_config(tmp_path))
+    assert mixgan.load(tmp_path / "run").step == 10
