@@ -1,0 +1,282 @@
+"""The reference classifier: a small CNN per image dataset, trained by us, cached on disk.
+
+Inception weights cannot be downloaded here, and a 28x28 grey-scale dataset is poorly served by
+an ImageNet network anyway, so every feature-based metric runs in the space of a CNN trained on
+the dataset's own training split. ``get_classifier(name).features(x)`` (the 128-d penultimate
+layer, after ReLU) is a stable interface: IC-GAN uses it as its supervised instance embedding.
+
+Cache layout, under ``$MIXGAN_CACHE`` (default ``~/.cache/mixgan``)::
+
+    classifiers/<dataset>-<fingerprint>-v<ARCH_VERSION>/model.safetensors, meta.json
+    features/<dataset>-<fingerprint>-<split>-<backbone id>.safetensors
+
+Training takes a file lock so parallel processes (pytest-xdist workers) train a classifier once.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import MixganError
+
+ARCH_VERSION = 1
+FEATURE_DIM = 128
+Progress = Callable[[int, int, str], None]  # (done, total, description)
+
+
+def cache_dir() -> Path:
+    """``$MIXGAN_CACHE`` or ``~/.cache/mixgan``."""
+    return Path(os.environ.get("MIXGAN_CACHE") or Path.home() / ".cache" / "mixgan").expanduser()
+
+
+@contextmanager
+def file_lock(path: Path):
+    """An exclusive advisory lock held for the block (blocks until the other holder is done)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class SmallCNN(nn.Module):
+    """Two conv-BN-ReLU-pool blocks, a 128-d ReLU layer (the features) and a linear class head."""
+
+    def __init__(self, shape: tuple[int, ...], num_classes: int, width: int = 32):
+        super().__init__()
+        c, h, w = shape
+        if h < 4 or w < 4:
+            raise MixganError(f"images of {h}x{w} are too small for the reference classifier (need >= 4x4)")
+        self.shape, self.num_classes = tuple(shape), num_classes
+        self.body = nn.Sequential(
+            nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(2 * width * (h // 4) * (w // 4), FEATURE_DIM), nn.ReLU(),
+        )
+        self.drop = nn.Dropout(0.25)
+        self.head = nn.Linear(FEATURE_DIM, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits)."""
+        h = self.body(x)
+        return h, self.head(self.drop(h))
+
+
+def default_epochs(n_train: int) -> int:
+    """About 180,000 image presentations, at least 3 epochs: fashion-mnist 3, digits 126."""
+    return max(3, math.ceil(180_000 / max(1, n_train)))
+
+
+def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, seed: int = 0,
+              batch_size: int = 128, lr: float = 2e-3, progress: Progress | None = None,
+              desc: str = "classifier") -> SmallCNN:
+    """Train a SmallCNN with Adam and a cosine learning-rate decay; same seed, same weights."""
+    if len(x) != len(y):
+        raise MixganError(f"{len(x)} images but {len(y)} labels")
+    if len(x) < 2:
+        raise MixganError("need at least 2 labelled images to train a classifier")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise MixganError(f"labels must be in [0, {num_classes - 1}], got {int(y.min())}..{int(y.max())}")
+    torch.manual_seed(seed)  # weight init
+    net = SmallCNN(tuple(x.shape[1:]), num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    total = epochs * steps_per_epoch
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    x, y = x.float(), y.long()
+    net.train()
+    step = 0
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            if len(idx) < 2:
+                continue  # BatchNorm needs 2 samples
+            _, logits = net(x[idx])
+            loss = F.cross_entropy(logits, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if progress is not None and (step % 20 == 0 or step == total):
+                progress(step, total, desc)
+    return net.eval()
+
+
+@torch.no_grad()
+def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, softmax probabilities) of ``net`` over ``x`` in eval mode."""
+    net.eval()
+    feats, probs = [], []
+    for i in range(0, len(x), batch_size):
+        h, logits = net(x[i:i + batch_size].float())
+        feats.append(h)
+        probs.append(logits.softmax(1))
+    if not feats:
+        return torch.zeros(0, FEATURE_DIM), torch.zeros(0, getattr(net, "num_classes", 0))
+    return torch.cat(feats), torch.cat(probs)
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    _, probs = run_batches(net, x)
+    return float((probs.argmax(1) == y).double().mean())
+
+
+class Backbone:
+    """A feature extractor for the metrics: ``embed(x)`` gives (N x F features, N x C probabilities).
+
+    ``x`` is N x C x H x W in [-1, 1], shaped like the dataset. ``id`` names the weights, for caches.
+    """
+
+    name = "backbone"
+    id = "backbone"
+
+    def embed(self, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)[0]
+
+    def probs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)[1]
+
+
+class ReferenceClassifier(Backbone):
+    """A trained SmallCNN with its test accuracy; ``features`` is the 128-d penultimate layer."""
+
+    name = "classifier"
+
+    def __init__(self, net: SmallCNN, meta: dict, path: Path | None = None):
+        self.net, self.meta, self.path = net.eval(), meta, path
+        self.accuracy = float(meta["accuracy"])
+        self.dataset = meta["dataset"]
+        self.id = f"classifier-{meta['weights_sha256'][:12]}"
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    def embed(self, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+        if tuple(x.shape[1:]) != self.net.shape:
+            raise MixganError(f"images of shape {tuple(x.shape[1:])} do not fit the {self.dataset} classifier "
+                              f"(expects {self.net.shape})")
+        return run_batches(self.net, x, batch_size)
+
+    def __repr__(self) -> str:
+        return f"ReferenceClassifier({self.dataset!r}, accuracy={self.accuracy:.4f})"
+
+
+def _load_classifier(folder: Path) -> ReferenceClassifier | None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta_path, weights_path = folder / "meta.json", folder / "model.safetensors"
+    if not meta_path.is_file() or not weights_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("arch_version") != ARCH_VERSION:
+            return None
+        if hashlib.sha256(weights_path.read_bytes()).hexdigest() != meta["weights_sha256"]:
+            return None
+        net = SmallCNN(tuple(meta["shape"]), meta["num_classes"])
+        net.load_state_dict(load_file(str(weights_path)))
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError):
+        return None  # damaged cache entry: retrain
+    return ReferenceClassifier(net, meta, folder)
+
+
+def classifier_dir(data) -> Path:
+    return cache_dir() / "classifiers" / f"{data.name}-{data.fingerprint()}-v{ARCH_VERSION}"
+
+
+def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0) -> ReferenceClassifier:
+    """Train (no cache) a reference classifier on a Dataset's train split; accuracy on its test split."""
+    from safetensors.torch import save
+
+    if not data.is_image:
+        raise MixganError(f"dataset '{data.name}' holds points, not images: it has no reference classifier")
+    if data.y_train is None or data.num_classes < 2:
+        raise MixganError(f"dataset '{data.name}' has no class labels, so no reference classifier can be "
+                          "trained (use --backbone inception --weights FILE)")
+    epochs = default_epochs(len(data.x_train))
+    net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
+                    desc=f"classifier {data.name}")
+    acc = accuracy(net, data.x_test, data.y_test) if data.y_test is not None and len(data.x_test) else float("nan")
+    blob = save({k: v.contiguous() for k, v in net.state_dict().items()})
+    meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "arch_version": ARCH_VERSION,
+            "shape": list(data.shape), "num_classes": data.num_classes, "accuracy": acc, "epochs": epochs,
+            "seed": seed, "n_train": len(data.x_train), "n_test": len(data.x_test),
+            "weights_sha256": hashlib.sha256(blob).hexdigest()}
+    cls = ReferenceClassifier(net, meta)
+    cls._blob = blob
+    return cls
+
+
+def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None) -> ReferenceClassifier:
+    """The cached reference classifier of a dataset (a name or a loaded Dataset); trains it on first use."""
+    from ..data import Dataset, load_dataset
+    from ..training.checkpoint import atomic_write_bytes, atomic_write_text
+
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
+    if not data.is_image:
+        raise MixganError(f"dataset '{data.name}' holds points, not images: it has no reference classifier")
+    folder = classifier_dir(data)
+    found = _load_classifier(folder)
+    if found is not None:
+        return found
+    with file_lock(folder.with_name(folder.name + ".lock")):
+        found = _load_classifier(folder)  # another process may have trained it while we waited
+        if found is not None:
+            return found
+        cls = train_reference_classifier(data, progress=progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / "model.safetensors", cls._blob)
+        atomic_write_text(folder / "meta.json", json.dumps(cls.meta, indent=1))
+        cls.path = folder
+        return cls
+
+
+def reference_features(backbone: Backbone, data, split: str = "train",
+                       progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, probabilities) of a dataset split under a backbone, cached in safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save
+
+    from ..training.checkpoint import atomic_write_bytes
+
+    if split not in ("train", "test"):
+        raise MixganError(f"split must be train or test, got {split!r}")
+    x = data.x_train if split == "train" else data.x_test
+    path = cache_dir() / "features" / f"{data.name}-{data.fingerprint()}-{split}-{backbone.id}.safetensors"
+    if path.is_file():
+        try:
+            t = load_file(str(path))
+            if len(t["features"]) == len(x):
+                return t["features"], t["probs"]
+        except (OSError, KeyError, SafetensorError):
+            pass  # damaged: recompute
+    if progress is not None:
+        progress(0, len(x), f"features {data.name} {split}")
+    feats, probs = backbone.embed(x)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, save({"features": feats.contiguous(), "probs": probs.contiguous()}))
+    if progress is not None:
+        progress(len(x), len(x), f"features {data.name} {split}")
+    return feats, probs
