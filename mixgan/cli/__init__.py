@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import MixganError
-from . import info, sample, train
+from . import classifier, evaluate, info, sample, train
 
-COMMANDS = [train, sample, info]
+COMMANDS = [train, sample, info, evaluate, classifier]
 
 
 def build_parser() -> argparse.ArgumentParser:
