@@ -8,6 +8,7 @@ from ..config import build_config, set_value, parse_override, validate
 from ..errors import MixganError
 from ..models import MODELS
 from ..training import RunDir
+from ..training.dist import launch_rank
 from .common import TqdmProgress
 
 # flag -> setting
@@ -57,6 +58,8 @@ def run(args) -> int:
     cfg, resume = resolve(args)
     progress = None if args.quiet else TqdmProgress(f"{cfg.model.name} {cfg.data.dataset}")
     result = train_run(cfg, resume=resume, progress=progress)
+    if launch_rank() != 0:  # under torchrun, rank 0 alone reports
+        return 0
     print(f"run: {result.path}")
     print(f"samples: {result.path / 'samples'}")
     print(f"steps: {result.step}")

@@ -1,4 +1,10 @@
-"""PyTorch distributed data parallel under torchrun: set-up, wrapping, rank queries."""
+"""PyTorch distributed data parallel under torchrun: set-up, wrapping, rank queries.
+
+``torchrun`` (one node or many, through its rendezvous) sets RANK, LOCAL_RANK and
+WORLD_SIZE; :func:`init_from_env` joins that process group with NCCL on CUDA and gloo on
+CPU. Every rank holds the whole model, trains on its own shard of the data, and DDP
+averages the gradients of the modules wrapped by :func:`wrap`, so weights stay identical.
+"""
 from __future__ import annotations
 
 import os
@@ -20,6 +26,13 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
+def launch_rank() -> int:
+    """This process's global rank as the launcher set it, valid before and after the group exists."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -29,24 +42,37 @@ def resolve_device(name: str) -> torch.device:
         name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     device = torch.device(name)
     if device.type == "cuda":
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise MixganError(f"device {device} requested but this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s): use --nproc_per_node <= the number of GPUs")
         torch.cuda.set_device(device)
     return device
 
 
 def init_from_env(device: torch.device) -> bool:
-    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU); False if single."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return dist.is_initialized()
+    """Join the process group torchrun describes (NCCL on CUDA, gloo on CPU).
+
+    Returns True only when this call created the group (the caller then owns its shutdown);
+    a group that already exists, or a single process, gives False.
+    """
+    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not dist.is_available():
+        raise MixganError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
 
 
 def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DDP around a module with trainable parameters; the module itself when single-process."""
+    """DDP around a module with trainable parameters; the module itself when single-process.
+
+    Buffers (batch-norm statistics, the static mixture's means) are broadcast from rank 0 at
+    every forward of the wrapper, DDP's default.
+    """
     if world()[1] == 1 or not any(p.requires_grad for p in module.parameters()):
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, broadcast_buffers=True)
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
 def barrier() -> None:
@@ -61,6 +87,26 @@ def broadcast_object(obj):
     holder = [obj]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def sync_buffers(modules) -> None:
+    """Give every rank rank 0's buffers (batch-norm statistics drift apart after the last forward)."""
+    if world()[1] == 1:
+        return
+    for module in modules:
+        for buf in module.buffers():
+            dist.broadcast(buf.data, src=0)
+
+
+def all_finite(flag: bool) -> bool:
+    """True when ``flag`` is True on every rank (so all ranks stop together on a NaN)."""
+    if world()[1] == 1:
+        return flag
+    t = torch.tensor([0 if flag else 1], dtype=torch.int32)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return int(t.item()) == 0
 
 
 def shutdown() -> None:

@@ -150,10 +150,33 @@ def prepare_run(cfg: Config, resume: bool) -> RunDir:
     return run
 
 
+def _memory_format(cfg: Config, data) -> torch.memory_format | None:
+    return torch.channels_last if cfg.train.channels_last and data.is_image else None
+
+
+def _compile(module: torch.nn.Module) -> None:
+    """Compile a module's forward in place, so its state_dict keys and checkpoints stay the same."""
+    if not hasattr(module, "compile"):
+        raise MixganError("train.compile needs PyTorch >= 2.2 (nn.Module.compile)")
+    module.compile()
+
+
 def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -> RunDir:
-    """Train ``cfg``'s model; with ``resume``, continue ``cfg.out`` from its last checkpoint."""
+    """Train ``cfg``'s model; with ``resume``, continue ``cfg.out`` from its last checkpoint.
+
+    Under torchrun every rank runs this; the process group is created here (and destroyed on
+    return) unless the caller already joined one.
+    """
     device = dist.resolve_device(cfg.train.device)
-    dist.init_from_env(device)
+    created = dist.init_from_env(device)
+    try:
+        return _train(cfg, resume, progress, device)
+    finally:
+        if created:
+            dist.shutdown()
+
+
+def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.device) -> RunDir:
     rank, world_size = dist.world()
     main = rank == 0
     t = cfg.train
@@ -171,8 +194,22 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -
             start = record["step"]
         if main:
             run.truncate_stats(start)
+    fmt = _memory_format(cfg, data)
+    if fmt is not None:
+        model.G.to(memory_format=fmt)
+        model.D.to(memory_format=fmt)
+    if t.compile:
+        _compile(model.G.net)
+        _compile(model.D)
     model.G_train, model.D_train = dist.wrap(model.G, device), dist.wrap(model.D, device)
     stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size)
+
+    def next_batch(b: int) -> dict:
+        batch = model.batch(stream(b).to(device))
+        if fmt is not None:
+            batch["x"] = batch["x"].contiguous(memory_format=fmt)
+        return batch
+
     board = _TensorBoard(run.path) if (t.tensorboard and main) else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.amp and device.type == "cuda"
                 else contextlib.nullcontext())
@@ -182,16 +219,20 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -
     tick, tick_step = time.perf_counter(), start
     try:
         for step in range(start, t.steps):
-            torch.manual_seed(step_seed(t.seed, step, rank))
-            gen = torch.Generator(device).manual_seed(step_seed(t.seed, step, rank + 1))
+            # rank r seeds its global RNG with 2r and its noise generator with 2r + 1: no two streams meet
+            torch.manual_seed(step_seed(t.seed, step, 2 * rank))
+            gen = torch.Generator(device).manual_seed(step_seed(t.seed, step, 2 * rank + 1))
             draws = iter(range(step * t.d_steps, (step + 1) * t.d_steps))
             with autocast:
-                logs = model.train_step(lambda: model.batch(stream(next(draws)).to(device)), gen)
-            logs = {k: float(v) for k, v in logs.items()}
+                out = model.train_step(lambda: next_batch(next(draws)), gen)
+            values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).detach().reshape(())
+                                  for v in out.values()]).tolist()  # one device sync per step
+            logs = dict(zip(out, values))
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if bad:
-                raise TrainingDiverged(f"{bad[0]} became {logs[bad[0]]} at step {step + 1}; stopped, the last "
-                                       f"good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}")
+            if not dist.all_finite(not bad):
+                what = f"{bad[0]} became {logs[bad[0]]}" if bad else "a loss on another process became non-finite"
+                raise TrainingDiverged(f"{what} at step {step + 1}; stopped, the last good checkpoint "
+                                       f"(step {last_ckpt}) is kept in {run.checkpoints}")
             done = step + 1
             if main and (done % t.log_every == 0 or done == t.steps):
                 now = time.perf_counter()
@@ -213,6 +254,7 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -
                 dist.barrier()
             if progress and main:
                 progress.update(done, logs)
+        dist.sync_buffers(model.modules().values())
     finally:
         if progress and main:
             progress.close()
