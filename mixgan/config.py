@@ -94,6 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.steps": 3000, "train.beta1": 0.5,
         "train.log_every": 100, "train.sample_every": 1000, "train.checkpoint_every": 1000,
     },
+    "npz": {},  # vectors or images: arch "auto" picks by the data's shape
     "image": {
         "model.arch": "dcgan", "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0,
     },
@@ -187,6 +188,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def dataset_family(name: str) -> str:
+    if str(name).startswith("npz:"):
+        return "npz"
     return "toy" if name in ("ring", "grid") else "image"
 
 

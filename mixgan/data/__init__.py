@@ -8,6 +8,7 @@ from ..errors import MixganError
 from .base import DataSpec, Dataset
 from .idx import load_idx_dataset, read_idx
 from .images import cifar10, digits, image_folder, safe_unpickle
+from .npz import npz_dataset
 from . import toy
 
 DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist", "mnist": "", "cifar10": "", "folder": ""}
@@ -23,7 +24,9 @@ LOADERS: dict[str, Callable[[str, int, float], Dataset]] = {
     "folder": lambda d, s, f: image_folder(d, seed=s, test_fraction=f),
 }
 # Prefixed names, "npz:PATH" for example: prefix -> loader(path, seed, test_fraction)
-PREFIX_LOADERS: dict[str, Callable[[str, int, float], Dataset]] = {}
+PREFIX_LOADERS: dict[str, Callable[[str, int, float], Dataset]] = {
+    "npz": npz_dataset,
+}
 
 DATASETS = tuple(LOADERS)
 

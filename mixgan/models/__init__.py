@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 from ..errors import MixganError
+from .acgan import ACGAN
 from .base import GANModel, Samples
+from .cgan import CGAN
 from .gan import GAN
 from .gmgan import GMGAN
+from .gmgan_supervised import SupervisedGMGAN
 
 MODELS: dict[str, type[GANModel]] = {
     "gan": GAN,
     "gmgan": GMGAN,
+    "gmgan-supervised": SupervisedGMGAN,
+    "cgan": CGAN,
+    "acgan": ACGAN,
 }
 
 

@@ -32,6 +32,7 @@ class Samples:
     component: torch.Tensor | None = None
     label: torch.Tensor | None = None
     instance: torch.Tensor | None = None
+    cond: torch.Tensor | None = None  # real-valued conditions of a vector-conditioned model
 
     def arrays(self) -> dict:
         return {k: v.cpu().numpy() for k, v in vars(self).items() if v is not None}

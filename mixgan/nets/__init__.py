@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from ..errors import MixganError
+from .cgan_mlp import CGANMLPDiscriminator, CGANMLPGenerator
 from .conv import ConvDiscriminator, ConvGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 
@@ -37,6 +38,8 @@ ARCHS = {
             lambda s, w, o, c, a, sn: MLPDiscriminator(s, w, o, c, a, sn)),
     "dcgan": (lambda d, s, w, c, m: ConvGenerator(d, s, w, c, m),
               lambda s, w, o, c, a, sn: ConvDiscriminator(s, w, o, c, a, sn)),
+    "cgan-mlp": (lambda d, s, w, c, m: CGANMLPGenerator(d, s, c, tanh=len(s) == 3),
+                 lambda s, w, o, c, a, sn: CGANMLPDiscriminator(s, o, c, a, sn)),
 }
 
 

@@ -1,0 +1,67 @@
+"""Supervised GM-GAN (Ben-Yosef & Weinshall 2018): class-conditional synthesis from a mixture prior.
+
+K Gaussians in the latent space, K a multiple of the N classes, mapped to classes by
+f(k) = k mod N (Gaussians y, y + N, y + 2N, ... all belong to class y). G takes z only; the
+class is carried by which Gaussian z came from. D outputs N per-class real/fake logits:
+real (x, y) pushes logit y up, a fake G(z_k) pushes logit f(k) down, and G pushes logit f(k)
+of G(z_k) up. To generate class y, pick one of its Gaussians uniformly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import DataSpec
+from ..errors import MixganError
+from ..nets import build_discriminator
+from .base import GANModel, Samples
+
+
+def check_labelled(name: str, spec: DataSpec) -> None:
+    """Refuse data without at least two classes (class-conditional models need labels)."""
+    if spec.num_classes < 2:
+        raise MixganError(f"model '{name}' needs class labels; dataset '{spec.name}' has none")
+
+
+class SupervisedGMGAN(GANModel):
+    name = "gmgan-supervised"
+    mixture = True
+    class_conditional = True
+
+    def check(self, spec: DataSpec) -> None:
+        check_labelled(self.name, spec)
+        k, n = self.cfg.prior.components, spec.num_classes
+        if k % n:
+            raise MixganError(f"gmgan-supervised needs components to be a multiple of the {n} classes, got {k}")
+
+    def class_of(self, k: torch.Tensor) -> torch.Tensor:
+        """f: Gaussian index -> class."""
+        return k % self.num_classes
+
+    def build_discriminator(self) -> nn.Module:
+        m = self.cfg.model
+        return build_discriminator(m.arch, self.shape, m.width, out_dim=self.num_classes,
+                                   spectral_norm=m.spectral_norm)
+
+    def fake(self, n, gen, grad, batch=None):
+        eps, k = self.G.prior.draw(n, gen, device=self.device)
+        g = self.G_train if grad else self.G
+        with torch.set_grad_enabled(grad):
+            return g(eps, k), {"y": self.class_of(k)}
+
+    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
+        """The logit of each sample's own class (y for real data, f(k) for fakes)."""
+        logits = (self.D_train if train else self.D)(x)
+        return logits.gather(1, info["y"][:, None])[:, 0]
+
+    def sample_batch(self, n, component, scale, label, generator, **kwargs) -> Samples:
+        if component is not None and label is not None and component % self.num_classes != label:
+            raise MixganError(f"component {component} belongs to class {component % self.num_classes}, not {label}")
+        eps, k = self.G.prior.draw(n, generator, component, device=self.device)
+        if label is not None and component is None:
+            k = (k // self.num_classes) * self.num_classes + label  # uniform over class y's Gaussians
+        x = self.generator(eps, k, scale=scale).float().cpu()
+        return Samples(x, component=k.cpu(), label=self.class_of(k).cpu())
+
+    def grid_rows(self) -> tuple[int, dict]:
+        return self.num_classes, {"label": list(range(self.num_classes))}
