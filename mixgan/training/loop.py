@@ -94,10 +94,13 @@ def restore(model: GANModel, states: dict, record: dict, optimizers: bool = True
         load_module_state(module, states[name], name)
     if optimizers:
         for name, opt in model.optimizers().items():
+            settings = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
             try:
                 opt.load_state_dict(states[name])
             except (KeyError, ValueError) as exc:
                 raise MixganError(f"checkpoint optimizer state '{name}' does not fit this model ({exc})") from None
+            for group, own in zip(opt.param_groups, settings):  # the config's lr/betas win over the saved ones
+                group.update(own)
     model.load_extra_tensors(states.get("extra", {}))
 
 
@@ -181,12 +184,17 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     main = rank == 0
     t = cfg.train
     torch.manual_seed(t.seed)
-    run = prepare_run(cfg, resume)
+    # data and model first: a bad file or setting must fail before a run directory is touched
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction)
     model = build_model(cfg, data.spec(), device)
     model.attach_data(data)
+    run = prepare_run(cfg, resume)
+    model.attach_run(run.path)
     start = 0
     if resume:
+        if main:
+            for stale in run.checkpoints.glob(".step-*.tmp-*"):  # left by a killed process
+                stale.unlink(missing_ok=True)
         found = latest_checkpoint(run.checkpoints)
         if found is not None:
             states, record = found
@@ -231,8 +239,9 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if not dist.all_finite(not bad):
                 what = f"{bad[0]} became {logs[bad[0]]}" if bad else "a loss on another process became non-finite"
-                raise TrainingDiverged(f"{what} at step {step + 1}; stopped, the last good checkpoint "
-                                       f"(step {last_ckpt}) is kept in {run.checkpoints}")
+                kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}" if last_ckpt
+                        else "no checkpoint had been written yet")
+                raise TrainingDiverged(f"{what} at step {step + 1}; stopped, {kept}")
             done = step + 1
             if main and (done % t.log_every == 0 or done == t.steps):
                 now = time.perf_counter()
