@@ -18,14 +18,14 @@ def classification_accuracy_score(x_fake: torch.Tensor, y_fake: torch.Tensor, x_
                                   seed: int = 0, progress: Progress | None = None) -> float:
     """Test accuracy on real (x_test, y_test) of a SmallCNN trained on generated (x_fake, y_fake).
 
-    ``epochs`` defaults to about 60,000 image presentations (at least 3 epochs).
+    ``epochs`` defaults to about 30,000 image presentations (at least 3 epochs).
     """
     if x_fake.shape[1:] != x_test.shape[1:]:
         raise MixganError(f"generated images {tuple(x_fake.shape[1:])} and real images {tuple(x_test.shape[1:])} "
                           "differ in shape")
     if y_test is None or len(y_test) == 0:
         raise MixganError("CAS needs a labelled real test split")
-    epochs = epochs or max(3, math.ceil(60_000 / max(1, len(x_fake))))
+    epochs = epochs or max(3, math.ceil(30_000 / max(1, len(x_fake))))
     net = train_cnn(x_fake, torch.as_tensor(y_fake).long(), num_classes, epochs, seed=seed, progress=progress,
                     desc="CAS classifier")
     return accuracy(net, x_test, torch.as_tensor(y_test).long())

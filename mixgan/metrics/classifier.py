@@ -76,8 +76,8 @@ class SmallCNN(nn.Module):
 
 
 def default_epochs(n_train: int) -> int:
-    """About 180,000 image presentations, at least 3 epochs: fashion-mnist 3, digits 126."""
-    return max(3, math.ceil(180_000 / max(1, n_train)))
+    """About 60,000 image presentations, at least 3 epochs: fashion-mnist 3, digits 42."""
+    return max(3, math.ceil(60_000 / max(1, n_train)))
 
 
 def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, seed: int = 0,
