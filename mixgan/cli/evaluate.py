@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,7 @@ def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
             return f["x"], (f["label"] if "label" in f.files else None)
     except FileNotFoundError:
         raise MixganError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise MixganError(f"{path}: not a readable .npz ({exc})") from None
 
 

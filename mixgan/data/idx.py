@@ -63,6 +63,9 @@ def load_idx_dataset(name: str, folder: str | Path) -> Dataset:
     for split, prefix in (("train", "train"), ("test", "t10k")):
         ip, lp = _find(folder, f"{prefix}-images-idx3-ubyte"), _find(folder, f"{prefix}-labels-idx1-ubyte")
         images, labels = read_idx(ip, 3), read_idx(lp, 1)
+        for path, array in ((ip, images), (lp, labels)):
+            if array.dtype != np.uint8:
+                raise MixganError(f"{path}: expected unsigned bytes (IDX type 0x08), found {array.dtype}")
         if len(images) != len(labels):
             raise MixganError(f"{ip}: {len(images)} images but {lp.name} has {len(labels)} labels")
         if len(images) == 0:

@@ -48,12 +48,17 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise MixganError(f"{path}: file not found") from None
     except Exception as exc:  # any malformed pickle: name the file, never run it
-        raise MixganError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+        raise MixganError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
     if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
         raise MixganError(f"{path}: not a CIFAR-10 batch (no data/labels)")
-    data, labels = obj[b"data"], np.asarray(obj[b"labels"])
+    data, labels = obj[b"data"], obj[b"labels"]
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
         raise MixganError(f"{path}: CIFAR-10 data must be N x 3072")
+    if not isinstance(labels, (list, np.ndarray)) or not all(isinstance(v, (int, np.integer)) for v in labels):
+        raise MixganError(f"{path}: CIFAR-10 labels must be a list of integers")
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise MixganError(f"{path}: CIFAR-10 label {int(labels.max() if labels.max() > 9 else labels.min())} outside 0..9")
     if len(data) != len(labels):
         raise MixganError(f"{path}: {len(data)} images but {len(labels)} labels")
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)

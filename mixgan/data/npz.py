@@ -9,6 +9,7 @@ out. Arrays are read with ``allow_pickle=False``: object arrays are refused, nev
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         raise MixganError(f"npz dataset {path}: file not found") from None
     except ValueError as exc:  # object arrays need pickle: refused
         raise MixganError(f"npz dataset {path}: unreadable array ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise MixganError(f"npz dataset {path}: not a .npz file ({exc})") from None
 
 

@@ -96,10 +96,32 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _check_record(record: Any) -> None:
+    """Refuse a record whose fields are not what save_checkpoint writes."""
+    if not isinstance(record, dict):
+        raise TypeError("the record is not a JSON object")
+    kinds = {"step": int, "tensors": str, "sha256": str, "states": dict}
+    for key, kind in kinds.items():
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            raise TypeError(f"field '{key}' is missing or not a {kind.__name__}")
+    if record["step"] < 0:
+        raise ValueError(f"negative step {record['step']}")
+    if "data_spec" in record:
+        spec = record["data_spec"]
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if (not isinstance(shape, list) or not 1 <= len(shape) <= 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in shape)
+                or not isinstance(spec.get("name"), str) or not isinstance(spec.get("num_classes", 0), int)
+                or not isinstance(spec.get("kind", "image"), str) or not isinstance(spec.get("cond_dim", 0), int)
+                or not 0 <= spec.get("num_classes", 0) <= 100_000 or not 0 <= spec.get("cond_dim", 0) <= 100_000):
+            raise ValueError("field 'data_spec' is malformed")
+
+
 def read_checkpoint(record_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(states, record) of one checkpoint; any damage is a MixganError naming the file."""
     try:
         record = json.loads(record_path.read_text())
+        _check_record(record)
         tensor_path = record_path.with_name(record["tensors"])
         if _sha256(tensor_path) != record["sha256"]:
             raise MixganError(f"{tensor_path}: contents do not match the checksum in {record_path.name}")
@@ -107,8 +129,8 @@ def read_checkpoint(record_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         states = {name: unflatten_state(tree, tensors) for name, tree in record["states"].items()}
     except MixganError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise MixganError(f"{record_path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, SafetensorError) as exc:
+        raise MixganError(f"{record_path}: unreadable checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
     return states, record
 
 
@@ -127,6 +149,8 @@ def latest_checkpoint(folder: Path) -> tuple[dict[str, Any], dict[str, Any]] | N
 
 def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Load a state dict, turning any key or shape mismatch into one clear error."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise MixganError(f"checkpoint's {what} is not a set of named tensors")
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
@@ -134,7 +158,7 @@ def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], w
         detail = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
         raise MixganError(f"checkpoint does not fit this model's {what} ({detail}): is it from another model?")
     for key, value in state.items():
-        if tuple(own[key].shape) != tuple(value.shape):
-            raise MixganError(f"checkpoint does not fit this model's {what}: {key} has shape "
-                              f"{tuple(value.shape)}, expected {tuple(own[key].shape)}")
+        if tuple(own[key].shape) != tuple(value.shape) or own[key].is_floating_point() != value.is_floating_point():
+            raise MixganError(f"checkpoint does not fit this model's {what}: {key} is {value.dtype} "
+                              f"{tuple(value.shape)}, expected {own[key].dtype} {tuple(own[key].shape)}")
     module.load_state_dict(state)

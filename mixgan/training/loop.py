@@ -97,7 +97,7 @@ def restore(model: GANModel, states: dict, record: dict, optimizers: bool = True
             settings = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
             try:
                 opt.load_state_dict(states[name])
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
                 raise MixganError(f"checkpoint optimizer state '{name}' does not fit this model ({exc})") from None
             for group, own in zip(opt.param_groups, settings):  # the config's lr/betas win over the saved ones
                 group.update(own)
