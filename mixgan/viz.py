@@ -82,3 +82,49 @@ def save_samples_picture(x: torch.Tensor, rows: int, path: str | Path, colors: t
         save_png(image_grid(x, rows), path)
     else:
         scatter(x, path, colors, reference, title)
+
+
+def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true class", ylabel: str = "cluster",
+                   title: str = "") -> None:
+    """A confusion matrix with counts written in the cells."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(0.45 * counts.shape[1] + 2, 0.45 * counts.shape[0] + 1.5))
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), v in np.ndenumerate(counts):
+        if v:
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=7,
+                    color="white" if v > counts.max() / 2 else "black")
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_yticks(range(counts.shape[0]))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def labelled_rows(x: torch.Tensor, rows: int, labels: list[str], path: str | Path, title: str = "") -> None:
+    """An image grid with a text label at the start of every row (e.g. "G3 -> class 7")."""
+    plt = _figure()
+    grid = image_grid(x, rows, upscale=1)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * rows + 1))
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+    h = grid.shape[0] / rows
+    ax.set_yticks([h * (r + 0.5) for r in range(rows)])
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def tradeoff_plot(quality: list[float], diversity: list[float], scales: list[float], path: str | Path,
+                  title: str = "") -> None:
+    """Quality against diversity along the latent-scale sweep, each point marked with its s."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(diversity, quality, "o-")
+    for d, q, s in zip(diversity, quality, scales):
+        ax.annotate(f"s={s:g}", (d, q), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("diversity")
+    ax.set_ylabel("quality")
+    ax.set_title(title)
+    save_figure(fig, path)

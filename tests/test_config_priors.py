@@ -84,3 +84,4 @@ def test_log_prob_picks_the_generating_component():
     prior = GaussianMixturePrior(6, 8, c=3.0, sigma=0.2, seed=2)
     z, k = prior.sample(300)
     assert (prior.log_prob_components(z).argmax(1) == k).float().mean() > 0.98
+

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import MixganError
-from . import classifier, evaluate, info, sample, train
+from . import classifier, cluster, evaluate, info, report, sample, tradeoff, train
 
-COMMANDS = [train, sample, info, evaluate, classifier]
+COMMANDS = [train, sample, info, evaluate, classifier, cluster, tradeoff, report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,3 +55,32 @@ class TqdmProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def json_ready(value):
+    """NaN -> null and infinities -> "inf"/"-inf", recursively, so the JSON is standard."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    """Write standard JSON atomically; a missing or unwritable folder is a MixganError."""
+    import json
+
+    from ..training.checkpoint import atomic_write_text
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise MixganError(f"{path}: folder {path.parent} does not exist")
+    try:
+        atomic_write_text(path, json.dumps(json_ready(data), indent=1) + "\n")
+    except OSError as exc:
+        raise MixganError(f"cannot write {path} ({exc.strerror})") from None
+    return path

@@ -1,0 +1,121 @@
+"""Unsupervised clustering with a GM-GAN (Ben-Yosef & Weinshall 2018, section 5).
+
+A classifier is trained on generated pairs (G(z_k), k), so that it learns which Gaussian each
+kind of image comes from; every real image is then assigned to its predicted Gaussian. Where
+K > N, each Gaussian is merged into the class it mostly captures on the training split
+(majority vote: the only place labels are used, as in the paper); the split is then scored
+against its true labels, beside k-means on the same images' pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import MixganError
+from ..metrics.classifier import run_batches, train_cnn
+from ..metrics.clustering import cluster_scores, hungarian_mapping, majority_merge
+from ..models import GANModel
+
+
+@dataclass
+class ClusterResult:
+    gaussian: np.ndarray  # predicted Gaussian of every image
+    pred: np.ndarray  # predicted class (merged or Hungarian-matched Gaussian)
+    label: np.ndarray | None
+    scores: dict = field(default_factory=dict)
+    kmeans: dict = field(default_factory=dict)
+    gaussian_to_class: list[int] = field(default_factory=list)
+
+
+class _PointClassifier(nn.Module):
+    """For 2-D data: a small MLP with the (features, logits) interface of SmallCNN."""
+
+    def __init__(self, dim: int, classes: int, width: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU())
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        h = self.body(x.flatten(1))
+        return h, self.head(h)
+
+
+def _train_points(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, steps: int = 800) -> nn.Module:
+    torch.manual_seed(seed)
+    net = _PointClassifier(x[0].numel(), classes)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (256,), generator=gen)
+        loss = F.cross_entropy(net(x[idx])[1], y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def gaussian_classifier(model: GANModel, per_component: int = 1000, epochs: int = 3, seed: int = 0,
+                        progress=None) -> nn.Module:
+    """A classifier of "which Gaussian made this", trained on generated pairs (G(z_k), k)."""
+    if not model.mixture:
+        raise MixganError(f"model '{model.name}' has no Gaussian components to cluster with")
+    K = model.components
+    gen = torch.Generator(model.device).manual_seed(seed)
+    xs = [model.sample(per_component, component=k, generator=gen).x for k in range(K)]
+    x = torch.cat(xs)
+    y = torch.arange(K).repeat_interleave(per_component)
+    if x.ndim == 4:
+        return train_cnn(x, y, K, epochs, seed=seed, progress=progress, desc="gaussian classifier")
+    return _train_points(x, y, K, seed)
+
+
+def predict_gaussian(classifier: nn.Module, x: torch.Tensor) -> np.ndarray:
+    return run_batches(classifier, x)[1].argmax(1).numpy()
+
+
+def cluster_images(model: GANModel, x: torch.Tensor, classifier: nn.Module | None = None,
+                   gaussian_to_class: np.ndarray | None = None, **kwargs) -> np.ndarray:
+    """The Gaussian (or, given a merge map, the class) each item of ``x`` is assigned to."""
+    classifier = classifier or gaussian_classifier(model, **kwargs)
+    g = predict_gaussian(classifier, x)
+    return g if gaussian_to_class is None else np.asarray(gaussian_to_class)[g]
+
+
+def kmeans_scores(x: torch.Tensor, label: np.ndarray, n_clusters: int, seed: int = 0) -> dict:
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(x.flatten(1).numpy())
+    return cluster_scores(km.labels_, label)
+
+
+def cluster_run(model: GANModel, data, split: str = "test", per_component: int = 1000, epochs: int = 3,
+                seed: int = 0, progress=None) -> ClusterResult:
+    """Cluster a dataset split with a trained mixture model and score it against the labels."""
+    if split not in ("train", "test"):
+        raise MixganError(f"split must be 'train' or 'test', got '{split}'")
+    x = data.x_train if split == "train" else data.x_test
+    label = data.y_train if split == "train" else data.y_test
+    classifier = gaussian_classifier(model, per_component, epochs, seed, progress)
+    gaussian = predict_gaussian(classifier, x)
+    if label is None:
+        return ClusterResult(gaussian, gaussian, None)
+    label = label.numpy()
+    K, N = model.components, data.num_classes
+    if K > N:
+        if data.y_train is None:
+            raise MixganError("merging Gaussians into classes needs the training split's labels")
+        train_g = gaussian if split == "train" else predict_gaussian(classifier, data.x_train)
+        mapping = majority_merge(train_g, data.y_train.numpy(), K)
+        pred = mapping[gaussian]
+        scores = cluster_scores(pred, label)
+        scores["accuracy"] = float((pred == label).mean())  # merged labels are classes already
+    else:
+        match = hungarian_mapping(gaussian, label)
+        mapping = np.array([match.get(k, -1) for k in range(K)])
+        pred = mapping[gaussian]
+        scores = cluster_scores(gaussian, label)
+    return ClusterResult(gaussian, pred, label, scores, kmeans_scores(x, label, N, seed), mapping.tolist())

@@ -1,0 +1,26 @@
+"""Quality-diversity control after training: scale every latent covariance by s^2 and measure."""
+from __future__ import annotations
+
+from ..errors import MixganError
+from ..metrics.suite import evaluate_samples
+from ..models import GANModel
+
+SWEEP_METRICS = ("quality", "diversity", "precision", "recall", "fid")
+
+
+def tradeoff_sweep(model: GANModel, data, scales: list[float], n: int = 2000, seed: int = 0,
+                   n_real: int = 10_000, progress=None) -> dict:
+    """For each scale s: the quality and diversity scores, precision, recall and FID of n samples."""
+    if not scales or any(s <= 0 for s in scales):
+        raise MixganError(f"scales must be positive numbers, got {scales}")
+    if not data.is_image:
+        raise MixganError("the quality-diversity sweep needs an image dataset with a reference classifier")
+    out: dict = {"scales": list(scales), **{m: [] for m in SWEEP_METRICS}, "n": n}
+    import torch
+
+    for s in scales:
+        x = model.sample(n, scale=s, generator=torch.Generator(model.device).manual_seed(seed)).x
+        m = evaluate_samples(x, data, metrics=["fid", "prdc", "qd"], n_real=n_real, seed=seed, progress=progress)
+        for key in SWEEP_METRICS:
+            out[key].append(m[key])
+    return out

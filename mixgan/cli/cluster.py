@@ -1,0 +1,56 @@
+"""mixgan cluster: cluster a dataset split with a trained GM-GAN and score it."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis import cluster_run
+from ..api import load
+from ..metrics.clustering import confusion
+from ..viz import confusion_plot, labelled_rows
+from .classifier import BarProgress
+from .common import format_table, write_json, write_npz
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("cluster", help="cluster real images with a GM-GAN's Gaussians",
+                       description="Assign every real image of a split to a Gaussian and score the clustering.")
+    p.add_argument("run", help="run directory of a gmgan model")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--per-component", type=int, default=1000, help="generated images per Gaussian")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the Gaussian classifier")
+    p.add_argument("--json", help="also write the scores here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    r = load(args.run)
+    result = cluster_run(r.model, r.data, args.split, args.per_component, args.epochs, args.seed,
+                         progress=None if args.quiet else BarProgress())
+    out = {**result.scores, "kmeans": result.kmeans, "split": args.split, "components": r.model.components,
+           "gaussian_to_class": result.gaussian_to_class}
+    rd = Path(args.run)
+    write_npz(rd / "assignments.npz", {"pred": result.pred.astype(np.int64), "gaussian": result.gaussian.astype(np.int64),
+                                       **({"label": result.label.astype(np.int64)} if result.label is not None else {})})
+    write_json(rd / "cluster.json", out)
+    if args.json:
+        write_json(args.json, out)
+    if result.label is not None:
+        counts = confusion(result.gaussian, result.label, r.model.components, r.data.num_classes)
+        confusion_plot(counts, rd / "cluster-confusion.png", ylabel="Gaussian",
+                       title=f"{args.split} split: accuracy {result.scores['accuracy']:.3f}")
+    if r.data.is_image:
+        K = r.model.components
+        x, _ = r.model.sample_grid(columns=10)
+        labels = [f"G{k} -> {result.gaussian_to_class[k]}" for k in range(K)]
+        labelled_rows(x, K, labels, rd / "cluster-gaussians.png", title="each Gaussian and its matched class")
+    rows = [("accuracy", result.scores.get("accuracy", float("nan"))), ("nmi", result.scores.get("nmi", float("nan"))),
+            ("ari", result.scores.get("ari", float("nan")))]
+    rows += [(f"kmeans {k}", v) for k, v in result.kmeans.items()]
+    print(format_table(rows))
+    print(f"wrote {rd / 'assignments.npz'}, {rd / 'cluster.json'}")
+    return 0

@@ -1,0 +1,46 @@
+"""mixgan tradeoff: sweep the latent scale s and measure quality, diversity, precision, recall, FID."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..analysis import tradeoff_sweep
+from ..api import load
+from ..errors import MixganError
+from ..viz import tradeoff_plot
+from .classifier import BarProgress
+from .common import write_json
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("tradeoff", help="quality-diversity sweep over latent scales",
+                       description="Scale every latent covariance by s^2 and measure each setting.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--scales", default="0.25,0.5,0.75,1,1.5,2")
+    p.add_argument("--n", type=int, default=2000, help="samples per scale")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def run(args) -> int:
+    try:
+        scales = [float(s) for s in args.scales.split(",")]
+    except ValueError:
+        raise MixganError(f"--scales must be comma-separated numbers, got '{args.scales}'") from None
+    r = load(args.run)
+    out = tradeoff_sweep(r.model, r.data, scales, n=args.n, seed=args.seed,
+                         progress=None if args.quiet else BarProgress())
+    rd = Path(args.run)
+    write_json(rd / "tradeoff.json", out)
+    if args.json:
+        write_json(args.json, out)
+    tradeoff_plot(out["quality"], out["diversity"], scales, rd / "tradeoff.png",
+                  title=f"{r.cfg.model.name} {r.cfg.data.dataset}")
+    print("scale   quality  diversity precision recall   fid")
+    for i, s in enumerate(scales):
+        print(f"{s:<7g} {out['quality'][i]:.4f}   {out['diversity'][i]:.4f}    {out['precision'][i]:.4f}    "
+              f"{out['recall'][i]:.4f}   {out['fid'][i]:.3f}")
+    print(f"wrote {rd / 'tradeoff.json'}, {rd / 'tradeoff.png'}")
+    return 0

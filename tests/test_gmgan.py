@@ -1,0 +1,86 @@
+"""GM-GAN's own claims: clustering, quality-diversity control, the toy mixtures."""
+
+
+def test_cluster_scores_are_permutation_invariant():
+    import numpy as np
+
+    from mixgan.metrics.clustering import cluster_scores, majority_merge
+
+    label = np.repeat(np.arange(4), 25)
+    perm = np.array([2, 0, 3, 1])
+    s = cluster_scores(perm[label], label)
+    assert s["accuracy"] == 1.0 and abs(s["nmi"] - 1) < 1e-9 and abs(s["ari"] - 1) < 1e-9
+    noisy = perm[label].copy()
+    noisy[:10] = perm[1]  # 10 of label 0 put into label 1's cluster
+    assert cluster_scores(noisy, label)["accuracy"] == 0.9
+    over = label * 2 + (np.arange(100) % 2)  # 8 clusters, two per label
+    assert majority_merge(over, label, 9).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, -1]
+
+
+class _PlantedNet(__import__("torch").nn.Module):
+    """A stand-in generator: the image of Gaussian k is mode k mod 8 of the ring, plus noise."""
+
+    def __init__(self, prior, centers):
+        super().__init__()
+        self.prior, self.centers = prior, centers
+
+    def forward(self, z, cond=None):
+        import torch
+
+        k = self.prior.log_prob_components(z).argmax(1)
+        return self.centers[k % len(self.centers)] + 0.02 * torch.randn(len(z), 2)
+
+
+def _planted_run(tmp_path, components):
+    import mixgan
+    from mixgan.data import load_dataset
+
+    from conftest import small_config
+
+    cfg = small_config(tmp_path, **{"prior.components": components, "prior.latent_dim": 4, "prior.c": 3.0,
+                                    "prior.sigma": 0.1, "train.steps": 1, "train.checkpoint_every": 1})
+    run = mixgan.train(cfg)
+    data = load_dataset("ring")
+    run.model.G.net = _PlantedNet(run.model.G.prior, data.centers)
+    return run, data
+
+
+def test_clustering_recovers_planted_gaussians(tmp_path):
+    """K = N: each Gaussian makes one mode, so real points are clustered perfectly."""
+    from mixgan.analysis import cluster_run
+
+    run, data = _planted_run(tmp_path, 8)
+    res = cluster_run(run.model, data, "test", per_component=300)
+    assert res.scores["accuracy"] > 0.99 and res.scores["nmi"] > 0.97
+    assert sorted(res.gaussian_to_class) == list(range(8))
+    assert res.kmeans["accuracy"] <= 1.0
+
+
+def test_clustering_merges_surplus_gaussians(tmp_path):
+    """K = 2N: Gaussians k and k + 8 make the same mode and are merged into its class."""
+    from mixgan.analysis import cluster_run
+
+    run, data = _planted_run(tmp_path, 16)
+    res = cluster_run(run.model, data, "test", per_component=300)
+    assert res.scores["accuracy"] > 0.99
+    g2c = res.gaussian_to_class
+    assert all(g2c[k] in (k % 8, -1) for k in range(16))  # -1: a twin the classifier never picks
+    assert set(g2c) - {-1} == set(range(8))
+    assert (res.pred == res.label).mean() > 0.99
+
+
+def test_cluster_cli_writes_assignments_and_refuses_plain_gan(tmp_path, cli):
+    import numpy as np
+
+    import mixgan
+    from conftest import small_config
+
+    run = mixgan.train(small_config(tmp_path, **{"train.steps": 10}))
+    code, out, err = cli("cluster", run.path, "--per-component", 50, "--quiet")
+    assert code == 0, err
+    a = np.load(run.path / "assignments.npz")
+    assert a["pred"].shape == a["label"].shape == (len(run.data.x_test),)
+    assert "kmeans accuracy" in out
+    gan = mixgan.train(small_config(tmp_path / "g", **{"model.name": "gan", "train.steps": 10}))
+    code, out, err = cli("cluster", gan.path)
+    assert code == 2 and "no Gaussian components" in err and len(err.strip().splitlines()) == 1
