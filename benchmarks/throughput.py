@@ -1,0 +1,187 @@
+"""Training throughput: the library loop against a minimal hand-written loop, and 2 processes.
+
+    python benchmarks/throughput.py [--dataset fashion-mnist] [--batch-sizes 64,256] [--steps 40]
+                                    [--rounds 3] [--threads 1] [--ddp] [--device cpu] [--out bench-out/throughput]
+
+For each batch size, ``mixgan.training.train`` and a hand-written loop (same networks from
+``build_model``, same data tensor, same Adam settings and losses, no seeding, logging or
+checkpoints) run the same number of steps with the same thread count, alternating for
+``--rounds`` rounds; each keeps its fastest round (the one least disturbed by other load).
+Timing starts after ``--warmup`` steps and stops before the final checkpoint and grid are written.
+``--ddp`` adds the library loop in 2 processes (gloo on CPU, NCCL on CUDA), each with the
+given batch, so it handles twice the images per step. ``--dataset ring`` gives the toy-MLP
+variant. Prints a Markdown table and writes it, with the raw numbers as JSON, to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import mixgan  # noqa: E402
+from mixgan.data import load_dataset  # noqa: E402
+from mixgan.models import build_model  # noqa: E402
+from mixgan.training import train  # noqa: E402
+from mixgan.training.dist import resolve_device  # noqa: E402
+
+
+def config(dataset: str, batch: int, steps: int, out: str, device: str, extra: dict | None = None):
+    values = {"model.name": "gmgan", "data.dataset": dataset, "train.batch_size": batch, "train.steps": steps,
+              "train.log_every": steps, "train.sample_every": 10 ** 9, "train.checkpoint_every": 10 ** 9,
+              "train.device": device, "out": out, **(extra or {})}
+    if dataset in ("ring", "grid"):
+        values["prior.components"] = 8 if dataset == "ring" else 25
+    return mixgan.build_config(values)
+
+
+class StepClock:
+    """A Progress that records when each step finished (the loop calls it after the step's work)."""
+
+    def __init__(self):
+        self.times: dict[int, float] = {}
+
+    def start(self, initial, total):
+        pass
+
+    def update(self, step, logs):
+        self.times[step] = time.perf_counter()
+
+    def close(self):
+        pass
+
+
+def library_seconds_per_step(cfg, warmup: int) -> float:
+    clock = StepClock()
+    train(cfg, progress=clock)
+    if not clock.times:  # a rank other than 0 under DDP: the loop reports on rank 0 only
+        return float("nan")
+    last = cfg.train.steps - 1  # the final step also writes a checkpoint and a grid: not timed
+    return (clock.times[last] - clock.times[warmup]) / (last - warmup)
+
+
+def hand_seconds_per_step(cfg, warmup: int) -> float:
+    """The same networks and update rule, written as plainly as possible."""
+    device = resolve_device(cfg.train.device)
+    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg, data.spec(), device)
+    G, D, opt_g, opt_d = model.G, model.D, model.opt_g, model.opt_d
+    x = data.x_train.to(device)
+    b, steps = cfg.train.batch_size, cfg.train.steps
+    times = []
+    for step in range(steps - 1):
+        real = x[torch.randint(len(x), (b,), device=device)]
+        eps, k = G.prior.draw(b, None, device=device)
+        with torch.no_grad():
+            fake = G(eps, k)
+        loss_d = F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        eps, k = G.prior.draw(b, None, device=device)
+        loss_g = F.softplus(-D(G(eps, k))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter())
+    return (times[-1] - times[warmup - 1]) / (len(times) - warmup)
+
+
+def _ddp_worker(rank, world, port, cfg_values, warmup, result_path):
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)})
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    cfg = mixgan.build_config(cfg_values)
+    seconds = library_seconds_per_step(cfg, warmup)
+    if rank == 0:
+        Path(result_path).write_text(json.dumps(seconds))
+
+
+def ddp_seconds_per_step(cfg, warmup: int, world: int = 2) -> float:
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    values = {f"{sec}.{k}": v for sec in ("data", "model", "prior", "train") for k, v in vars(getattr(cfg, sec)).items()}
+    values["out"] = cfg.out
+    result = Path(cfg.out + ".json")
+    mp.start_processes(_ddp_worker, args=(world, port, values, warmup, str(result)), nprocs=world,
+                       start_method="spawn")
+    return json.loads(result.read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--batch-sizes", default="64,256")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--ddp", action="store_true", help="also time the library loop in 2 processes")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra settings (amp, compile...)")
+    ap.add_argument("--out", default="bench-out/throughput")
+    args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    extra = dict(s.split("=", 1) for s in args.set)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="mixgan-bench-"))
+    rows = []
+    try:
+        for batch in map(int, args.batch_sizes.split(",")):
+            lib, hand = [], []
+            for r in range(args.rounds):
+                cfg = config(args.dataset, batch, args.steps, str(scratch / f"lib-{batch}-{r}"), args.device, extra)
+                lib.append(library_seconds_per_step(cfg, args.warmup))
+                hand.append(hand_seconds_per_step(cfg, args.warmup))
+                print(f"batch {batch} round {r}: library {batch / lib[-1]:.0f} img/s, hand {batch / hand[-1]:.0f} img/s",
+                      file=sys.stderr)
+            row = {"batch": batch, "library_img_s": batch / min(lib), "hand_img_s": batch / min(hand),
+                   "overhead": min(lib) / min(hand) - 1,
+                   "overhead_median": statistics.median(l / h for l, h in zip(lib, hand)) - 1,
+                   "library_s": lib, "hand_s": hand}
+            if args.ddp:
+                cfg = config(args.dataset, batch, args.steps, str(scratch / f"ddp-{batch}"), args.device, extra)
+                row["ddp2_img_s"] = 2 * batch / ddp_seconds_per_step(cfg, args.warmup)
+            rows.append(row)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+               f"{args.threads} thread(s) per process, device {args.device}")
+    lines = [f"gmgan on {args.dataset}, {args.steps} steps ({args.warmup} warm-up), best of {args.rounds} rounds; {machine}",
+             "", "| batch | library img/s | hand-written img/s | library overhead (best / median of rounds) |"
+             + (" 2 processes img/s |" if args.ddp else ""),
+             "|---|---|---|---|" + ("---|" if args.ddp else "")]
+    for r in rows:
+        lines.append(f"| {r['batch']} | {r['library_img_s']:.0f} | {r['hand_img_s']:.0f} | "
+                     f"{100 * r['overhead']:+.1f}% / {100 * r['overhead_median']:+.1f}% |"
+                     + (f" {r['ddp2_img_s']:.0f} |" if args.ddp else ""))
+    table = "\n".join(lines)
+    print(table)
+    (out / f"throughput-{args.dataset}.md").write_text(table + "\n")
+    (out / f"throughput-{args.dataset}.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
