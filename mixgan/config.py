@@ -88,7 +88,7 @@ SECTIONS = ("data", "model", "prior", "train")
 # Per dataset family: settings measured to work (see docs/defaults.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "toy": {
-        "model.arch": "mlp", "model.width": 128,
+        "model.arch": "mlp", "model.width": 128, "model.embedding": "pixels",
         "prior.latent_dim": 2, "prior.c": 1.0, "prior.sigma": 0.1,
         "train.batch_size": 256, "train.lr_g": 1e-3, "train.lr_d": 1e-3,
         "train.steps": 3000, "train.beta1": 0.5,

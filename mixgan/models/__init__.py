@@ -8,6 +8,7 @@ from .cgan import CGAN
 from .gan import GAN
 from .gmgan import GMGAN
 from .gmgan_supervised import SupervisedGMGAN
+from .icgan import ClassICGAN, ICGAN
 
 MODELS: dict[str, type[GANModel]] = {
     "gan": GAN,
@@ -15,6 +16,8 @@ MODELS: dict[str, type[GANModel]] = {
     "gmgan-supervised": SupervisedGMGAN,
     "cgan": CGAN,
     "acgan": ACGAN,
+    "icgan": ICGAN,
+    "icgan-class": ClassICGAN,
 }
 
 

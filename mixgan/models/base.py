@@ -99,6 +99,9 @@ class GANModel:
         self.x_train = data.x_train.to(self.device)
         self.y_train = data.y_train.to(self.device) if data.y_train is not None else None
 
+    def attach_run(self, path) -> None:
+        """Called once the run directory exists: a model may keep per-run files there (IC-GAN's instances)."""
+
     def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, float]:
         """``d_steps`` discriminator updates, then one generator update."""
         for _ in range(self.cfg.train.d_steps):

@@ -1,0 +1,342 @@
+"""Instance-conditioned GAN (Casanova et al. 2021): p(x) = 1/M sum_i p(x | h_i).
+
+Every training image x_i is embedded, h_i = f(x_i) (L2-normalised; ``model.embedding``), and
+its neighbourhood A_i is the ``model.k`` nearest other instances by cosine similarity. A
+training step picks instances i (the loop's batch indices), takes a random real neighbour
+x_j from each A_i, and shows D (x_j, h_i) as real and (G(z, h_i), h_i) as fake. h enters G
+through conditional batch norm (conv bodies) or joined with z (MLP bodies), and D through a
+projection head. The loss is always the hinge loss, as in the paper (``model.loss`` is ignored).
+
+``icgan-class`` also conditions G and D on the neighbour's class y_j: p(x | h, y).
+
+The features and neighbour lists are written to ``RUN/instances.safetensors`` and reused on
+resume; features (and the embedding's own state) also travel in every checkpoint, so a loaded
+run samples stored instances, or embeds unseen ones, without the training set.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import DataSpec, Dataset
+from ..embeddings import embed, get_embedding, knn
+from ..errors import MixganError
+from ..nets import build_discriminator, resolve_arch
+from .base import Batch, GANModel, Samples
+
+INSTANCES_FILE = "instances.safetensors"
+
+
+class ICGAN(GANModel):
+    name = "icgan"
+    instance_conditional = True
+    uses_labels = False  # icgan-class: also conditioned on the neighbour's class
+
+    def __init__(self, cfg, spec: DataSpec, device: torch.device | str = "cpu"):
+        self.embedding = get_embedding(cfg.model.embedding, spec)
+        self.h_dim = self.embedding.dim
+        self.features = torch.zeros(0, self.h_dim)
+        self.neighbors = torch.zeros(0, cfg.model.k, dtype=torch.long)
+        self.labels: torch.Tensor | None = None
+        self._instances_new = False
+        super().__init__(cfg, spec, device)
+        self.loss_kind = "hinge"
+
+    # ---- conditioning ---------------------------------------------------------------
+    def check(self, spec: DataSpec) -> None:
+        if self.uses_labels and spec.num_classes < 2:
+            raise MixganError(f"model '{self.name}' needs class labels; dataset '{spec.name}' has none "
+                              "(use model.name=icgan)")
+
+    def g_cond_dim(self) -> int:
+        return self.h_dim + (self.num_classes if self.uses_labels else 0)
+
+    def g_cond_mode(self) -> str:
+        return "cbn" if resolve_arch(self.cfg.model.arch, self.shape) == "dcgan" else "concat"
+
+    def build_discriminator(self) -> nn.Module:
+        m = self.cfg.model
+        return build_discriminator(m.arch, self.shape, m.width, cond_dim=self.g_cond_dim(),
+                                   spectral_norm=m.spectral_norm)
+
+    def condition(self, h: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The vector G and D see: h, joined with the one-hot class for icgan-class."""
+        if not self.uses_labels:
+            return h
+        return torch.cat([h, F.one_hot(y, self.num_classes).to(h.dtype)], 1)
+
+    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
+        c = info["c"] if "c" in info else self.condition(info["h"], info.get("y"))
+        return (self.D_train if train else self.D)(x, c)
+
+    # ---- instances and neighbourhoods -------------------------------------------------
+    def _meta(self, data: Dataset) -> dict[str, str]:
+        return {"embedding": self.embedding.name, "k": str(self.cfg.model.k), "instances": str(len(data.x_train)),
+                "fingerprint": data.fingerprint()}
+
+    def _read_instances(self, path: Path, data: Dataset) -> bool:
+        from safetensors import SafetensorError, safe_open
+
+        if not path.is_file():
+            return False
+        try:
+            with safe_open(str(path), "pt") as fh:
+                if fh.metadata() != self._meta(data):
+                    return False
+                t = {key: fh.get_tensor(key) for key in fh.keys()}
+            self._set_instances(t)
+        except (OSError, KeyError, RuntimeError, SafetensorError):
+            return False  # damaged or foreign: recompute
+        return True
+
+    def _set_instances(self, t: dict[str, torch.Tensor]) -> None:
+        self.features = t["features"].float().to(self.device)
+        self.neighbors = t["neighbors"].long().to(self.device)
+        self.labels = t["labels"].long().to(self.device) if "labels" in t else None
+        state = {k[len("embedding."):]: v for k, v in t.items() if k.startswith("embedding.")}
+        if state:
+            self.embedding.load_state_dict(state)
+
+    def instance_tensors(self) -> dict[str, torch.Tensor]:
+        out = {"features": self.features.cpu().contiguous(), "neighbors": self.neighbors.int().cpu().contiguous()}
+        if self.labels is not None:
+            out["labels"] = self.labels.cpu().contiguous()
+        out.update({f"embedding.{k}": v.detach().cpu().contiguous() for k, v in self.embedding.state_dict().items()})
+        return out
+
+    def attach_data(self, data: Dataset) -> None:
+        """Embed the training set and find each instance's neighbours, or reuse the run's saved ones."""
+        super().attach_data(data)
+        m, k = len(data.x_train), self.cfg.model.k
+        if k >= m:
+            raise MixganError(f"k={k} neighbours need more than {k} training instances; '{data.name}' has {m}")
+        self._meta_now = self._meta(data)
+        if self.cfg.out and self._read_instances(Path(self.cfg.out) / INSTANCES_FILE, data):
+            return
+        self.embedding.fit(data)
+        self.features = embed(self.embedding, data.x_train.to(self.device)).to(self.device)
+        self.neighbors = knn(self.features, k)[0].to(self.device)
+        self.labels = self.y_train
+        self._instances_new = True
+
+    def attach_run(self, path: Path) -> None:
+        """Save the instances into the run directory (atomically) the first time they are computed."""
+        from safetensors.torch import save
+
+        from ..training import dist
+        from ..training.checkpoint import atomic_write_bytes
+
+        target = Path(path) / INSTANCES_FILE
+        if (self._instances_new or not target.is_file()) and dist.is_main() and len(self.features):
+            atomic_write_bytes(target, save(self.instance_tensors(), metadata=self._meta_now))
+        self._instances_new = False
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """Instances ``index``; x is a random real neighbour x_j of each, drawn from the step's seeded RNG."""
+        pick = torch.randint(self.neighbors.shape[1], (len(index),)).to(index.device)
+        j = self.neighbors[index, pick]
+        out = {"x": self.x_train[j], "h": self.features[index]}
+        if self.uses_labels:
+            out["y"] = self.y_train[j]
+        return out
+
+    def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
+        """G(z, h_i) for the batch's instances i (cycled if more samples than instances are asked)."""
+        if batch is None:
+            raise MixganError("IC-GAN generates for given instances: a training batch is required")
+        rows = torch.arange(n, device=batch["h"].device) % len(batch["h"])
+        c = self.condition(batch["h"][rows], batch["y"][rows] if self.uses_labels else None)
+        eps, k = self.G.prior.draw(n, gen, device=self.device)
+        g = self.G_train if grad else self.G
+        with torch.set_grad_enabled(grad):
+            return g(eps, k, c), {"c": c}
+
+    # ---- state ----------------------------------------------------------------------
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        return self.instance_tensors()
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "features" in tensors:
+            self._set_instances(tensors)
+
+    # ---- sampling -------------------------------------------------------------------
+    @property
+    def instances(self) -> int:
+        return len(self.features)
+
+    def embed_instances(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised features of new instances (images or points shaped like the training data)."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if tuple(x.shape[1:]) != tuple(self.shape) or len(x) == 0:
+            raise MixganError(f"instances must be N x {' x '.join(map(str, self.shape))} like the training data, "
+                              f"got shape {tuple(x.shape)}")
+        if not torch.isfinite(x).all():
+            raise MixganError("instances contain NaN or infinite values")
+        return embed(self.embedding, x.to(self.device)).to(self.device)
+
+    def representatives(self, count: int, seed: int = 0) -> torch.Tensor:
+        """Indices of ``count`` stored instances that represent them all: the member of each k-means
+        cluster (on the features) nearest its centre."""
+        import numpy as np
+        from sklearn.cluster import KMeans
+
+        m = self.instances
+        if count < 1:
+            raise MixganError(f"the number of representative instances must be >= 1, got {count}")
+        if count >= m:
+            return torch.arange(m)
+        h = self.features.cpu().double().numpy()
+        km = KMeans(n_clusters=count, n_init=1, max_iter=50, random_state=seed).fit(h)
+        dist = ((h - km.cluster_centers_[km.labels_]) ** 2).sum(1)
+        order = np.lexsort((dist, km.labels_))
+        first = np.ones(len(order), bool)
+        first[1:] = km.labels_[order][1:] != km.labels_[order][:-1]
+        return torch.from_numpy(np.sort(order[first])).long()
+
+    def _pool(self, instances, conditions, condition_labels, label):
+        """(features, labels or None, ids) of the instances to condition on."""
+        if conditions is not None:
+            h = torch.as_tensor(conditions, dtype=torch.float32).to(self.device)
+            if h.ndim != 2 or h.shape[1] != self.h_dim or len(h) == 0:
+                raise MixganError(f"conditions must be N x {self.h_dim} instance features, got shape {tuple(h.shape)}")
+            h = F.normalize(h, dim=1)
+            y = None
+            if self.uses_labels and label is None:
+                if condition_labels is None:
+                    raise MixganError(f"model '{self.name}' needs a class for unseen instances: "
+                                      "give one (--class) or their labels (an array 'y')")
+                y = torch.as_tensor(condition_labels).long().flatten().to(self.device)
+                if len(y) != len(h):
+                    raise MixganError(f"{len(h)} instances but {len(y)} labels")
+                if y.min() < 0 or y.max() >= self.num_classes:
+                    raise MixganError(f"labels must be in [0, {self.num_classes - 1}]")
+            return h, y, torch.arange(len(h))
+        if self.instances == 0:
+            raise MixganError("this model holds no instances to condition on")
+        if instances is None:
+            ids = torch.arange(self.instances)
+        else:
+            ids = torch.as_tensor(instances).long().flatten().cpu()
+            if len(ids) == 0 or ids.min() < 0 or ids.max() >= self.instances:
+                raise MixganError(f"instance indices must be in [0, {self.instances - 1}]")
+        dev_ids = ids.to(self.device)
+        y = self.labels[dev_ids] if (self.uses_labels and self.labels is not None) else None
+        return self.features[dev_ids], y, ids
+
+    @torch.no_grad()
+    def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
+               generator: torch.Generator | None = None, batch_size: int = 1000, instances=None,
+               conditions=None, condition_labels=None, per_instance: int | None = None, **kwargs) -> Samples:
+        """n samples, each conditioned on an instance drawn uniformly from a pool.
+
+        The pool is every stored instance, the stored ``instances`` (indices), or unseen instances
+        given by their ``conditions`` (features from :meth:`embed_instances`). With
+        ``per_instance``, each pool member gets that many samples in order and n is ignored.
+        ``Samples.instance`` says which pool entry each sample came from: a stored instance's index,
+        or a row of ``conditions``.
+        """
+        self.check_request(component, label)
+        h, y, ids = self._pool(instances, conditions, condition_labels, label)
+        if per_instance is not None:
+            if per_instance < 1:
+                raise MixganError(f"per_instance must be >= 1, got {per_instance}")
+            pick = torch.arange(len(h)).repeat_interleave(per_instance)
+        else:
+            dev = generator.device if generator is not None else torch.device("cpu")
+            pick = torch.randint(len(h), (n,), generator=generator, device=dev).cpu()
+        parts = []
+        for p in pick.split(batch_size):
+            dp = p.to(self.device)
+            yy = (torch.full((len(p),), label, dtype=torch.long, device=self.device) if label is not None
+                  else (y[dp] if y is not None else None))
+            parts.append(super().sample(len(p), None, scale, None, generator, len(p) + 1,
+                                        cond=self.condition(h[dp], yy), label_=yy, ids=ids[p]))
+        return Samples(**{k: torch.cat([getattr(s, k) for s in parts]) for k in vars(parts[0])
+                          if getattr(parts[0], k) is not None})
+
+    def sample_batch(self, n, component, scale, label, generator, cond=None, label_=None, ids=None,
+                     **kwargs) -> Samples:
+        eps, k = self.G.prior.draw(n, generator, device=self.device)
+        x = self.generator(eps, k, cond, scale=scale).float().cpu()
+        return Samples(x, label=label_.cpu() if label_ is not None and self.uses_labels else None, instance=ids)
+
+    def sample_grid(self, columns: int = 10, seed: int = 0) -> tuple[torch.Tensor, int]:
+        """One row per instance (10, evenly spaced over the stored ones): the real instance first
+        when the training set is attached, then its samples."""
+        rows = min(10, self.instances)
+        idx = torch.linspace(0, self.instances - 1, rows).round().long()
+        real = self.x_train is not None and len(self.x_train) == self.instances
+        per = columns - 1 if real else columns
+        gen = torch.Generator(self.device).manual_seed(seed)
+        x = self.sample(0, generator=gen, instances=idx, per_instance=per).x.view(rows, per, *self.shape)
+        if real:
+            x = torch.cat([self.x_train[idx.to(self.device)].float().cpu().unsqueeze(1), x], 1)
+        return x.flatten(0, 1), rows
+
+
+class ClassICGAN(ICGAN):
+    """Class-conditional IC-GAN: p(x | h, y), y the class of the real neighbour."""
+
+    name = "icgan-class"
+    uses_labels = True
+    class_conditional = True
+
+
+# ---- choosing instances to condition on (``mixgan sample --instances``) ---------------------
+def read_instances_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Arrays ``x`` (instances) and, if present, ``y`` (their classes) of an .npz, never unpickled."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise MixganError(f"--instances {path}: no array 'x' in the file")
+            x = torch.from_numpy(np.asarray(f["x"], dtype=np.float32))
+            y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
+    except (OSError, ValueError, EOFError) as exc:
+        raise MixganError(f"--instances {path}: cannot read it ({exc})") from None
+    return x, y
+
+
+def instance_request(model: ICGAN, value: str | int, seed: int = 0) -> tuple[dict, torch.Tensor | None]:
+    """Sampling arguments for ``--instances``: a count (that many k-means representatives of the
+    stored instances) or an .npz of unseen instances; with the instances' own data where known
+    (the unseen ones), for pictures."""
+    if not isinstance(model, ICGAN):
+        raise MixganError(f"--instances: model '{model.name}' is not instance-conditioned")
+    text = str(value)
+    if text.isdigit():
+        return {"instances": model.representatives(int(text), seed=seed)}, None
+    if text.lstrip("-").isdigit():
+        raise MixganError(f"--instances must be a positive count or an .npz file, got {text}")
+    x, y = read_instances_npz(text)
+    return {"conditions": model.embed_instances(x), "condition_labels": y}, x
+
+
+def instance_grid(model: ICGAN, kwargs: dict, real: torch.Tensor | None, train_x: torch.Tensor | None,
+                  seed: int = 0, rows: int = 10, per: int = 9) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Images for a grid with one row per conditioning instance: the instance (when its data is
+    known), then ``per`` samples. Returns (images, rows, the pool entries shown)."""
+    if "conditions" in kwargs:
+        size = len(kwargs["conditions"])
+        chosen = torch.arange(min(rows, size))
+        sub = {"conditions": kwargs["conditions"][chosen]}
+        if kwargs.get("condition_labels") is not None:
+            sub["condition_labels"] = kwargs["condition_labels"][chosen]
+        shown = real[chosen] if real is not None else None
+    else:
+        pool = kwargs.get("instances")
+        pool = torch.arange(model.instances) if pool is None else torch.as_tensor(pool).long()
+        chosen = pool[torch.linspace(0, len(pool) - 1, min(rows, len(pool))).round().long()]
+        sub = {"instances": chosen}
+        shown = train_x[chosen] if train_x is not None else None
+    gen = torch.Generator(model.device).manual_seed(seed)
+    s = model.sample(0, generator=gen, per_instance=per, **sub)
+    n_rows = len(chosen)
+    x = s.x.view(n_rows, per, *model.shape)
+    if shown is not None:
+        x = torch.cat([shown.float().view(n_rows, 1, *model.shape), x], 1)
+    return x.flatten(0, 1), n_rows, s.instance
