@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from ..errors import MixganError
 
-ARCH_VERSION = 1
+ARCH_VERSION = 2
 FEATURE_DIM = 128
 Progress = Callable[[int, int, str], None]  # (done, total, description)
 
@@ -54,7 +54,7 @@ def file_lock(path: Path):
 class SmallCNN(nn.Module):
     """Two conv-BN-ReLU-pool blocks, a 128-d ReLU layer (the features) and a linear class head."""
 
-    def __init__(self, shape: tuple[int, ...], num_classes: int, width: int = 32):
+    def __init__(self, shape: tuple[int, ...], num_classes: int, width: int = 16):
         super().__init__()
         c, h, w = shape
         if h < 4 or w < 4:
@@ -71,7 +71,7 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(features, logits)."""
-        h = self.body(x)
+        h = self.body(x.contiguous(memory_format=torch.channels_last))  # ~30% faster convs on CPU
         return h, self.head(self.drop(h))
 
 
@@ -91,7 +91,7 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
     if y.min() < 0 or y.max() >= num_classes:
         raise MixganError(f"labels must be in [0, {num_classes - 1}], got {int(y.min())}..{int(y.max())}")
     torch.manual_seed(seed)  # weight init
-    net = SmallCNN(tuple(x.shape[1:]), num_classes)
+    net = SmallCNN(tuple(x.shape[1:]), num_classes).to(memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     total = epochs * steps_per_epoch
@@ -197,6 +197,7 @@ def _load_classifier(folder: Path) -> ReferenceClassifier | None:
             return None
         net = SmallCNN(tuple(meta["shape"]), meta["num_classes"])
         net.load_state_dict(load_file(str(weights_path)))
+        net = net.to(memory_format=torch.channels_last)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError):
         return None  # damaged cache entry: retrain
     return ReferenceClassifier(net, meta, folder)
