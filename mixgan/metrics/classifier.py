@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -203,8 +204,13 @@ def _load_classifier(folder: Path) -> ReferenceClassifier | None:
     return ReferenceClassifier(net, meta, folder)
 
 
+def cache_key(data) -> str:
+    """``<dataset>-<fingerprint>`` with characters that do not belong in a file name replaced."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", data.name).strip("_") + f"-{data.fingerprint()}"
+
+
 def classifier_dir(data) -> Path:
-    return cache_dir() / "classifiers" / f"{data.name}-{data.fingerprint()}-v{ARCH_VERSION}"
+    return cache_dir() / "classifiers" / f"{cache_key(data)}-v{ARCH_VERSION}"
 
 
 def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0) -> ReferenceClassifier:
@@ -265,7 +271,7 @@ def reference_features(backbone: Backbone, data, split: str = "train",
     if split not in ("train", "test"):
         raise MixganError(f"split must be train or test, got {split!r}")
     x = data.x_train if split == "train" else data.x_test
-    path = cache_dir() / "features" / f"{data.name}-{data.fingerprint()}-{split}-{backbone.id}.safetensors"
+    path = cache_dir() / "features" / f"{cache_key(data)}-{split}-{backbone.id}.safetensors"
     if path.is_file():
         try:
             t = load_file(str(path))

@@ -73,8 +73,10 @@ def _metric_list(metrics, allowed, default) -> list[str]:
 
 
 def evaluate_points(x, data, metrics=None, n_real: int = 10_000, k: int = 5, seed: int = 0) -> dict:
-    """Toy mixtures: modes covered, high-quality share, KL from uniform (and PRDC on the points)."""
-    names = _metric_list(metrics, POINT_METRICS, POINT_METRICS)
+    """Points: modes covered, high-quality share and KL from uniform on the toy mixtures, and
+    precision/recall/density/coverage on the raw coordinates."""
+    allowed = POINT_METRICS if data.centers is not None else ("prdc",)  # modes need known mixture centres
+    names = _metric_list(metrics, allowed, allowed)
     pts = torch.as_tensor(np.asarray(x, dtype=np.float32))
     if pts.ndim != 2 or pts.shape[1] != data.x_train.shape[1]:
         raise MixganError(f"samples of shape {tuple(pts.shape)} are not {data.x_train.shape[1]}-d points")
