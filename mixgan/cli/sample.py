@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+import torch
+
 from ..api import load
 from ..viz import save_samples_picture
 from .common import write_npz
@@ -11,31 +14,67 @@ from .common import write_npz
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from a run", description="Draw samples from a trained run.")
     p.add_argument("run", help="run directory")
-    p.add_argument("--n", type=int, default=2500)
+    p.add_argument("--n", type=int, help="number of samples (default 2500, or one per row of --cond)")
     p.add_argument("--out", required=True, help="output .npz (x, and component/label/instance where they apply)")
     p.add_argument("--component", type=int, help="sample only this Gaussian")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every latent scale by S")
     p.add_argument("--class", dest="label", type=int, help="class to generate (class-conditional models)")
-    p.add_argument("--grid", help="also write a PNG of the samples")
+    p.add_argument("--cond", metavar="FILE.npz",
+                   help="conditions of a vector-conditioned cgan: array 'c', one row per sample or one for all")
+    p.add_argument("--grid", help="also write a PNG of the samples (one row per class where there are classes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     return p
 
 
+def read_conditions(path: str) -> np.ndarray:
+    """Array ``c`` (or ``cond``, as ``mixgan sample`` writes it) of an .npz, never unpickled."""
+    from ..errors import MixganError
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            key = next((k for k in ("c", "cond") if k in f.files), None)
+            if key is None:
+                raise MixganError(f"--cond {path}: no array 'c' in the file")
+            return f[key]
+    except (OSError, ValueError) as exc:
+        raise MixganError(f"--cond {path}: cannot read conditions ({exc})") from None
+
+
+def class_rows(x: torch.Tensor, labels: torch.Tensor, columns: int = 10) -> tuple[torch.Tensor, int]:
+    """Up to ``columns`` images of each class present, one row per class, blank-padded."""
+    rows = []
+    for y in torch.unique(labels):
+        row = x[labels == y][:columns]
+        pad = torch.ones(columns - len(row), *x.shape[1:], dtype=x.dtype)
+        rows.append(torch.cat([row, pad]))
+    return torch.cat(rows), len(rows)
+
+
 def run(args) -> int:
     from ..errors import MixganError
 
-    if args.n < 1:
-        raise MixganError(f"--n must be >= 1, got {args.n}")
+    kwargs = {}
+    if args.cond:
+        kwargs["cond"] = read_conditions(args.cond)
+    n = args.n if args.n is not None else (len(kwargs["cond"]) if args.cond and np.ndim(kwargs["cond"]) == 2 else 2500)
+    if n < 1:
+        raise MixganError(f"--n must be >= 1, got {n}")
     r = load(args.run, device=args.device)
-    s = r.sample(args.n, component=args.component, scale=args.scale, label=args.label, seed=args.seed)
+    if args.cond and not hasattr(r.model, "as_conditions"):
+        raise MixganError(f"--cond: model '{r.model.name}' does not take vector conditions")
+    s = r.sample(n, component=args.component, scale=args.scale, label=args.label, seed=args.seed, **kwargs)
     arrays = s.arrays()
     arrays["x"] = arrays["x"].astype("float32")
     path = write_npz(args.out, arrays)
     print(f"wrote {len(s.x)} samples to {path}")
     if args.grid:
-        shown = s.x[:100]
-        save_samples_picture(shown, max(1, -(-len(shown) // 10)), args.grid, colors=s.component,
+        if s.label is not None and s.x.ndim == 4:
+            shown, rows = class_rows(s.x, s.label)
+        else:
+            shown = s.x[:100]
+            rows = max(1, -(-len(shown) // 10))
+        save_samples_picture(shown, rows, args.grid, colors=s.label if s.label is not None else s.component,
                              reference=None)
         print(f"wrote {args.grid}")
     return 0

@@ -1,0 +1,192 @@
+"""Class-conditional models at an equal training budget: supervised GM-GAN (K = N and K = 3N), AC-GAN, cGAN.
+
+Every model gets the same generator updates, batch size, learning rates, EMA and conv networks; the
+only differences are the model's own (latent mixture and per-class D logits, an aux class head, or
+the class joined to G's input and D's input). Each (model, seed) trains in its own process, then
+``n`` samples (n/N per class) are scored by ``mixgan.metrics.suite.evaluate_samples``: IS and FID in
+the reference classifier's space, intra-class FID, conditional accuracy and CAS.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conditional.py --dataset fashion-mnist --steps 1000 \\
+        --seeds 0,1 --jobs 2 --doc docs/conditional.md
+
+Results per run are kept as JSON under ``--out`` (a rerun skips finished runs); the table replaces
+the block between the dataset's markers in ``--doc``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import re
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
+# name -> settings on top of the shared ones
+CONFIGS = {
+    "gmgan-supervised K=N": {"model.name": "gmgan-supervised", "prior.components": 10},
+    "gmgan-supervised K=3N": {"model.name": "gmgan-supervised", "prior.components": 30},
+    "acgan": {"model.name": "acgan"},
+    "cgan": {"model.name": "cgan"},
+}
+SHARED = {"model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
+          "train.batch_size": 64, "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.ema": True,
+          "train.ema_decay": 0.99, "train.log_every": 100}
+METRICS = [("is", "IS ↑"), ("fid", "FID ↓"), ("intra_fid", "intra-FID ↓"),
+           ("conditional_accuracy", "cond. acc. ↑"), ("cas", "CAS ↑")]
+
+
+def run_one(job: dict) -> dict:
+    """Train one (config, seed), sample it class by class, score it; cached as JSON."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    import mixgan
+    from mixgan.cli.evaluate import sample_run
+    from mixgan.data import load_dataset
+    from mixgan.metrics.suite import evaluate_samples
+
+    result_path = Path(job["result"])
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    run_dir = Path(job["run"])
+    if run_dir.exists():  # an interrupted earlier attempt
+        import shutil
+
+        shutil.rmtree(run_dir)
+    values = {**SHARED, **CONFIGS[job["config"]], "data.dataset": job["dataset"],
+              "data.data_dir": DATA_DIRS.get(job["dataset"], ""), "train.steps": job["steps"],
+              "train.seed": job["seed"], "train.sample_every": job["steps"],
+              "train.checkpoint_every": job["steps"], "out": str(run_dir)}
+    t0 = time.perf_counter()
+    run = mixgan.train(mixgan.build_config(values))
+    train_s = time.perf_counter() - t0
+    data = load_dataset(job["dataset"], DATA_DIRS.get(job["dataset"], ""))
+    x, labels = sample_run(run, job["n"], seed=1000 + job["seed"])
+    scores = evaluate_samples(x, data, metrics="fid,is,cas", labels=labels, seed=job["seed"])
+    out = {"config": job["config"], "seed": job["seed"], "steps": job["steps"], "train_s": round(train_s, 1),
+           **{k: scores.get(k) for k, _ in METRICS}, "n_fake": scores["n_fake"], "n_real": scores["n_real"],
+           "classifier_accuracy": scores.get("classifier_accuracy")}
+    from mixgan.training.checkpoint import atomic_write_text
+
+    atomic_write_text(result_path, json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def fmt(values: list[float], digits: int) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(results: list[dict], configs: list[str]) -> str:
+    lines = ["| model | " + " | ".join(h for _, h in METRICS) + " | train s/run |",
+             "|---" * (len(METRICS) + 2) + "|"]
+    for name in configs:
+        rows = [r for r in results if r["config"] == name]
+        if not rows:
+            continue
+        cells = []
+        for key, _ in METRICS:
+            vals = [r[key] for r in rows if r.get(key) is not None]
+            digits = 3 if key in ("conditional_accuracy", "cas") else 2
+            cells.append(fmt(vals, digits) if vals else "–")
+        cells.append(fmt([r["train_s"] for r in rows], 0))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_seed(results: list[dict], configs: list[str]) -> str:
+    lines = ["| model | seed | IS | cond. acc. |", "|---|---|---|---|"]
+    for name in configs:
+        for r in sorted((r for r in results if r["config"] == name), key=lambda r: r["seed"]):
+            lines.append(f"| {name} | {r['seed']} | {r['is']:.2f} | {r['conditional_accuracy']:.3f} |")
+    return "\n".join(lines)
+
+
+def write_doc(doc: Path, dataset: str, block: str) -> None:
+    from mixgan.training.checkpoint import atomic_write_text
+
+    start, end = f"<!-- benchmark:{dataset} -->", f"<!-- /benchmark:{dataset} -->"
+    text = doc.read_text() if doc.exists() else ""
+    new = f"{start}\n{block}\n{end}"
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: new, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    atomic_write_text(doc, text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--steps", type=int, default=1000, help="generator updates per run (the equal budget)")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="comma list of: " + ", ".join(CONFIGS))
+    p.add_argument("--n", type=int, default=5000, help="samples scored per run (n/N per class)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
+    p.add_argument("--out", default="bench-out/conditional", help="run directories and per-run JSON")
+    p.add_argument("--doc", help="markdown file whose table block for this dataset is replaced")
+    args = p.parse_args(argv)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        p.error(f"unknown config {unknown[0]!r}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out) / f"{args.dataset}-{args.steps}"
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    for seed in seeds:
+        for name in configs:
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+            jobs.append({"config": name, "seed": seed, "dataset": args.dataset, "steps": args.steps, "n": args.n,
+                         "run": str(out / f"{slug}-s{seed}"), "result": str(out / f"{slug}-s{seed}.json")})
+    t0 = time.perf_counter()
+    if args.jobs > 1:
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            results = []
+            for r in pool.imap_unordered(run_one, jobs):
+                results.append(r)
+                print(json.dumps(r), flush=True)
+    else:
+        results = []
+        for job in jobs:
+            results.append(run_one(job))
+            print(json.dumps(results[-1]), flush=True)
+    wall = time.perf_counter() - t0
+    clf_acc = next((r["classifier_accuracy"] for r in results if r.get("classifier_accuracy")), None)
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conditional.py " + shlex.join(argv or sys.argv[1:])
+    block = "\n".join([
+        f"**{args.dataset}**, {args.steps} generator steps per run, batch {SHARED['train.batch_size']}, "
+        f"seeds {args.seeds}, {args.n} samples per run ({args.n // 10} per class) scored against "
+        f"{results[0]['n_real']} real training images; mean ± std over seeds"
+        + (f"; reference classifier test accuracy {clf_acc:.3f}." if clf_acc else "."),
+        "",
+        table(results, configs),
+        "",
+        "Per seed:",
+        "",
+        per_seed(results, configs),
+        "",
+        f"Command: `{cmd}`  ",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs while it ran "
+        f"(timings are under load); torch CPU, {args.jobs} run(s) in parallel; this invocation took "
+        f"{wall / 60:.1f} min (finished runs are reused from {out}).",
+    ])
+    print(block)
+    if args.doc:
+        write_doc(Path(args.doc), args.dataset, block)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
