@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m mixgan train --model gmgan --dataset digits --components 10 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S) && \
+	$(PY) -m mixgan train --model gmgan --dataset digits --components 10 --out $$run && \
+	$(PY) -m mixgan evaluate $$run --quiet && \
+	$(PY) -m mixgan cluster $$run --quiet && \
+	$(PY) -m mixgan tradeoff $$run --quiet && \
+	$(PY) -m mixgan report $$run && \
+	echo "samples: $$run/samples  metrics: $$run/metrics.json  report: $$run/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2

@@ -50,6 +50,7 @@ class GANModel:
         self.shape, self.num_classes = spec.shape, spec.num_classes
         self.loss_kind = cfg.model.loss
         self.x_train = self.y_train = None
+        self.step = 0  # the training step in progress, set by the loop
         self.check(spec)
         prior = build_prior(cfg, self.mixture, seed=cfg.train.seed)
         m = cfg.model
@@ -129,9 +130,11 @@ class GANModel:
 
     @torch.no_grad()
     def update_ema(self) -> None:
+        """EMA of G's weights; the decay ramps up as (1 + s) / (10 + s) so that a short run's
+        average is not dominated by its first, untrained steps."""
         if self.G_ema is None:
             return
-        decay = self.cfg.train.ema_decay
+        decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
             p_ema.lerp_(p, 1 - decay)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):

@@ -239,6 +239,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             _seed_global(step_seed(t.seed, step, 2 * rank), device)
             gen = torch.Generator(device).manual_seed(step_seed(t.seed, step, 2 * rank + 1))
             draws = iter(range(step * t.d_steps, (step + 1) * t.d_steps))
+            model.step = step
             with autocast:
                 out = model.train_step(lambda: next_batch(next(draws)), gen)
             values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).detach().reshape(())
