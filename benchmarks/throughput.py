@@ -47,32 +47,43 @@ def config(dataset: str, batch: int, steps: int, out: str, device: str, extra: d
     return mixgan.build_config(values)
 
 
+def now() -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds): CPU time is what other load on a shared machine
+    disturbs least, so the overhead ratio is taken from it."""
+    return time.perf_counter(), time.process_time()
+
+
+def per_step(t0: tuple[float, float], t1: tuple[float, float], steps: int) -> tuple[float, float]:
+    return (t1[0] - t0[0]) / steps, (t1[1] - t0[1]) / steps
+
+
 class StepClock:
     """A Progress that records when each step finished (the loop calls it after the step's work)."""
 
     def __init__(self):
-        self.times: dict[int, float] = {}
+        self.times: dict[int, tuple[float, float]] = {}
 
     def start(self, initial, total):
         pass
 
     def update(self, step, logs):
-        self.times[step] = time.perf_counter()
+        self.times[step] = now()
 
     def close(self):
         pass
 
 
-def library_seconds_per_step(cfg, warmup: int) -> float:
+def library_seconds_per_step(cfg, warmup: int) -> tuple[float, float]:
+    """(wall, CPU) seconds per step of ``mixgan.training.train``."""
     clock = StepClock()
     train(cfg, progress=clock)
     if not clock.times:  # a rank other than 0 under DDP: the loop reports on rank 0 only
-        return float("nan")
+        return float("nan"), float("nan")
     last = cfg.train.steps - 1  # the final step also writes a checkpoint and a grid: not timed
-    return (clock.times[last] - clock.times[warmup]) / (last - warmup)
+    return per_step(clock.times[warmup], clock.times[last], last - warmup)
 
 
-def hand_seconds_per_step(cfg, warmup: int) -> float:
+def hand_seconds_per_step(cfg, warmup: int) -> tuple[float, float]:
     """The same networks and update rule, written as plainly as possible."""
     device = resolve_device(cfg.train.device)
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=cfg.train.seed)
@@ -100,8 +111,8 @@ def hand_seconds_per_step(cfg, warmup: int) -> float:
         D.requires_grad_(True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter())
-    return (times[-1] - times[warmup - 1]) / (len(times) - warmup)
+        times.append(now())
+    return per_step(times[warmup - 1], times[-1], len(times) - warmup)
 
 
 def _ddp_worker(rank, world, port, cfg_values, warmup, result_path):
@@ -114,7 +125,8 @@ def _ddp_worker(rank, world, port, cfg_values, warmup, result_path):
         Path(result_path).write_text(json.dumps(seconds))
 
 
-def ddp_seconds_per_step(cfg, warmup: int, world: int = 2) -> float:
+def ddp_seconds_per_step(cfg, warmup: int, world: int = 2) -> tuple[float, float]:
+    """(wall, rank 0's CPU) seconds per step of the library loop in ``world`` processes."""
     import torch.multiprocessing as mp
 
     with socket.socket() as s:
@@ -125,7 +137,7 @@ def ddp_seconds_per_step(cfg, warmup: int, world: int = 2) -> float:
     result = Path(cfg.out + ".json")
     mp.start_processes(_ddp_worker, args=(world, port, values, warmup, str(result)), nprocs=world,
                        start_method="spawn")
-    return json.loads(result.read_text())
+    return tuple(json.loads(result.read_text()))
 
 
 def main() -> None:
@@ -150,33 +162,44 @@ def main() -> None:
     rows = []
     try:
         for batch in map(int, args.batch_sizes.split(",")):
-            lib, hand = [], []
+            lib, hand = [], []  # (wall, cpu) seconds per step, one pair per round
             for r in range(args.rounds):
                 cfg = config(args.dataset, batch, args.steps, str(scratch / f"lib-{batch}-{r}"), args.device, extra)
                 lib.append(library_seconds_per_step(cfg, args.warmup))
                 hand.append(hand_seconds_per_step(cfg, args.warmup))
-                print(f"batch {batch} round {r}: library {batch / lib[-1]:.0f} img/s, hand {batch / hand[-1]:.0f} img/s",
-                      file=sys.stderr)
-            row = {"batch": batch, "library_img_s": batch / min(lib), "hand_img_s": batch / min(hand),
-                   "overhead": min(lib) / min(hand) - 1,
-                   "overhead_median": statistics.median(l / h for l, h in zip(lib, hand)) - 1,
+                print(f"batch {batch} round {r}: library {batch / lib[-1][0]:.0f} img/s wall, "
+                      f"{batch / lib[-1][1]:.0f} img/s CPU; hand {batch / hand[-1][0]:.0f} wall, "
+                      f"{batch / hand[-1][1]:.0f} CPU", file=sys.stderr)
+            cpu_ratio = [l[1] / h[1] for l, h in zip(lib, hand)]
+            row = {"batch": batch,
+                   "library_img_s_wall": batch / min(l[0] for l in lib), "hand_img_s_wall": batch / min(h[0] for h in hand),
+                   "library_img_s_cpu": batch / min(l[1] for l in lib), "hand_img_s_cpu": batch / min(h[1] for h in hand),
+                   "overhead_cpu_median": statistics.median(cpu_ratio) - 1,
+                   "overhead_cpu_best": min(l[1] for l in lib) / min(h[1] for h in hand) - 1,
+                   "overhead_wall_best": min(l[0] for l in lib) / min(h[0] for h in hand) - 1,
                    "library_s": lib, "hand_s": hand}
             if args.ddp:
                 cfg = config(args.dataset, batch, args.steps, str(scratch / f"ddp-{batch}"), args.device, extra)
-                row["ddp2_img_s"] = 2 * batch / ddp_seconds_per_step(cfg, args.warmup)
+                wall, cpu = ddp_seconds_per_step(cfg, args.warmup)
+                row.update({"ddp2_img_s_wall": 2 * batch / wall, "ddp2_rank0_img_s_cpu": batch / cpu})
             rows.append(row)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                f"{args.threads} thread(s) per process, device {args.device}")
-    lines = [f"gmgan on {args.dataset}, {args.steps} steps ({args.warmup} warm-up), best of {args.rounds} rounds; {machine}",
-             "", "| batch | library img/s | hand-written img/s | library overhead (best / median of rounds) |"
-             + (" 2 processes img/s |" if args.ddp else ""),
-             "|---|---|---|---|" + ("---|" if args.ddp else "")]
+    head = ("| batch | library img/s (wall) | hand-written img/s (wall) | library img/s (CPU time) "
+            "| hand-written img/s (CPU time) | overhead, CPU time (median of rounds / best vs best) |")
+    if args.ddp:
+        head += " 2 processes img/s (wall) | 2 processes, rank 0 img/s (CPU time) |"
+    lines = [f"gmgan on {args.dataset}, {args.steps} steps ({args.warmup} warm-up), {args.rounds} alternating rounds; "
+             f"{machine}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['batch']} | {r['library_img_s']:.0f} | {r['hand_img_s']:.0f} | "
-                     f"{100 * r['overhead']:+.1f}% / {100 * r['overhead_median']:+.1f}% |"
-                     + (f" {r['ddp2_img_s']:.0f} |" if args.ddp else ""))
+        line = (f"| {r['batch']} | {r['library_img_s_wall']:.0f} | {r['hand_img_s_wall']:.0f} | "
+                f"{r['library_img_s_cpu']:.0f} | {r['hand_img_s_cpu']:.0f} | "
+                f"{100 * r['overhead_cpu_median']:+.1f}% / {100 * r['overhead_cpu_best']:+.1f}% |")
+        if args.ddp:
+            line += f" {r['ddp2_img_s_wall']:.0f} | {r['ddp2_rank0_img_s_cpu']:.0f} |"
+        lines.append(line)
     table = "\n".join(lines)
     print(table)
     (out / f"throughput-{args.dataset}.md").write_text(table + "\n")

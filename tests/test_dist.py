@@ -55,15 +55,34 @@ def _worker(rank: int, world: int, store: str, jobs: list, out: str) -> None:
     from mixgan.training import loop
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    built = []
+    built, poison = [], {}
     original = loop.build_model
-    loop.build_model = lambda *a, **k: built.append(original(*a, **k)) or built[-1]
+
+    def build(*a, **k):
+        model = built.append(original(*a, **k)) or built[-1]
+        if poison.get("rank") == rank:  # this rank alone sees a NaN loss at one step
+            step, clean = [0], model.train_step
+
+            def train_step(*args):
+                step[0] += 1
+                logs = clean(*args)
+                return {**logs, "loss_d": torch.tensor(float("nan"))} if step[0] == poison["step"] else logs
+
+            model.train_step = train_step
+        return model
+
+    loop.build_model = build
     result = {}
     for name, values in jobs:
         values = dict(values)
         resume_to, resume_only = values.pop("resume_to", None), values.pop("resume", False)
+        poison = values.pop("poison", {})
         cfg = mixgan.build_config(values)
-        loop.train(cfg, resume=resume_only)
+        try:
+            loop.train(cfg, resume=resume_only)
+        except loop.TrainingDiverged as exc:
+            result[name] = {"error": str(exc)}
+            continue
         if resume_to:
             cfg.train.steps = resume_to
             loop.train(cfg, resume=True)
@@ -105,7 +124,14 @@ def test_every_model_trains_under_ddp_with_identical_weights(tmp_path):
             for name in MODELS]
     jobs.append(("resumed", {**BASE, "model.name": "gmgan", **EXTRA["gmgan"], "train.steps": 3,
                              "resume_to": 6, "out": str(tmp_path / "resumed")}))
+    jobs.append(("nan", {**BASE, "model.name": "gmgan", "poison": {"rank": 1, "step": 5},
+                         "out": str(tmp_path / "nan")}))
     ranks = run_ranks(tmp_path, jobs)
+    # a NaN on rank 1 alone stops both ranks at that step (no rank left waiting in a collective)
+    assert ranks[1].pop("nan")["error"].startswith("loss_d became nan at step 5; stopped, the last good "
+                                                  "checkpoint (step 3)")
+    assert ranks[0].pop("nan")["error"].startswith("a loss on another process became non-finite at step 5")
+    jobs.pop()
     for name, _ in jobs:
         a, b = ranks[0][name], ranks[1][name]
         assert a["wrapped"] == "DistributedDataParallel", name
@@ -147,3 +173,34 @@ def test_torchrun_cli_trains_one_run_that_resumes_exactly(tmp_path):
     assert ranks[0]["resumed"] == ranks[0]["whole"]
     for module in ("G", "D"):
         assert checkpoint_digest(cli / "run", module) == ranks[0]["whole"][module]
+
+
+def test_channels_last_and_compile_options_train_and_keep_checkpoints_portable(tmp_path, monkeypatch):
+    """The one-machine speed options: channels-last tensors and torch.compile (eager backend here,
+    so the test checks the code path and Dynamo's tracing of our modules, not inductor's speed)."""
+    import mixgan
+    from mixgan.training import loop
+
+    compiled, built = [], []
+    original_compile, original_build = torch.nn.Module.compile, loop.build_model
+
+    def eager_compile(self, *args, **kwargs):
+        compiled.append(type(self).__name__)
+        return original_compile(self, backend="eager")
+
+    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: built.append(original_build(*a, **k)) or built[-1])
+    settings = {**BASE, "model.name": "gmgan", "train.steps": 4, "train.checkpoint_every": 2}
+    plain = mixgan.train(mixgan.build_config({**settings, "out": str(tmp_path / "plain")}))
+    fast = mixgan.train(mixgan.build_config({**settings, "train.channels_last": True, "train.compile": True,
+                                             "out": str(tmp_path / "fast")}))
+    assert compiled == ["ConvGenerator", "ConvDiscriminator"]
+    conv = built[-1].D.body[0].weight  # 8 x 1 x 4 x 4: channels-last strides the channel dimension by 1
+    assert conv.stride()[1] == 1 and built[0].D.body[0].weight.stride()[1] == 16
+    keys = [load_file(str(list_checkpoints(r.path / "checkpoints")[-1].with_suffix(".safetensors"))).keys()
+            for r in (plain, fast)]
+    assert keys[0] == keys[1]  # no _orig_mod. prefixes: a compiled run's checkpoint loads anywhere
+    stats = [json.loads(l) for l in (fast.path / "stats.jsonl").read_text().splitlines()]
+    assert all(abs(s["loss_d"]) < 100 for s in stats)
+    a, b = plain.sample(16, seed=3).x, fast.sample(16, seed=3).x
+    assert torch.allclose(a, b, atol=1e-3)  # same seed, same numbers up to kernel rounding
