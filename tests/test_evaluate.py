@@ -135,3 +135,14 @@ def test_evaluate_a_toy_run_reports_modes(tmp_path, cli):
     assert perfect["modes"] == 8 and perfect["high_quality"] > 0.98 and perfect["kl"] < 0.01
     with pytest.raises(MixganError, match="unknown metric"):
         evaluate_samples(ring.x_test[:100], ring, metrics="fid")
+
+
+def test_evaluate_a_class_conditional_run_reports_conditional_metrics(tmp_path, cli):
+    run = mixgan.train(small_config(tmp_path, **{"model.name": "cgan", "data.dataset": "digits", "model.width": 8,
+                                                 "train.steps": 10, "prior.components": 1}))
+    assert run.model.class_conditional
+    code, out, err = cli("evaluate", run.path, "--n", 200, "--metrics", "fid", "--quiet")
+    assert code == 0, err
+    m = json.loads((run.path / "metrics.json").read_text())
+    assert {"conditional_accuracy", "intra_fid", "fid"} <= set(m) and "conditional_accuracy" in out
+    assert 0 <= m["conditional_accuracy"] <= 1 and m["intra_fid"] > 0

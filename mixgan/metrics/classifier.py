@@ -8,7 +8,7 @@ layer, after ReLU) is a stable interface: IC-GAN uses it as its supervised insta
 Cache layout, under ``$MIXGAN_CACHE`` (default ``~/.cache/mixgan``)::
 
     classifiers/<dataset>-<fingerprint>-v<ARCH_VERSION>/model.safetensors, meta.json
-    features/<dataset>-<fingerprint>-<split>-<backbone id>.safetensors
+    features/<dataset>-<fingerprint>-<split>-<rows>-<backbone id>.safetensors
 
 Training takes a file lock so parallel processes (pytest-xdist workers) train a classifier once.
 """
@@ -260,9 +260,10 @@ def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None
         return cls
 
 
-def reference_features(backbone: Backbone, data, split: str = "train",
+def reference_features(backbone: Backbone, data, split: str = "train", indices: torch.Tensor | None = None,
                        progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, probabilities) of a dataset split under a backbone, cached in safetensors."""
+    """(features, probabilities) of a dataset split (or the rows ``indices`` of it) under a
+    backbone, cached in safetensors keyed by dataset, split, rows and backbone."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save
 
@@ -271,7 +272,12 @@ def reference_features(backbone: Backbone, data, split: str = "train",
     if split not in ("train", "test"):
         raise MixganError(f"split must be train or test, got {split!r}")
     x = data.x_train if split == "train" else data.x_test
-    path = cache_dir() / "features" / f"{cache_key(data)}-{split}-{backbone.id}.safetensors"
+    rows = "all"
+    if indices is not None:
+        indices = torch.as_tensor(indices).long()
+        x = x[indices]
+        rows = f"{len(indices)}-{hashlib.sha256(indices.numpy().tobytes()).hexdigest()[:8]}"
+    path = cache_dir() / "features" / f"{cache_key(data)}-{split}-{rows}-{backbone.id}.safetensors"
     if path.is_file():
         try:
             t = load_file(str(path))

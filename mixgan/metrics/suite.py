@@ -3,7 +3,7 @@
 Feature metrics (FID, IS, precision/recall, density/coverage) run in the space of a backbone (by
 default the dataset's reference classifier); the quality/diversity scores, conditional accuracy
 and CAS always use the reference classifier, whose classes are the dataset's. Real features come
-from the (cached) training split, subsampled with a fixed seed to ``n_real``.
+from a fixed-seed subset of ``n_real`` training images, cached per backbone.
 """
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def as_images(x, shape: tuple[int, ...], source: str = "samples") -> torch.Tenso
     return t.contiguous()
 
 
-def _subset(n_total: int, n: int, seed: int) -> torch.Tensor:
+def real_subset(n_total: int, n: int, seed: int) -> torch.Tensor:
+    """The sorted fixed-seed choice of n of n_total rows (all rows if n >= n_total)."""
     if n >= n_total:
         return torch.arange(n_total)
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
@@ -88,7 +89,7 @@ def evaluate_points(x, data, metrics=None, n_real: int = 10_000, k: int = 5, see
         out.update(modes=stats["modes"], high_quality=stats["high_quality"], kl=stats["kl"],
                    modes_total=len(data.centers))
     if "prdc" in names:
-        real = data.x_train[_subset(len(data.x_train), n_real, seed)]
+        real = data.x_train[real_subset(len(data.x_train), n_real, seed)]
         out["n_real"] = len(real)
         out.update(prdc(real, pts, k=k))
     return out
@@ -121,9 +122,8 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     bb = get_backbone(backbone, data, weights=weights, progress=progress)
-    real_f, real_p = reference_features(bb, data, "train", progress=progress)
-    idx = _subset(len(real_f), n_real, seed)
-    real_f, real_p = real_f[idx], real_p[idx]
+    idx = real_subset(len(data.x_train), n_real, seed)
+    real_f, real_p = reference_features(bb, data, "train", indices=idx, progress=progress)
     fake_f, fake_p = bb.embed(imgs)
     times["features"] = time.perf_counter() - t0
     out: dict = {"dataset": data.name, "n_real": len(real_f), "n_fake": len(imgs), "backbone": bb.name,
