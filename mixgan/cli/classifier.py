@@ -46,6 +46,8 @@ def run(args) -> int:
     from ..metrics.classifier import _load_classifier, classifier_dir, get_classifier
 
     data = load_dataset(args.dataset, args.data_dir)
+    if not data.is_image:
+        raise MixganError(f"dataset '{data.name}' holds points, not images: it has no reference classifier")
     if args.action == "info":
         cls = _load_classifier(classifier_dir(data))
         if cls is None:
