@@ -146,3 +146,21 @@ def test_evaluate_a_class_conditional_run_reports_conditional_metrics(tmp_path, 
     m = json.loads((run.path / "metrics.json").read_text())
     assert {"conditional_accuracy", "intra_fid", "fid"} <= set(m) and "conditional_accuracy" in out
     assert 0 <= m["conditional_accuracy"] <= 1 and m["intra_fid"] > 0
+
+
+def test_classifier_training_is_seeded_and_a_damaged_cache_entry_is_not_used(digits, tmp_path):
+    import shutil
+
+    from mixgan.metrics.classifier import _load_classifier, train_cnn
+
+    x, y = digits.x_train[:256], digits.y_train[:256]
+    a, b, c = (train_cnn(x, y, 10, epochs=2, seed=s).state_dict() for s in (0, 0, 1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    folder = tmp_path / "copy"
+    shutil.copytree(get_classifier(digits).path, folder)
+    assert _load_classifier(folder) is not None
+    raw = bytearray((folder / "model.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(raw))
+    assert _load_classifier(folder) is None  # checksum mismatch: retrained, never trusted
