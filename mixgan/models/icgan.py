@@ -246,6 +246,8 @@ class ICGAN(GANModel):
             pick = torch.arange(len(h)).repeat_interleave(per_instance)
         else:
             dev = generator.device if generator is not None else torch.device("cpu")
+            if n < 1:
+                raise MixganError(f"the number of samples must be >= 1, got {n}")
             pick = torch.randint(len(h), (n,), generator=generator, device=dev).cpu()
         parts = []
         for p in pick.split(batch_size):
