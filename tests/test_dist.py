@@ -31,6 +31,7 @@ EXTRA = {
     "gan": {"model.spectral_norm": True, "model.loss": "hinge"},
     "gmgan-supervised": {"prior.components": 20},
     "icgan": {"model.embedding": "pixels"},
+    "icgan-class": {"model.embedding": "pixels"},
 }
 RING = {"model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "model.width": 16,
         "train.batch_size": 32, "train.steps": 20, "train.log_every": 5, "train.sample_every": 10,
