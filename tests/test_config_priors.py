@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-import mixgan
 from mixgan.config import build_config, load_config
 from mixgan.errors import MixganError
 from mixgan.priors import GaussianMixturePrior, MAX_SCALE, MIN_SCALE

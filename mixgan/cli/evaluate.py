@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -11,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MixganError
-from .common import format_table
+from .common import format_table, write_json
 
 SHOWN = ["fid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
          "conditional_accuracy", "intra_fid", "cas", "modes", "high_quality", "kl",
@@ -73,20 +71,9 @@ def sample_run(run, n: int, seed: int):
     return s.x.numpy(), (s.label.numpy() if s.label is not None else None)
 
 
-def _json_ready(d: dict) -> dict:
-    def fix(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        return v
-    return {k: fix(v) for k, v in d.items()}
-
-
 def run(args) -> int:
     from ..data import load_dataset
     from ..metrics.suite import evaluate_samples
-    from ..training.checkpoint import atomic_write_text
     from .classifier import BarProgress
 
     if bool(args.run) == bool(args.samples):
@@ -120,16 +107,10 @@ def run(args) -> int:
     result["source"] = source
     rows = [(key, result[key]) for key in SHOWN if key in result]
     print(format_table(rows))
-    text = json.dumps(_json_ready(result), indent=1, sort_keys=True) + "\n"
     targets = [Path(args.json)] if args.json else []
     if args.run:
         targets.append(Path(args.run) / "metrics.json")
     for path in targets:
-        if not path.parent.is_dir():
-            raise MixganError(f"--json {path}: folder {path.parent} does not exist")
-        try:
-            atomic_write_text(path, text)
-        except OSError as exc:
-            raise MixganError(f"cannot write {path} ({exc.strerror})") from None
+        write_json(path, result)
         print(f"wrote {path}")
     return 0

@@ -1,7 +1,6 @@
 """Datasets by name: a small explicit registry of loaders."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from ..errors import MixganError
