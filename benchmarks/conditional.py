@@ -43,6 +43,7 @@ CONFIGS = {
 SHARED = {"model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
           "train.batch_size": 64, "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.ema": True,
           "train.ema_decay": 0.99, "train.log_every": 100}
+EVAL_VERSION = 2  # 2: samples shuffled before IS
 METRICS = [("is", "IS ↑"), ("fid", "FID ↓"), ("intra_fid", "intra-FID ↓"),
            ("conditional_accuracy", "cond. acc. ↑"), ("cas", "CAS ↑")]
 
@@ -58,27 +59,40 @@ def run_one(job: dict) -> dict:
     from mixgan.data import load_dataset
     from mixgan.metrics.suite import evaluate_samples
 
+    import numpy as np
+
     result_path = Path(job["result"])
     if result_path.exists():
-        return json.loads(result_path.read_text())
+        done = json.loads(result_path.read_text())
+        if done.get("eval_version") == EVAL_VERSION:
+            return done
     run_dir = Path(job["run"])
-    if run_dir.exists():  # an interrupted earlier attempt
+    try:
+        run, train_s = mixgan.load(run_dir, step=job["steps"]), json.loads(result_path.read_text())["train_s"]
+    except Exception:  # not trained to the end yet: (re)train
+        run = None
+    if run is None and run_dir.exists():  # an interrupted earlier attempt
         import shutil
 
         shutil.rmtree(run_dir)
-    values = {**SHARED, **CONFIGS[job["config"]], "data.dataset": job["dataset"],
+    values = {**SHARED, **CONFIGS[job["config"]], "model.width": job["width"], "data.dataset": job["dataset"],
               "data.data_dir": DATA_DIRS.get(job["dataset"], ""), "train.steps": job["steps"],
               "train.seed": job["seed"], "train.sample_every": job["steps"],
               "train.checkpoint_every": job["steps"], "out": str(run_dir)}
-    t0 = time.perf_counter()
-    run = mixgan.train(mixgan.build_config(values))
-    train_s = time.perf_counter() - t0
+    if run is None:
+        t0 = time.perf_counter()
+        run = mixgan.train(mixgan.build_config(values))
+        train_s = time.perf_counter() - t0
     data = load_dataset(job["dataset"], DATA_DIRS.get(job["dataset"], ""))
     x, labels = sample_run(run, job["n"], seed=1000 + job["seed"])
+    # sample_run returns the samples class by class; IS averages over contiguous splits, each of
+    # which would then hold one class (IS ~ 1): shuffle samples and labels together first.
+    order = np.random.default_rng(job["seed"]).permutation(len(x))
+    x, labels = x[order], labels[order]
     scores = evaluate_samples(x, data, metrics="fid,is,cas", labels=labels, seed=job["seed"])
     out = {"config": job["config"], "seed": job["seed"], "steps": job["steps"], "train_s": round(train_s, 1),
            **{k: scores.get(k) for k, _ in METRICS}, "n_fake": scores["n_fake"], "n_real": scores["n_real"],
-           "classifier_accuracy": scores.get("classifier_accuracy")}
+           "classifier_accuracy": scores.get("classifier_accuracy"), "eval_version": EVAL_VERSION}
     from mixgan.training.checkpoint import atomic_write_text
 
     atomic_write_text(result_path, json.dumps(out, indent=1) + "\n")
@@ -175,17 +189,19 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1000, help="generator updates per run (the equal budget)")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma list of: " + ", ".join(CONFIGS))
+    p.add_argument("--width", type=int, default=SHARED["model.width"], help="conv base channels of G and D")
     p.add_argument("--n", type=int, default=5000, help="samples scored per run (n/N per class)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
     p.add_argument("--out", default="bench-out/conditional", help="run directories and per-run JSON")
     p.add_argument("--doc", help="markdown file whose table block for this dataset is replaced")
+    p.add_argument("--block", help="name of the block in --doc (default: the dataset's name)")
     args = p.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         p.error(f"unknown config {unknown[0]!r}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    out = Path(args.out) / f"{args.dataset}-{args.steps}"
+    out = Path(args.out) / f"{args.dataset}-{args.steps}-w{args.width}"
     out.mkdir(parents=True, exist_ok=True)
     cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conditional.py " + shlex.join(argv or sys.argv[1:])
     machine = (f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs while it ran "
@@ -196,13 +212,14 @@ def main(argv=None) -> int:
         block += f"\n\nCommand: `{cmd}`  \n{machine}; took {(time.perf_counter() - t0) / 60:.1f} min."
         print(block)
         if args.doc:
-            write_doc(Path(args.doc), args.dataset, block)
+            write_doc(Path(args.doc), args.block or args.dataset, block)
         return 0
     jobs = []
     for seed in seeds:
         for name in configs:
             slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
             jobs.append({"config": name, "seed": seed, "dataset": args.dataset, "steps": args.steps, "n": args.n,
+                         "width": args.width,
                          "run": str(out / f"{slug}-s{seed}"), "result": str(out / f"{slug}-s{seed}.json")})
     t0 = time.perf_counter()
     if args.jobs > 1:
@@ -220,6 +237,7 @@ def main(argv=None) -> int:
     clf_acc = next((r["classifier_accuracy"] for r in results if r.get("classifier_accuracy")), None)
     block = "\n".join([
         f"**{args.dataset}**, {args.steps} generator steps per run, batch {SHARED['train.batch_size']}, "
+        f"conv width {args.width}, "
         f"seeds {args.seeds}, {args.n} samples per run ({args.n // 10} per class) scored against "
         f"{results[0]['n_real']} real training images; mean ± std over seeds"
         + (f"; reference classifier test accuracy {clf_acc:.3f}." if clf_acc else "."),
@@ -236,7 +254,7 @@ def main(argv=None) -> int:
     ])
     print(block)
     if args.doc:
-        write_doc(Path(args.doc), args.dataset, block)
+        write_doc(Path(args.doc), args.block or args.dataset, block)
     return 0
 
 
