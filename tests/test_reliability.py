@@ -252,6 +252,8 @@ CASES = {
     "corrupt image": bad_image_bytes,
     "bad TOML": bad_toml,
 }
+if not torch.cuda.is_available():  # on a GPU machine this input is valid
+    CASES["cuda without a GPU"] = lambda d: (["--device", "cuda"], "no CUDA device is available")
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
