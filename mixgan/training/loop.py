@@ -230,6 +230,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.amp and device.type == "cuda"
                 else contextlib.nullcontext())
     last_ckpt = start
+    gen = torch.Generator(device)
     if progress and main:
         progress.start(start, t.steps)
     tick, tick_step = time.perf_counter(), start
@@ -237,7 +238,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         for step in range(start, t.steps):
             # rank r seeds its global RNG with 2r and its noise generator with 2r + 1: no two streams meet
             _seed_global(step_seed(t.seed, step, 2 * rank), device)
-            gen = torch.Generator(device).manual_seed(step_seed(t.seed, step, 2 * rank + 1))
+            gen.manual_seed(step_seed(t.seed, step, 2 * rank + 1))
             draws = iter(range(step * t.d_steps, (step + 1) * t.d_steps))
             model.step = step
             with autocast:
@@ -246,7 +247,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                                   for v in out.values()]).tolist()  # one device sync per step
             logs = dict(zip(out, values))
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if not dist.all_finite(not bad):
+            if bad or (world_size > 1 and not dist.all_finite(not bad)):
                 what = f"{bad[0]} became {logs[bad[0]]}" if bad else "a loss on another process became non-finite"
                 kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}" if last_ckpt
                         else "no checkpoint had been written yet")
