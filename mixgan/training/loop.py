@@ -99,7 +99,11 @@ def restore(model: GANModel, states: dict, record: dict, optimizers: bool = True
                 opt.load_state_dict(states[name])
             except (KeyError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
                 raise MixganError(f"checkpoint optimizer state '{name}' does not fit this model ({exc})") from None
-            for group, own in zip(opt.param_groups, settings):  # the config's lr/betas win over the saved ones
+            for group, own in zip(opt.param_groups, settings):
+                # the config's lr/betas win over the saved ones; keys a schedule added (initial_lr)
+                # are derived again from the config
+                for key in set(group) - set(own) - {"params"}:
+                    del group[key]
                 group.update(own)
     model.load_extra_tensors(states.get("extra", {}))
 
