@@ -54,6 +54,7 @@ class TrainConfig:
     batch_size: int = 64
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    lr_decay: str = "none"  # none | linear (to 0 at the last step)
     beta1: float = 0.5
     beta2: float = 0.999
     d_steps: int = 1
@@ -229,6 +230,7 @@ def validate(cfg: Config) -> None:
         (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "log/sample/checkpoint intervals must be >= 1"),
         (t.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), f"device must be auto, cpu or cuda, got '{t.device}'"),
+        (t.lr_decay in ("none", "linear"), f"lr_decay must be 'none' or 'linear', got '{t.lr_decay}'"),
         (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),
         (m.width >= 1 and m.k >= 1, "width and k must be >= 1"),
         (0 < cfg.data.test_fraction < 1, "test_fraction must be in (0, 1)"),

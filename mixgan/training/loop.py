@@ -136,6 +136,13 @@ class _TensorBoard:
         self.writer.close()
 
 
+def set_lr_factor(model: GANModel, factor: float) -> None:
+    """Scale every optimizer's learning rate to ``factor`` times its initial value."""
+    for opt in model.optimizers().values():
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
+
+
 def prepare_run(cfg: Config, resume: bool) -> RunDir:
     """Create (rank 0) or reopen the run directory; every rank gets the same path."""
     path = Path(cfg.out) if cfg.out else None
@@ -245,6 +252,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             gen.manual_seed(step_seed(t.seed, step, 2 * rank + 1))
             draws = iter(range(step * t.d_steps, (step + 1) * t.d_steps))
             model.step = step
+            if t.lr_decay == "linear":
+                set_lr_factor(model, 1 - step / t.steps)
             with autocast:
                 out = model.train_step(lambda: next_batch(next(draws)), gen)
             values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).detach().reshape(())
