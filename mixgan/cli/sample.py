@@ -21,6 +21,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--class", dest="label", type=int, help="class to generate (class-conditional models)")
     p.add_argument("--cond", metavar="FILE.npz",
                    help="conditions of a vector-conditioned cgan: array 'c', one row per sample or one for all")
+    p.add_argument("--instances", metavar="N|FILE.npz",
+                   help="IC-GAN: condition on N k-means representatives of the stored instances, or on the "
+                        "unseen instances of an .npz (array 'x', optional classes 'y')")
     p.add_argument("--grid", help="also write a PNG of the samples (one row per class where there are classes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -63,12 +66,20 @@ def run(args) -> int:
     r = load(args.run, device=args.device)
     if args.cond and not hasattr(r.model, "as_conditions"):
         raise MixganError(f"--cond: model '{r.model.name}' does not take vector conditions")
+    instance_x = None
+    if args.instances:
+        from ..models.icgan import instance_request
+
+        extra, instance_x = instance_request(r.model, args.instances, args.seed)
+        kwargs.update(extra)
     s = r.sample(n, component=args.component, scale=args.scale, label=args.label, seed=args.seed, **kwargs)
     arrays = s.arrays()
     arrays["x"] = arrays["x"].astype("float32")
     path = write_npz(args.out, arrays)
     print(f"wrote {len(s.x)} samples to {path}")
-    if args.grid:
+    if args.grid and getattr(r.model, "instance_conditional", False):
+        write_instance_picture(r, s, kwargs, instance_x, args)
+    elif args.grid:
         if s.label is not None and s.x.ndim == 4:
             shown, rows = class_rows(s.x, s.label)
         else:
@@ -78,3 +89,22 @@ def run(args) -> int:
                              reference=None)
         print(f"wrote {args.grid}")
     return 0
+
+
+def write_instance_picture(r, s, kwargs, instance_x, args) -> None:
+    """Images: each conditioning instance, then its samples; points: samples coloured by instance."""
+    from ..errors import MixganError
+    from ..models.icgan import instance_grid
+
+    if s.x.ndim == 4:
+        train_x = None
+        if "conditions" not in kwargs:
+            try:
+                train_x = r.data.x_train
+            except MixganError:
+                train_x = None  # the training set is not here: samples only
+        shown, rows, _ = instance_grid(r.model, kwargs, instance_x, train_x, seed=args.seed)
+        save_samples_picture(shown, rows, args.grid)
+    else:
+        save_samples_picture(s.x, 0, args.grid, colors=s.instance % 20, reference=instance_x)
+    print(f"wrote {args.grid}")
