@@ -86,19 +86,20 @@ class Config:
 
 SECTIONS = ("data", "model", "prior", "train")
 
-# Per dataset family: settings measured to work (see docs/defaults.md).
+# Per dataset family, then per dataset: settings chosen by measurement (docs/toy.md, docs/gmgan.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "toy": {
         "model.arch": "mlp", "model.width": 128, "model.embedding": "pixels",
-        "prior.latent_dim": 2, "prior.c": 1.0, "prior.sigma": 0.1,
-        "train.batch_size": 256, "train.lr_g": 1e-3, "train.lr_d": 1e-3,
-        "train.steps": 3000, "train.beta1": 0.5,
-        "train.log_every": 100, "train.sample_every": 1000, "train.checkpoint_every": 1000,
+        "prior.latent_dim": 16, "prior.c": 1.0, "prior.sigma": 0.1,
+        "train.batch_size": 256, "train.lr_g": 1e-3, "train.lr_d": 1e-3, "train.lr_decay": "linear",
+        "train.steps": 10000, "train.beta1": 0.5, "train.ema": True,
+        "train.log_every": 100, "train.sample_every": 2500, "train.checkpoint_every": 1000,
     },
     "npz": {},  # vectors or images: arch "auto" picks by the data's shape
     "image": {
-        "model.arch": "dcgan", "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0,
+        "model.arch": "dcgan", "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0, "train.ema": True,
     },
+    "digits": {"train.steps": 3000},
 }
 
 
@@ -206,7 +207,7 @@ def build_config(values: dict[str, Any] | None = None, config_file: str | Path |
         user[key] = value
     cfg = Config()
     dataset = next((v for k, v in user.items() if _resolve_key(k) == ("data", "dataset")), cfg.data.dataset)
-    for key, value in PRESETS[dataset_family(str(dataset))].items():
+    for key, value in {**PRESETS[dataset_family(str(dataset))], **PRESETS.get(str(dataset), {})}.items():
         set_value(cfg, key, value)
     for key, value in user.items():
         set_value(cfg, key, value)
