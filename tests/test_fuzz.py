@@ -269,3 +269,23 @@ def test_idx_dataset_refuses_non_byte_images(tmp_path):
         (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(VALID_LABELS)
     with pytest.raises(MixganError, match="expected unsigned bytes"):
         load_idx_dataset("mnist", tmp_path)
+
+
+@pytest.mark.parametrize("side", [12_000, 200_000])  # over PIL's warning and its error limit
+def test_image_whose_header_claims_a_huge_size_is_refused(tmp_path, side):
+    import zlib
+
+    raw = bytearray(VALID_PNG)
+    raw[16:24] = struct.pack(">II", side, side)  # IHDR width and height, then its CRC
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    (tmp_path / "a.png").write_bytes(bytes(raw))
+    (tmp_path / "b.png").write_bytes(VALID_PNG)
+    with pytest.raises(MixganError, match="a.png: not a readable image"):
+        image_folder(tmp_path)
+
+
+def test_idx_header_whose_size_overflows_64_bits_is_refused(tmp_path):
+    path = tmp_path / "x-idx"
+    path.write_bytes(struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 2 ** 31, 2 ** 31, 4))  # 2^64 items
+    with pytest.raises(MixganError, match="truncated: 0 data bytes"):
+        read_idx(path, 3)

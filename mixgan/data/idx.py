@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -39,12 +40,13 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
         raise MixganError(f"{path}: truncated IDX header")
     shape = struct.unpack(f">{dims}I", raw[4:header])
     dtype = np.dtype(_DTYPES[code])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    count = math.prod(shape)  # Python ints: a forged header cannot overflow the size check
+    expected = count * dtype.itemsize
     if len(raw) - header < expected:
         raise MixganError(f"{path}: truncated: {len(raw) - header} data bytes, shape {shape} needs {expected}")
     if len(raw) - header > expected:
         raise MixganError(f"{path}: {len(raw) - header - expected} unexpected bytes after the data")
-    return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(shape)
 
 
 def _find(folder: Path, stem: str) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +105,14 @@ def image_folder(folder: str | Path, seed: int = 0, test_fraction: float = 0.2) 
     arrays, labels, size, mode = [], [], None, None
     for label, path in paths:
         try:
-            with Image.open(path) as im:
-                im.load()
-                mode = mode or ("L" if im.mode in ("L", "1", "I", "I;16") else "RGB")
-                arr = np.asarray(im.convert(mode))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)  # a header claiming huge sizes
+                with Image.open(path) as im:
+                    im.load()
+                    mode = mode or ("L" if im.mode in ("L", "1", "I", "I;16") else "RGB")
+                    arr = np.asarray(im.convert(mode))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as exc:
             raise MixganError(f"{path}: not a readable image ({exc})") from None
         if size is None:
             size = arr.shape
