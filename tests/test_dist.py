@@ -136,6 +136,7 @@ def test_every_model_trains_under_ddp_with_identical_weights(tmp_path):
     for name, _ in jobs:
         a, b = ranks[0][name], ranks[1][name]
         assert a["wrapped"] == "DistributedDataParallel", name
+        assert a == b, f"{name}: ranks differ in {[k for k in a if a[k] != b.get(k)]}"  # every module, G_ema too
         for module in ("G", "D"):
             # the ranks saw different shards: only averaged gradients keep them equal
             assert a[module] == b[module], f"{name}: {module} differs between ranks"
