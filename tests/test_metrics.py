@@ -179,3 +179,17 @@ def test_intra_fid_and_conditional_accuracy():
     assert conditional_accuracy(probs, wrong) == 0.0
     with pytest.raises(MixganError, match="no class"):
         intra_fid(feats[:1], labels[:1], feats, labels)
+
+
+def test_within_class_pairs_see_a_collapse_that_random_pairs_miss():
+    from mixgan.metrics.msssim import mean_pairwise_msssim
+    from mixgan.metrics.quality_diversity import quality_diversity
+
+    gen = torch.Generator().manual_seed(0)
+    modes = torch.rand(2, 1, 28, 28, generator=gen) * 2 - 1
+    collapsed = modes.repeat_interleave(30, 0)  # 2 classes, each one image repeated
+    classes = torch.arange(2).repeat_interleave(30)
+    assert mean_pairwise_msssim(collapsed, 300, groups=classes) == pytest.approx(1.0)
+    assert mean_pairwise_msssim(collapsed, 300) < 0.9
+    probs = torch.nn.functional.one_hot(classes, 2).double()
+    assert quality_diversity(collapsed, probs)["diversity_intra"] == pytest.approx(0.0, abs=1e-6)

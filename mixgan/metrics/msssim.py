@@ -75,13 +75,33 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> torch.
 
 
 def mean_pairwise_msssim(images: torch.Tensor, pairs: int = 2000, seed: int = 0,
-                         batch_size: int = 1000) -> float:
-    """Mean MS-SSIM over ``pairs`` random pairs of distinct images (seeded)."""
+                         batch_size: int = 1000, groups: torch.Tensor | None = None) -> float:
+    """Mean MS-SSIM over ``pairs`` random pairs of distinct images (seeded).
+
+    With ``groups`` (one integer per image), both images of a pair come from the same group;
+    groups of one image are never drawn.
+    """
     x = torch.as_tensor(images)
     if x.ndim != 4 or len(x) < 2:
         raise MixganError(f"need at least 2 images (N x C x H x W) for pairwise MS-SSIM, got {tuple(x.shape)}")
     gen = torch.Generator().manual_seed(seed)
-    i = torch.randint(len(x), (pairs,), generator=gen)
-    j = (i + torch.randint(1, len(x), (pairs,), generator=gen)) % len(x)  # j != i
+    if groups is None:
+        i = torch.randint(len(x), (pairs,), generator=gen)
+        j = (i + torch.randint(1, len(x), (pairs,), generator=gen)) % len(x)  # j != i
+    else:
+        groups = torch.as_tensor(groups).long()
+        order = torch.argsort(groups, stable=True)
+        sizes = torch.bincount(groups[order])
+        starts = torch.cumsum(sizes, 0) - sizes
+        eligible = order[sizes[groups[order]] >= 2]
+        if len(eligible) == 0:
+            raise MixganError("no group holds two images, so no within-group pair exists")
+        i = eligible[torch.randint(len(eligible), (pairs,), generator=gen)]
+        g = groups[i]
+        position = torch.empty_like(order)
+        position[order] = torch.arange(len(order))
+        rank = position[i] - starts[g]  # where i sits within its group
+        other = (rank + torch.randint(1, 1 << 30, (pairs,), generator=gen) % (sizes[g] - 1) + 1) % sizes[g]
+        j = order[starts[g] + other]
     values = [ms_ssim(x[i[s:s + batch_size]], x[j[s:s + batch_size]]) for s in range(0, pairs, batch_size)]
     return float(torch.cat(values).double().mean())

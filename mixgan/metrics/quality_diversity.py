@@ -1,7 +1,8 @@
 """GM-GAN's quality and diversity scores (Ben-Yosef & Weinshall 2018), as MISSION.md defines them.
 
 diversity d = sqrt(d_intra * d_inter), with d_intra = 1 - mean MS-SSIM over pairs of generated
-images and d_inter = H(mean one-hot class prediction) / log N. quality q = mean top-class
+images that the classifier puts in the same class (diversity within a class: pairs across
+classes would measure d_inter twice and hide a collapse inside each class) and d_inter = H(mean one-hot class prediction) / log N. quality q = mean top-class
 probability of the reference classifier. The paper's exact quality formula could not be read:
 q is this project's definition; report precision and density beside it.
 """
@@ -34,15 +35,19 @@ def inter_diversity(probs: torch.Tensor) -> float:
     return float(-torch.special.xlogy(hist, hist).sum() / math.log(p.shape[1]))
 
 
-def intra_diversity(images: torch.Tensor, pairs: int = 2000, seed: int = 0) -> float:
-    """1 - mean MS-SSIM over random pairs of images."""
-    return 1.0 - mean_pairwise_msssim(images, pairs=pairs, seed=seed)
+def intra_diversity(images: torch.Tensor, pairs: int = 2000, seed: int = 0,
+                    classes: torch.Tensor | None = None) -> float:
+    """1 - mean MS-SSIM over random pairs of images (of one class each, when ``classes`` is given)."""
+    return 1.0 - mean_pairwise_msssim(images, pairs=pairs, seed=seed, groups=classes)
 
 
 def quality_diversity(images: torch.Tensor, probs: torch.Tensor, pairs: int = 2000, seed: int = 0) -> dict[str, float]:
     """quality, diversity and its two factors for generated images and their class probabilities."""
     if len(images) != len(probs):
         raise MixganError(f"{len(images)} images but {len(probs)} probability rows")
-    d_intra, d_inter = intra_diversity(images, pairs, seed), inter_diversity(probs)
+    classes = _probs(probs).argmax(1)
+    if int(torch.bincount(classes).max()) < 2:
+        classes = None  # every image its own class: fall back to pairs across classes
+    d_intra, d_inter = intra_diversity(images, pairs, seed, classes), inter_diversity(probs)
     return {"quality": quality_score(probs), "diversity": math.sqrt(max(d_intra, 0.0) * d_inter),
             "diversity_intra": d_intra, "diversity_inter": d_inter}
