@@ -35,7 +35,7 @@ EXTRA = {
 }
 RING = {"model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "model.width": 16,
         "train.batch_size": 32, "train.steps": 20, "train.log_every": 5, "train.sample_every": 10,
-        "train.checkpoint_every": 10}
+        "train.checkpoint_every": 10, "train.lr_decay": "none"}  # a linear decay would change when the run is extended
 
 
 def digest(module: torch.nn.Module) -> str:
