@@ -103,3 +103,30 @@ def test_default_gmgan_covers_the_toy_mixture(tmp_path, dataset, components, min
     stats = mode_stats(run.sample(2500, seed=1).x, data.centers, data.std)
     assert stats["modes"] >= min_modes, stats
     assert stats["high_quality"] >= 0.90, stats
+
+
+def _monotone(values, increasing, slack=1):
+    """True when at most ``slack`` consecutive steps go the wrong way."""
+    wrong = sum((b < a) if increasing else (b > a) for a, b in zip(values, values[1:]))
+    return wrong <= slack
+
+
+@pytest.mark.slow
+def test_latent_scale_trades_quality_for_diversity(tmp_path, cli):
+    """Post-training control: as s grows, quality falls and diversity rises (digits)."""
+    import json
+
+    import mixgan
+
+    cfg = mixgan.build_config({"model.name": "gmgan", "data.dataset": "digits", "prior.components": 10,
+                               "train.steps": 1500, "out": str(tmp_path / "run")})
+    run = mixgan.train(cfg)
+    code, out, err = cli("tradeoff", run.path, "--scales", "0.25,0.5,1,2", "--n", 1000, "--quiet")
+    assert code == 0, err
+    sweep = json.loads((run.path / "tradeoff.json").read_text())
+    assert _monotone(sweep["quality"], increasing=False), sweep
+    assert _monotone(sweep["diversity"], increasing=True), sweep
+    assert sweep["quality"][0] > sweep["quality"][-1] and sweep["diversity"][-1] > sweep["diversity"][0]
+    code, out, err = cli("report", run.path)
+    html = (run.path / "report.html").read_text()
+    assert code == 0 and "data:image/png;base64" in html and "not computed yet: <code>mixgan cluster" in html
