@@ -248,3 +248,29 @@ def test_sample_cli_class_and_grid_rows(digits_run, tmp_path, cli):
     np.savez(tmp_path / "c.npz", c=np.zeros((3, 2), np.float32))
     code, _, err = cli("sample", digits_run.path, "--cond", tmp_path / "c.npz", "--out", tmp_path / "d.npz")
     assert code == 2 and "does not take vector conditions" in err
+
+
+@pytest.mark.parametrize("name, extra", [("gmgan-supervised", {"prior.components": 20}), ("acgan", {}),
+                                         ("cgan", {"model.arch": "cgan-mlp"}), ("cgan", {"vector": True})])
+def test_resume_repeats_the_uninterrupted_run(tmp_path, name, extra):
+    from safetensors.torch import load_file
+
+    from mixgan.training.checkpoint import list_checkpoints
+
+    values = {"model.name": name, "data.dataset": "digits", "model.width": 8, "prior.latent_dim": 8,
+              "train.steps": 6, "train.log_every": 3, "train.sample_every": 6, "train.checkpoint_every": 3, **extra}
+    if values.pop("vector", False):
+        linear_task(tmp_path / "lin.npz", n=300)
+        values["data.dataset"] = f"npz:{tmp_path / 'lin.npz'}"
+    full = mixgan.train(small_config(tmp_path / "a", **values))
+    half = small_config(tmp_path / "b", **{**values, "train.steps": 3})
+    mixgan.train(half)
+    half.train.steps = 6
+    resumed = mixgan.train(half, resume=True)
+    wa, wb = (load_file(str(list_checkpoints(r.path / "checkpoints")[-1].with_suffix(".safetensors")))
+              for r in (full, resumed))
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    a, b = full.sample(20, seed=4), resumed.sample(20, seed=4)
+    assert torch.equal(a.x, b.x) and all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("label", "cond")
+                                         if getattr(a, f) is not None)
