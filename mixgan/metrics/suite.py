@@ -139,8 +139,9 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
     if "fid" in names:
         timed("fid", lambda: out.update(fid=fid(fake_f, real_f)))
     if "is" in names:
-        def _is():
-            out["is"], out["is_std"] = inception_score(fake_p, splits=min(is_splits, len(fake_p)))
+        def _is():  # samples may come ordered by class: shuffle so that no split holds one class only
+            order = torch.randperm(len(fake_p), generator=torch.Generator().manual_seed(seed))
+            out["is"], out["is_std"] = inception_score(fake_p[order], splits=min(is_splits, len(fake_p)))
         timed("is", _is)
     if "prdc" in names:
         out["k"] = k
