@@ -43,7 +43,7 @@ def _planted_run(tmp_path, components):
                                     "prior.sigma": 0.1, "train.steps": 1, "train.checkpoint_every": 1})
     run = mixgan.train(cfg)
     data = load_dataset("ring")
-    run.model.G.net = _PlantedNet(run.model.G.prior, data.centers)
+    run.model.generator.net = _PlantedNet(run.model.generator.prior, data.centers)  # the EMA copy samples
     return run, data
 
 
