@@ -128,3 +128,18 @@ def test_nan_loss_stops_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(MixganError, match=r"loss_d became nan at step 14.*checkpoint \(step 10\)"):
         mixgan.train(small_config(tmp_path))
     assert mixgan.load(tmp_path / "run").step == 10
+
+
+def test_sample_cli_on_points_writes_npz_and_scatter(tmp_path, cli):
+    from PIL import Image
+
+    run = mixgan.train(small_config(tmp_path))
+    out, png = tmp_path / "s.npz", tmp_path / "s.png"
+    code, stdout, err = cli("sample", run.path, "--n", 300, "--component", 2, "--out", out, "--grid", png)
+    assert code == 0, err
+    arrays = np.load(out)
+    assert arrays["x"].dtype == np.float32 and arrays["x"].shape == (300, 2)
+    assert (arrays["component"] == 2).all() and arrays["component"].dtype == np.int64
+    assert Image.open(png).size[0] > 100
+    code, stdout, err = cli("sample", run.path, "--n", 5, "--component", 9, "--out", out)
+    assert code == 2 and err.startswith("mixgan: error: component must be in [0, 7]")

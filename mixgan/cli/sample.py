@@ -80,13 +80,15 @@ def run(args) -> int:
     if args.grid and getattr(r.model, "instance_conditional", False):
         write_instance_picture(r, s, kwargs, instance_x, args)
     elif args.grid:
+        colors = s.label if s.label is not None else s.component
         if s.label is not None and s.x.ndim == 4:
             shown, rows = class_rows(s.x, s.label)
-        else:
+        elif s.x.ndim == 4:
             shown = s.x[:100]
             rows = max(1, -(-len(shown) // 10))
-        save_samples_picture(shown, rows, args.grid, colors=s.label if s.label is not None else s.component,
-                             reference=None)
+        else:  # points: a scatter of all of them, coloured by class or component
+            shown, rows = s.x, 0
+        save_samples_picture(shown, rows, args.grid, colors=colors, reference=None)
         print(f"wrote {args.grid}")
     return 0
 
