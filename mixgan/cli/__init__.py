@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except MixganError as exc:
         print(f"mixgan: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("mixgan: interrupted", file=sys.stderr)
         return 130
