@@ -2,32 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import MixganError
-
-
-class BarProgress:
-    """A tqdm bar per task for the metrics' ``progress(done, total, description)`` callbacks."""
-
-    def __init__(self):
-        self.bar, self.desc = None, None
-
-    def __call__(self, done: int, total: int, desc: str) -> None:
-        from tqdm import tqdm
-
-        if self.bar is None or desc != self.desc:
-            self.close()
-            self.bar = tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
-            self.desc = desc
-        self.bar.update(done - self.bar.n)
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+from .common import BarProgress
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

@@ -10,8 +10,7 @@ from ..analysis import cluster_run
 from ..api import load
 from ..metrics.clustering import confusion
 from ..viz import confusion_plot, labelled_rows
-from .classifier import BarProgress
-from .common import format_table, write_json, write_npz
+from .common import BarProgress, format_table, write_json, write_npz
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

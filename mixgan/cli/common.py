@@ -35,6 +35,29 @@ def format_table(rows: list[tuple[str, object]]) -> str:
     return "\n".join(out)
 
 
+class BarProgress:
+    """A tqdm bar per task for the metrics' ``progress(done, total, description)`` callbacks."""
+
+    def __init__(self):
+        self.bar, self.desc = None, None
+
+    def __call__(self, done: int, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None or desc != self.desc:
+            self.close()
+            self.bar = tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
+            self.desc = desc
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class TqdmProgress:
     """The training progress bar: losses, it/s and ETA on stderr."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MixganError
-from .common import format_table, write_json
+from .common import BarProgress, format_table, write_json
 
 SHOWN = ["fid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
          "conditional_accuracy", "intra_fid", "cas", "modes", "high_quality", "kl",
@@ -74,7 +74,6 @@ def sample_run(run, n: int, seed: int):
 def run(args) -> int:
     from ..data import load_dataset
     from ..metrics.suite import evaluate_samples
-    from .classifier import BarProgress
 
     if bool(args.run) == bool(args.samples):
         raise MixganError("give either a run directory or --samples FILE.npz (with --dataset)")

@@ -8,8 +8,7 @@ from ..analysis import tradeoff_sweep
 from ..api import load
 from ..errors import MixganError
 from ..viz import tradeoff_plot
-from .classifier import BarProgress
-from .common import write_json
+from .common import BarProgress, write_json
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
