@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from ..errors import MixganError
 
 
 @dataclass(frozen=True)
@@ -71,13 +70,6 @@ class Dataset:
             h.update(str(tuple(self.x_train.shape)).encode())
             h.update(self.x_train[:64].numpy().tobytes())
         return h.hexdigest()[:16]
-
-
-def check_images(x: torch.Tensor, source: str) -> None:
-    if x.ndim != 4:
-        raise MixganError(f"{source}: expected images N x C x H x W, got shape {tuple(x.shape)}")
-    if len(x) == 0:
-        raise MixganError(f"{source}: no images")
 
 
 def split(x: torch.Tensor, y: torch.Tensor | None, test_fraction: float, seed: int):

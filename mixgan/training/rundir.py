@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -86,8 +85,3 @@ class RunDir:
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         return path
 
-
-def ensure_writable_parent(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise MixganError(f"cannot write to output folder {parent}")
