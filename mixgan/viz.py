@@ -28,15 +28,21 @@ def image_grid(x: torch.Tensor, rows: int, pad: int = 1, upscale: int | None = N
     return grid[..., 0] if c == 1 else grid
 
 
+def _write_png(save, path: str | Path) -> None:
+    """Render a PNG with ``save(buffer)`` and write it atomically."""
+    import io
+
+    from .training.checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    save(buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
+
+
 def save_png(array: np.ndarray, path: str | Path) -> None:
     from PIL import Image
 
-    from .training.checkpoint import atomic_write_bytes
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    atomic_write_bytes(Path(path), buf.getvalue())
+    _write_png(lambda buf: Image.fromarray(array).save(buf, format="PNG"), path)
 
 
 def _figure():
@@ -49,14 +55,8 @@ def _figure():
 
 
 def save_figure(fig, path: str | Path) -> None:
-    import io
-
-    from .training.checkpoint import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _write_png(lambda buf: fig.savefig(buf, format="png", dpi=110, bbox_inches="tight"), path)
     _figure().close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def scatter(points: torch.Tensor, path: str | Path, colors: torch.Tensor | None = None,

@@ -260,7 +260,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                                   for v in out.values()]).tolist()  # one device sync per step
             logs = dict(zip(out, values))
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if not (dist.all_finite(not bad) if world_size > 1 else not bad):  # every rank joins the vote
+            if not dist.all_finite(not bad):  # under DDP every rank joins the vote
                 what = f"{bad[0]} became {logs[bad[0]]}" if bad else "a loss on another process became non-finite"
                 kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}" if last_ckpt
                         else "no checkpoint had been written yet")

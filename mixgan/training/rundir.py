@@ -79,9 +79,3 @@ class RunDir:
             except json.JSONDecodeError:
                 continue
         return out
-
-    def write_json(self, name: str, data: Any) -> Path:
-        path = self.path / name
-        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-        return path
-
