@@ -39,6 +39,19 @@ class Run:
         return self.model.sample(n, component=component, scale=scale, label=label, generator=gen, **kwargs)
 
 
+    def cluster(self, images: torch.Tensor, **kwargs: Any):
+        """The Gaussian each image (or point) belongs to, by a classifier trained on (G(z_k), k).
+
+        The classifier is trained on the first call and kept for later ones; ``kwargs`` go to
+        :func:`mixgan.analysis.cluster.gaussian_classifier` (``per_component``, ``epochs``, ``seed``).
+        """
+        from .analysis.cluster import gaussian_classifier, predict_gaussian
+
+        if getattr(self, "_gaussian_classifier", None) is None or kwargs:
+            self._gaussian_classifier = gaussian_classifier(self.model, **kwargs)
+        return predict_gaussian(self._gaussian_classifier, torch.as_tensor(images).float())
+
+
 def train(config: Config | dict | str | Path, resume: bool = False, progress=None) -> Run:
     """Train from a Config, a dict of settings (``{"model.name": "gmgan", ...}``) or a TOML path."""
     if isinstance(config, (str, Path)):

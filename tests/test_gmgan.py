@@ -56,6 +56,8 @@ def test_clustering_recovers_planted_gaussians(tmp_path):
     assert res.scores["accuracy"] > 0.99 and res.scores["nmi"] > 0.97
     assert sorted(res.gaussian_to_class) == list(range(8))
     assert res.kmeans["accuracy"] <= 1.0
+    gaussians = run.cluster(data.centers, per_component=300)  # the Python entry point
+    assert [res.gaussian_to_class[g] for g in gaussians] == list(range(8))
 
 
 def test_clustering_merges_surplus_gaussians(tmp_path):

@@ -77,14 +77,6 @@ def predict_gaussian(classifier: nn.Module, x: torch.Tensor) -> np.ndarray:
     return run_batches(classifier, x)[1].argmax(1).numpy()
 
 
-def cluster_images(model: GANModel, x: torch.Tensor, classifier: nn.Module | None = None,
-                   gaussian_to_class: np.ndarray | None = None, **kwargs) -> np.ndarray:
-    """The Gaussian (or, given a merge map, the class) each item of ``x`` is assigned to."""
-    classifier = classifier or gaussian_classifier(model, **kwargs)
-    g = predict_gaussian(classifier, x)
-    return g if gaussian_to_class is None else np.asarray(gaussian_to_class)[g]
-
-
 def kmeans_scores(x: torch.Tensor, label: np.ndarray, n_clusters: int, seed: int = 0) -> dict:
     from sklearn.cluster import KMeans
 
