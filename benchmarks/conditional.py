@@ -204,12 +204,12 @@ def main(argv=None) -> int:
     out = Path(args.out) / f"{args.dataset}-{args.steps}-w{args.width}"
     out.mkdir(parents=True, exist_ok=True)
     cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conditional.py " + shlex.join(argv or sys.argv[1:])
-    machine = (f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), shared with other jobs while it ran "
-               "(timings are under load); torch CPU")
+    machine = lambda: (f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), load average "  # noqa: E731
+                       f"{os.getloadavg()[0]:.1f} when it finished; torch CPU")
     if args.dataset == "linear":
         t0 = time.perf_counter()
         block = linear_block(args.steps, seeds, out)
-        block += f"\n\nCommand: `{cmd}`  \n{machine}; took {(time.perf_counter() - t0) / 60:.1f} min."
+        block += f"\n\nCommand: `{cmd}`  \n{machine()}; took {(time.perf_counter() - t0) / 60:.1f} min."
         print(block)
         if args.doc:
             write_doc(Path(args.doc), args.block or args.dataset, block)
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         per_seed(results, configs),
         "",
         f"Command: `{cmd}`  ",
-        f"{machine}, {args.jobs} run(s) in parallel; this invocation took "
+        f"{machine()}, {args.jobs} run(s) in parallel; this invocation took "
         f"{wall / 60:.1f} min (finished runs are reused from {out}).",
     ])
     print(block)

@@ -132,3 +132,30 @@ def test_latent_scale_trades_quality_for_diversity(tmp_path, cli):
     code, out, err = cli("report", run.path)
     html = (run.path / "report.html").read_text()
     assert code == 0 and "data:image/png;base64" in html and "not computed yet: <code>mixgan cluster" in html
+
+
+def test_gaussian_purity_tells_mixed_gaussians_from_missing_classes():
+    """Gaussians that copy one digit class each are pure; a Gaussian drawing two classes is half pure."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from mixgan.analysis.cluster import gaussian_purity
+    from mixgan.data import load_dataset
+
+    data = load_dataset("digits")
+
+    class Copier:  # Gaussian k "generates" real test images of classes[k]
+        components, device = 4, "cpu"
+
+        def __init__(self, classes):
+            self.classes = classes
+
+        def sample(self, n, component, generator):
+            pool = torch.cat([(data.y_test == c).nonzero()[:, 0] for c in self.classes[component]])
+            return SimpleNamespace(x=data.x_test[pool[torch.randint(len(pool), (n,), generator=generator)]])
+
+    pure = gaussian_purity(Copier([[0], [1], [1], [7]]), data)
+    assert pure["gaussian_class"] == [0, 1, 1, 7] and pure["classes_covered"] == 3 and pure["purity"] > 0.95
+    mixed = gaussian_purity(Copier([[0], [3, 5], [1], [7]]), data)
+    assert 0.3 < mixed["gaussian_purity"][1] < 0.7 and mixed["gaussian_class"][1] in (3, 5)

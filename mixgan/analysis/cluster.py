@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import MixganError
-from ..metrics.classifier import run_batches, train_cnn
+from ..metrics.classifier import get_classifier, run_batches, train_cnn
 from ..metrics.clustering import cluster_scores, hungarian_mapping, majority_merge
 from ..models import GANModel
 
@@ -29,6 +29,7 @@ class ClusterResult:
     scores: dict = field(default_factory=dict)
     kmeans: dict = field(default_factory=dict)
     gaussian_to_class: list[int] = field(default_factory=list)
+    purity: dict = field(default_factory=dict)  # see gaussian_purity
 
 
 class _PointClassifier(nn.Module):
@@ -77,6 +78,26 @@ def predict_gaussian(classifier: nn.Module, x: torch.Tensor) -> np.ndarray:
     return run_batches(classifier, x)[1].argmax(1).numpy()
 
 
+def gaussian_purity(model: GANModel, data, per_component: int = 200, seed: int = 0) -> dict:
+    """What each Gaussian generates, by the reference classifier: a diagnosis of clustering errors.
+
+    Clustering fails in two different ways: a Gaussian that mixes classes (low purity), or
+    classes that no Gaussian makes (low coverage, several Gaussians share one class). Returns
+    ``gaussian_class`` (each Gaussian's majority class), ``gaussian_purity`` (the share of its
+    samples in that class), their mean ``purity`` and ``classes_covered`` (distinct majority classes).
+    """
+    reference = get_classifier(data)
+    gen = torch.Generator(model.device).manual_seed(seed)
+    classes, purities = [], []
+    for k in range(model.components):
+        pred = reference.probs(model.sample(per_component, component=k, generator=gen).x.cpu()).argmax(1)
+        counts = torch.bincount(pred, minlength=data.num_classes)
+        classes.append(int(counts.argmax()))
+        purities.append(float(counts.max()) / per_component)
+    return {"purity": float(np.mean(purities)), "classes_covered": len(set(classes)),
+            "gaussian_class": classes, "gaussian_purity": [round(p, 4) for p in purities]}
+
+
 def kmeans_scores(x: torch.Tensor, label: np.ndarray, n_clusters: int, seed: int = 0) -> dict:
     from sklearn.cluster import KMeans
 
@@ -110,4 +131,5 @@ def cluster_run(model: GANModel, data, split: str = "test", per_component: int =
         mapping = np.array([match.get(k, -1) for k in range(K)])
         pred = mapping[gaussian]
         scores = cluster_scores(gaussian, label)
-    return ClusterResult(gaussian, pred, label, scores, kmeans_scores(x, label, N, seed), mapping.tolist())
+    purity = gaussian_purity(model, data, seed=seed) if data.is_image else {}
+    return ClusterResult(gaussian, pred, label, scores, kmeans_scores(x, label, N, seed), mapping.tolist(), purity)

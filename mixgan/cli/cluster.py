@@ -31,7 +31,7 @@ def run(args) -> int:
     result = cluster_run(r.model, r.data, args.split, args.per_component, args.epochs, args.seed,
                          progress=None if args.quiet else BarProgress())
     out = {**result.scores, "kmeans": result.kmeans, "split": args.split, "components": r.model.components,
-           "gaussian_to_class": result.gaussian_to_class}
+           "gaussian_to_class": result.gaussian_to_class, **result.purity}
     rd = Path(args.run)
     write_npz(rd / "assignments.npz", {"pred": result.pred.astype(np.int64), "gaussian": result.gaussian.astype(np.int64),
                                        **({"label": result.label.astype(np.int64)} if result.label is not None else {})})
@@ -51,5 +51,8 @@ def run(args) -> int:
             ("ari", result.scores.get("ari", float("nan")))]
     rows += [(f"kmeans {k}", v) for k, v in result.kmeans.items()]
     print(format_table(rows))
+    if result.purity:
+        print(f"Gaussians by the reference classifier: mean purity {result.purity['purity']:.3f}, "
+              f"{result.purity['classes_covered']} of {r.data.num_classes} classes made")
     print(f"wrote {rd / 'assignments.npz'}, {rd / 'cluster.json'}")
     return 0
