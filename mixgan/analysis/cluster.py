@@ -78,7 +78,7 @@ def predict_gaussian(classifier: nn.Module, x: torch.Tensor) -> np.ndarray:
     return run_batches(classifier, x)[1].argmax(1).numpy()
 
 
-def gaussian_purity(model: GANModel, data, per_component: int = 200, seed: int = 0) -> dict:
+def gaussian_purity(model: GANModel, data, per_component: int = 200, seed: int = 0, progress=None) -> dict:
     """What each Gaussian generates, by the reference classifier: a diagnosis of clustering errors.
 
     Clustering fails in two different ways: a Gaussian that mixes classes (low purity), or
@@ -86,7 +86,7 @@ def gaussian_purity(model: GANModel, data, per_component: int = 200, seed: int =
     ``gaussian_class`` (each Gaussian's majority class), ``gaussian_purity`` (the share of its
     samples in that class), their mean ``purity`` and ``classes_covered`` (distinct majority classes).
     """
-    reference = get_classifier(data)
+    reference = get_classifier(data, progress=progress)
     gen = torch.Generator(model.device).manual_seed(seed)
     classes, purities = [], []
     for k in range(model.components):
@@ -131,5 +131,5 @@ def cluster_run(model: GANModel, data, split: str = "test", per_component: int =
         mapping = np.array([match.get(k, -1) for k in range(K)])
         pred = mapping[gaussian]
         scores = cluster_scores(gaussian, label)
-    purity = gaussian_purity(model, data, seed=seed) if data.is_image else {}
+    purity = gaussian_purity(model, data, seed=seed, progress=progress) if data.is_image else {}
     return ClusterResult(gaussian, pred, label, scores, kmeans_scores(x, label, N, seed), mapping.tolist(), purity)
