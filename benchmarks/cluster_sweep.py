@@ -26,20 +26,21 @@ sys.path.insert(0, str(ROOT))
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
 
-def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path) -> dict:
+def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path, extra: list[str]) -> dict:
     import mixgan
     from mixgan.analysis import cluster_run
 
-    path = out / f"{dataset}-K{k}-s{sigma}-n{steps}-seed{seed}"
+    tag = "".join(f"-{e.replace('=', '')}" for e in extra)
+    path = out / f"{dataset}-K{k}-s{sigma}-n{steps}-seed{seed}{tag}"
     cfg = mixgan.build_config({"model.name": "gmgan", "data.dataset": dataset,
                                "data.data_dir": DATA_DIRS.get(dataset, ""), "prior.components": k,
                                "prior.sigma": sigma, "train.steps": steps, "train.seed": seed,
-                               "train.sample_every": steps, "out": str(path)})
+                               "train.sample_every": steps, "out": str(path)}, overrides=extra)
     t0 = time.perf_counter()
     run = mixgan.train(cfg, resume=(path / "config.toml").is_file())
     seconds = time.perf_counter() - t0
     c = cluster_run(run.model, run.data, "test", seed=seed)
-    return {"dataset": dataset, "K": k, "sigma": sigma, "steps": steps, "seed": seed, "train_s": round(seconds, 1),
+    return {"dataset": dataset, "settings": " ".join(extra), "K": k, "sigma": sigma, "steps": steps, "seed": seed, "train_s": round(seconds, 1),
             "accuracy": c.scores["accuracy"], "nmi": c.scores["nmi"], "kmeans": c.kmeans["accuracy"],
             "purity": c.purity["purity"], "classes_covered": c.purity["classes_covered"]}
 
@@ -47,13 +48,13 @@ def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path
 def table(rows: list[dict], classes: int) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["K"], r["sigma"], r["steps"]), []).append(r)
-    lines = ["| K | σ | steps | seeds | accuracy | NMI | mean purity | classes made | k-means accuracy |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for (k, sigma, steps), rs in groups.items():
+        groups.setdefault((r.get("settings", ""), r["K"], r["sigma"], r["steps"]), []).append(r)
+    lines = ["| settings | K | σ | steps | seeds | accuracy | NMI | mean purity | classes made | k-means accuracy |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (settings, k, sigma, steps), rs in groups.items():
         mean = lambda key: statistics.mean(r[key] for r in rs)  # noqa: E731
         covered = "/".join(str(r["classes_covered"]) for r in rs)
-        lines.append(f"| {k} | {sigma} | {steps} | {len(rs)} | {mean('accuracy'):.3f} | {mean('nmi'):.3f} | "
+        lines.append(f"| {settings or 'defaults'} | {k} | {sigma} | {steps} | {len(rs)} | {mean('accuracy'):.3f} | {mean('nmi'):.3f} | "
                      f"{mean('purity'):.3f} | {covered} of {classes} | {mean('kmeans'):.3f} |")
     return "\n".join(lines)
 
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--grid", default="10:1.0:3000,10:0.25:3000,30:0.25:3000,50:0.25:3000",
                    help="comma list of K:sigma:steps")
     p.add_argument("--seeds", default="0")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra setting for every run, e.g. --set model.info_weight=1")
     p.add_argument("--out", default="bench-out/cluster-sweep")
     args = p.parse_args(argv)
     import torch
@@ -78,10 +81,11 @@ def main(argv=None) -> int:
     for entry in args.grid.split(","):
         k, sigma, steps = entry.split(":")
         for seed in (int(s) for s in args.seeds.split(",")):
-            key = (args.dataset, int(k), float(sigma), int(steps), seed)
-            row = next((r for r in done if (r["dataset"], r["K"], r["sigma"], r["steps"], r["seed"]) == key), None)
+            key = (args.dataset, " ".join(args.set), int(k), float(sigma), int(steps), seed)
+            row = next((r for r in done if (r["dataset"], r.get("settings", ""), r["K"], r["sigma"], r["steps"],
+                                            r["seed"]) == key), None)
             if row is None:
-                row = run_one(*key[:4], seed, out)
+                row = run_one(args.dataset, *key[2:5], seed, out, args.set)
                 with log.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)

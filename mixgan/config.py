@@ -36,6 +36,7 @@ class ModelConfig:
     width: int = 64  # conv base channels, or hidden units of the MLP bodies
     k: int = 5  # IC-GAN: neighbours per instance
     embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
+    info_weight: float = 0.0  # gmgan: weight of the "which Gaussian made this" head (0: the paper's model)
 
 
 @dataclass
@@ -234,6 +235,7 @@ def validate(cfg: Config) -> None:
         (t.lr_decay in ("none", "linear"), f"lr_decay must be 'none' or 'linear', got '{t.lr_decay}'"),
         (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),
         (m.width >= 1 and m.k >= 1, "width and k must be >= 1"),
+        (m.info_weight >= 0, f"info_weight must be >= 0, got {m.info_weight}"),
         (0 < cfg.data.test_fraction < 1, "test_fraction must be in (0, 1)"),
     ]
     for ok, message in checks:

@@ -159,3 +159,29 @@ def test_gaussian_purity_tells_mixed_gaussians_from_missing_classes():
     assert pure["gaussian_class"] == [0, 1, 1, 7] and pure["classes_covered"] == 3 and pure["purity"] > 0.95
     mixed = gaussian_purity(Copier([[0], [3, 5], [1], [7]]), data)
     assert 0.3 < mixed["gaussian_purity"][1] < 0.7 and mixed["gaussian_class"][1] in (3, 5)
+
+
+def test_info_weight_makes_gaussians_tell_apart(tmp_path):
+    """The optional "which Gaussian" head: trained on G's samples, D names their Gaussian;
+    without the option D has no such head."""
+    import torch
+
+    import mixgan
+    from conftest import small_config
+
+    run = mixgan.train(small_config(tmp_path, **{"train.steps": 300, "train.batch_size": 128, "train.lr_g": 1e-3,
+                                                 "train.lr_d": 1e-3, "model.info_weight": 1.0, "model.width": 64}))
+    s = run.sample(800, seed=1)
+    _, which = run.model.D(s.x)
+    assert which.shape == (800, 8)
+    assert (which.argmax(1) == s.component).float().mean() > 0.9
+    plain = mixgan.train(small_config(tmp_path / "plain", **{"train.steps": 1}))
+    assert plain.model.D(s.x).shape == (800, 1)
+
+
+def test_info_weight_must_not_be_negative(tmp_path):
+    import mixgan
+    from conftest import small_config
+
+    with pytest.raises(mixgan.MixganError, match="info_weight must be >= 0"):
+        small_config(tmp_path, **{"model.info_weight": -1})
