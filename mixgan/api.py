@@ -23,6 +23,7 @@ class Run:
     def __init__(self, path: Path, cfg: Config, model: GANModel, step: int):
         self.path, self.cfg, self.model, self.step = path, cfg, model, step
         self.dir = RunDir(path)
+        self._gaussian_classifier = None  # trained by the first cluster() call
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, model={self.cfg.model.name!r}, dataset={self.cfg.data.dataset!r}, step={self.step})"
@@ -38,7 +39,6 @@ class Run:
         gen = torch.Generator(self.model.device).manual_seed(seed)
         return self.model.sample(n, component=component, scale=scale, label=label, generator=gen, **kwargs)
 
-
     def cluster(self, images: torch.Tensor, **kwargs: Any):
         """The Gaussian each image (or point) belongs to, by a classifier trained on (G(z_k), k).
 
@@ -47,7 +47,7 @@ class Run:
         """
         from .analysis.cluster import gaussian_classifier, predict_gaussian
 
-        if getattr(self, "_gaussian_classifier", None) is None or kwargs:
+        if self._gaussian_classifier is None or kwargs:
             self._gaussian_classifier = gaussian_classifier(self.model, **kwargs)
         return predict_gaussian(self._gaussian_classifier, torch.as_tensor(images).float())
 

@@ -85,11 +85,12 @@ class GANModel:
         return out
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
-        """Generated samples for a training step and what D must be told about them."""
+        """Generated samples for a training step and what D must be told about them (here the
+        Gaussian ``k`` each came from; all 0 under the one-Gaussian prior)."""
         eps, k = self.G.prior.draw(n, gen, device=self.device)
         g = self.G_train if grad else self.G
         with torch.set_grad_enabled(grad):
-            return g(eps, k), {}
+            return g(eps, k), {"k": k}
 
     def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
         return (self.D_train if train else self.D)(x)

@@ -35,22 +35,14 @@ class GMGAN(GANModel):
         return build_discriminator(m.arch, self.shape, m.width, aux_classes=self.cfg.prior.components,
                                    spectral_norm=m.spectral_norm)
 
-    def fake(self, n: int, gen: torch.Generator, grad: bool, batch=None):
-        eps, k = self.G.prior.draw(n, gen, device=self.device)
-        with torch.set_grad_enabled(grad):
-            return (self.G_train if grad else self.G)(eps, k), {"k": k}
-
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True):
-        out = (self.D_train if train else self.D)(x)
-        return out if self.info_weight else (out, None)
-
     def discriminator_loss(self, real, fake, info) -> torch.Tensor:
-        adv_r, _ = self.d_logits(real["x"], real)
-        adv_f, which = self.d_logits(fake, info)
-        loss = losses.d_loss(adv_r, adv_f, self.loss_kind)
-        return loss + self.info_weight * F.cross_entropy(which, info["k"]) if self.info_weight else loss
+        if not self.info_weight:
+            return super().discriminator_loss(real, fake, info)
+        (adv_r, _), (adv_f, which) = self.D_train(real["x"]), self.D_train(fake)
+        return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
 
     def generator_loss(self, fake, info) -> torch.Tensor:
-        adv, which = self.d_logits(fake, info, train=False)
-        loss = losses.g_loss(adv, self.loss_kind)
-        return loss + self.info_weight * F.cross_entropy(which, info["k"]) if self.info_weight else loss
+        if not self.info_weight:
+            return super().generator_loss(fake, info)
+        adv, which = self.D(fake)
+        return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
