@@ -248,6 +248,9 @@ def test_sample_cli_class_and_grid_rows(digits_run, tmp_path, cli):
     np.savez(tmp_path / "c.npz", c=np.zeros((3, 2), np.float32))
     code, _, err = cli("sample", digits_run.path, "--cond", tmp_path / "c.npz", "--out", tmp_path / "d.npz")
     assert code == 2 and "does not take vector conditions" in err
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "c.npz").read_bytes()[:100])
+    code, _, err = cli("sample", digits_run.path, "--cond", tmp_path / "cut.npz", "--out", tmp_path / "d.npz")
+    assert code == 2 and "not a .npz file" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name, extra", [("gmgan-supervised", {"prior.components": 20}), ("acgan", {}),

@@ -263,6 +263,9 @@ def test_cli_sample_unseen_instances_from_npz(trained, tmp_path, cli, digits):
     np.savez(tmp_path / "nox.npz", y=np.zeros(3))
     code, _, err = cli("sample", trained.path, "--instances", tmp_path / "nox.npz", "--out", out)
     assert code == 2 and "no array 'x'" in err
+    (tmp_path / "cut.npz").write_bytes(src.read_bytes()[:200])  # truncated: not a zip any more
+    code, _, err = cli("sample", trained.path, "--instances", tmp_path / "cut.npz", "--out", out)
+    assert code == 2 and "not a .npz file" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_instances_refused_for_other_models(tmp_path, cli):

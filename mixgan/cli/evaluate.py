@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ..data.npz import read_npz
 from ..errors import MixganError
 from .common import BarProgress, format_table, write_json
 
@@ -41,15 +40,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(x, label or None) from an .npz, refusing pickled object arrays."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise MixganError(f"{path}: no 'x' array (found {', '.join(f.files) or 'nothing'})")
-            return f["x"], (f["label"] if "label" in f.files else None)
-    except FileNotFoundError:
-        raise MixganError(f"{path}: file not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise MixganError(f"{path}: not a readable .npz ({exc})") from None
+    arrays = read_npz(path, path)
+    if "x" not in arrays:
+        raise MixganError(f"{path}: no 'x' array (found {', '.join(arrays) or 'nothing'})")
+    return arrays["x"], arrays.get("label")
 
 
 def sample_run(run, n: int, seed: int):

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..api import load
+from ..data.npz import read_npz
 from ..viz import save_samples_picture
 from .common import write_npz
 
@@ -34,14 +35,11 @@ def read_conditions(path: str) -> np.ndarray:
     """Array ``c`` (or ``cond``, as ``mixgan sample`` writes it) of an .npz, never unpickled."""
     from ..errors import MixganError
 
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            key = next((k for k in ("c", "cond") if k in f.files), None)
-            if key is None:
-                raise MixganError(f"--cond {path}: no array 'c' in the file")
-            return f[key]
-    except (OSError, ValueError) as exc:
-        raise MixganError(f"--cond {path}: cannot read conditions ({exc})") from None
+    arrays = read_npz(path, f"--cond {path}")
+    key = next((k for k in ("c", "cond") if k in arrays), None)
+    if key is None:
+        raise MixganError(f"--cond {path}: no array 'c' in the file")
+    return arrays[key]
 
 
 def class_rows(x: torch.Tensor, labels: torch.Tensor, columns: int = 10) -> tuple[torch.Tensor, int]:

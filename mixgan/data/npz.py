@@ -21,16 +21,18 @@ from .base import Dataset
 SPLIT_SEED = 1234  # the split belongs to the file, not to the training seed
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
+def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz, with object arrays refused rather than unpickled; any failure
+    (missing, truncated, not a zip, pickled data) is one MixganError that starts with ``what``."""
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
-        raise MixganError(f"npz dataset {path}: file not found") from None
+        raise MixganError(f"{what}: file not found") from None
     except ValueError as exc:  # object arrays need pickle: refused
-        raise MixganError(f"npz dataset {path}: unreadable array ({exc})") from None
+        raise MixganError(f"{what}: unreadable array ({exc})") from None
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise MixganError(f"npz dataset {path}: not a .npz file ({exc})") from None
+        raise MixganError(f"{what}: not a .npz file ({exc})") from None
 
 
 def _targets(x: np.ndarray, source: str) -> tuple[torch.Tensor, str]:
@@ -88,7 +90,7 @@ def npz_dataset(path: str, seed: int = 0, test_fraction: float = 0.2) -> Dataset
     """Load ``npz:PATH`` (see the module docstring for the arrays it reads)."""
     p = Path(path).expanduser()
     source = f"npz dataset {p}"
-    arrays = _read(p)
+    arrays = read_npz(p, f"npz dataset {p}")
     x, c, y, kind = _part(arrays, "", source)
     if "x_test" in arrays:
         x_te, c_te, y_te, kind_te = _part(arrays, "_test", source)

@@ -292,13 +292,15 @@ def read_instances_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | N
     """Arrays ``x`` (instances) and, if present, ``y`` (their classes) of an .npz, never unpickled."""
     import numpy as np
 
+    from ..data.npz import read_npz
+
+    arrays = read_npz(path, f"--instances {path}")
+    if "x" not in arrays:
+        raise MixganError(f"--instances {path}: no array 'x' in the file")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise MixganError(f"--instances {path}: no array 'x' in the file")
-            x = torch.from_numpy(np.asarray(f["x"], dtype=np.float32))
-            y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
-    except (OSError, ValueError, EOFError) as exc:
+        x = torch.from_numpy(np.asarray(arrays["x"], dtype=np.float32))
+        y = torch.from_numpy(np.asarray(arrays["y"]).astype(np.int64)) if "y" in arrays else None
+    except (TypeError, ValueError) as exc:
         raise MixganError(f"--instances {path}: cannot read it ({exc})") from None
     return x, y
 
