@@ -2,7 +2,8 @@
 
 diversity d = sqrt(d_intra * d_inter), with d_intra = 1 - mean MS-SSIM over pairs of generated
 images that the classifier puts in the same class (diversity within a class: pairs across
-classes would measure d_inter twice and hide a collapse inside each class) and d_inter = H(mean one-hot class prediction) / log N. quality q = mean top-class
+classes would measure d_inter twice and hide a collapse inside each class) and
+d_inter = H(mean one-hot class prediction) / log N. quality q = mean top-class
 probability of the reference classifier. The paper's exact quality formula could not be read:
 q is this project's definition; report precision and density beside it.
 """
