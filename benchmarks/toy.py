@@ -7,7 +7,7 @@ Trains one run per (dataset, model, seed) on one thread, one after another, and 
 samples with the Unrolled GAN / PacGAN protocol (`mixgan.metrics.mode_stats`). Writes a Markdown
 table (seed, modes covered, high-quality share, KL, spread, wall time; then the worst seed and the mean)
 to stdout and to ``<out>/toy.md``; docs/toy.md quotes it. Runs live in
-``<out>/<dataset>-<model>-<settings tag>-s<seed>``; a finished run is reused and an unfinished one
+``<out>/<dataset>-<model>-<config hash>-s<seed>``; a finished run is reused and an unfinished one
 resumed, so an interrupted benchmark goes on where it stopped.
 """
 from __future__ import annotations
@@ -46,11 +46,12 @@ def spread(x: torch.Tensor, centers: torch.Tensor, std: float) -> float:
 
 
 def run_one(dataset: str, model: str, seed: int, settings: dict, out: Path) -> dict:
-    tag = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8] if settings else "default"
-    path = out / f"{dataset}-{model}-{tag}-s{seed}"
     values = {"model.name": model, "data.dataset": dataset, "prior.components": COMPONENTS[dataset],
-              **settings, "train.seed": seed, "train.device": "cpu", "out": str(path)}
+              **settings, "train.seed": seed, "train.device": "cpu"}
     cfg = mixgan.build_config(values)
+    tag = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    path = out / f"{dataset}-{model}-{tag}-s{seed}"
+    cfg.out = str(path)
     done = path / "metrics-toy.json"
     if done.is_file():
         return json.loads(done.read_text())
