@@ -13,10 +13,10 @@ from mixgan.models import build_model
 from conftest import small_config
 
 
-def digits_model(tmp_path, name, **values):
-    cfg = small_config(tmp_path, **{"model.name": name, "data.dataset": "digits", "model.width": 8,
+def digits_model(tmp_path, name, device="cpu", **values):
+    cfg = small_config(tmp_path, device, **{"model.name": name, "data.dataset": "digits", "model.width": 8,
                                     "prior.latent_dim": 8, **values})
-    return build_model(cfg, load_dataset("digits").spec())
+    return build_model(cfg, load_dataset("digits").spec(), device)
 
 
 class FirstColumns(nn.Module):
@@ -67,9 +67,9 @@ def test_supervised_gmgan_losses_push_the_right_logit(tmp_path):
     assert (g[rows, torch.tensor([3, 2, 9])] < 0).all() and (g != 0).sum() == 3  # G raises logit f(k)
 
 
-def test_supervised_gmgan_samples_class_y_from_its_gaussians(tmp_path):
-    m = digits_model(tmp_path, "gmgan-supervised", **{"prior.components": 30})
-    gen = torch.Generator().manual_seed(0)
+def test_supervised_gmgan_samples_class_y_from_its_gaussians(tmp_path, device):
+    m = digits_model(tmp_path, "gmgan-supervised", device, **{"prior.components": 30})
+    gen = torch.Generator(m.device).manual_seed(0)
     s = m.sample(600, label=4, generator=gen)
     assert (s.label == 4).all()
     assert sorted(s.component.unique().tolist()) == [4, 14, 24]  # all of f^-1(4), nothing else
@@ -111,18 +111,18 @@ def test_class_conditional_models_refuse_unlabelled_data(tmp_path, name):
 
 
 @pytest.mark.parametrize("name, arch", [("cgan", "dcgan"), ("cgan", "cgan-mlp"), ("acgan", "dcgan")])
-def test_label_models_feed_the_class_to_g_and_d(tmp_path, name, arch):
-    m = digits_model(tmp_path, name, **{"model.arch": arch})
+def test_label_models_feed_the_class_to_g_and_d(tmp_path, name, arch, device):
+    m = digits_model(tmp_path, name, device, **{"model.arch": arch})
     m.G.eval()
-    eps, k = m.G.prior.draw(4, torch.Generator().manual_seed(0))
-    a, b = (m.G(eps, k, m.one_hot(torch.full((4,), y))) for y in (2, 5))
+    eps, k = m.G.prior.draw(4, torch.Generator(m.device).manual_seed(0), device=m.device)
+    a, b = (m.G(eps, k, m.one_hot(torch.full((4,), y, device=m.device))) for y in (2, 5))
     assert not torch.allclose(a, b)  # the class reaches G
-    s = m.sample(4, label=5, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(s.x, b.float()) and (s.label == 5).all()
+    s = m.sample(4, label=5, generator=torch.Generator(m.device).manual_seed(0))
+    assert torch.equal(s.x, b.float().cpu()) and (s.label == 5).all()
     if name == "cgan":
         m.D.eval()
-        x = torch.zeros(4, 1, 8, 8)
-        da, db = (m.d_logits(x, {"y": torch.full((4,), y)}) for y in (2, 5))
+        x = torch.zeros(4, 1, 8, 8, device=m.device)
+        da, db = (m.d_logits(x, {"y": torch.full((4,), y, device=m.device)}) for y in (2, 5))
         assert not torch.allclose(da, db)  # ... and D
 
 

@@ -26,6 +26,12 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def add_device_option(p, default: str | None = "auto") -> None:
+    """``--device`` for every command that runs a network; resolved by training.dist.resolve_device."""
+    p.add_argument("--device", default=default,
+                   help="auto (a GPU where there is one, the default), cpu, cuda or cuda:N")
+
+
 def format_table(rows: list[tuple[str, object]]) -> str:
     width = max(len(k) for k, _ in rows) if rows else 0
     out = []

@@ -83,8 +83,10 @@ def default_epochs(n_train: int) -> int:
 
 def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, seed: int = 0,
               batch_size: int = 128, lr: float = 2e-3, progress: Progress | None = None,
-              desc: str = "classifier") -> SmallCNN:
-    """Train a SmallCNN with Adam and a cosine learning-rate decay; same seed, same weights."""
+              desc: str = "classifier", device: torch.device | str = "cpu") -> SmallCNN:
+    """Train a SmallCNN with Adam and a cosine learning-rate decay; same seed, same weights.
+
+    The net trains on ``device``; ``x``/``y`` may live anywhere (each batch is moved there)."""
     if len(x) != len(y):
         raise MixganError(f"{len(x)} images but {len(y)} labels")
     if len(x) < 2:
@@ -92,23 +94,24 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
     if y.min() < 0 or y.max() >= num_classes:
         raise MixganError(f"labels must be in [0, {num_classes - 1}], got {int(y.min())}..{int(y.max())}")
     torch.manual_seed(seed)  # weight init
-    net = SmallCNN(tuple(x.shape[1:]), num_classes).to(memory_format=torch.channels_last)
+    device = torch.device(device)
+    net = SmallCNN(tuple(x.shape[1:]), num_classes).to(device, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     total = epochs * steps_per_epoch
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    x, y = x.float(), y.long()
+    x, y = x.float(), y.long().to(x.device)
     net.train()
     step = 0
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i:i + batch_size].to(x.device)
             if len(idx) < 2:
                 continue  # BatchNorm needs 2 samples
-            _, logits = net(x[idx])
-            loss = F.cross_entropy(logits, y[idx])
+            _, logits = net(x[idx].to(device))
+            loss = F.cross_entropy(logits, y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -121,13 +124,15 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
 
 @torch.no_grad()
 def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, softmax probabilities) of ``net`` over ``x`` in eval mode."""
+    """(features, softmax probabilities) of ``net`` over ``x`` in eval mode, computed on the net's
+    device and returned on the CPU."""
     net.eval()
+    device = next(net.parameters()).device
     feats, probs = [], []
     for i in range(0, len(x), batch_size):
-        h, logits = net(x[i:i + batch_size].float())
-        feats.append(h)
-        probs.append(logits.softmax(1))
+        h, logits = net(x[i:i + batch_size].to(device).float())
+        feats.append(h.cpu())
+        probs.append(logits.softmax(1).cpu())
     if not feats:
         return torch.zeros(0, FEATURE_DIM), torch.zeros(0, getattr(net, "num_classes", 0))
     return torch.cat(feats), torch.cat(probs)
@@ -136,7 +141,7 @@ def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tupl
 @torch.no_grad()
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     _, probs = run_batches(net, x)
-    return float((probs.argmax(1) == y).double().mean())
+    return float((probs.argmax(1) == y.cpu()).double().mean())
 
 
 class Backbone:
@@ -153,6 +158,11 @@ class Backbone:
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)[0]
+
+    def to(self, device: torch.device | str) -> "Backbone":
+        """Compute features on ``device`` from now on (results still come back on the CPU)."""
+        self.net.to(device)
+        return self
 
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)[1]
@@ -213,7 +223,8 @@ def classifier_dir(data) -> Path:
     return cache_dir() / "classifiers" / f"{cache_key(data)}-v{ARCH_VERSION}"
 
 
-def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0) -> ReferenceClassifier:
+def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0,
+                               device: torch.device | str = "cpu") -> ReferenceClassifier:
     """Train (no cache) a reference classifier on a Dataset's train split; accuracy on its test split."""
     from safetensors.torch import save
 
@@ -224,9 +235,9 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
                           "trained (use --backbone inception --weights FILE)")
     epochs = default_epochs(len(data.x_train))
     net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
-                    desc=f"classifier {data.name}")
+                    desc=f"classifier {data.name}", device=device)
     acc = accuracy(net, data.x_test, data.y_test) if data.y_test is not None and len(data.x_test) else float("nan")
-    blob = save({k: v.contiguous() for k, v in net.state_dict().items()})
+    blob = save({k: v.cpu().contiguous() for k, v in net.state_dict().items()})
     meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "arch_version": ARCH_VERSION,
             "shape": list(data.shape), "num_classes": data.num_classes, "accuracy": acc, "epochs": epochs,
             "seed": seed, "n_train": len(data.x_train), "n_test": len(data.x_test),
@@ -236,8 +247,10 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
     return cls
 
 
-def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None) -> ReferenceClassifier:
-    """The cached reference classifier of a dataset (a name or a loaded Dataset); trains it on first use."""
+def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None,
+                   device: torch.device | str = "cpu") -> ReferenceClassifier:
+    """The cached reference classifier of a dataset (a name or a loaded Dataset), computing on
+    ``device``; trains it there on first use (the cache holds CPU tensors)."""
     from ..data import Dataset, load_dataset
     from ..training.checkpoint import atomic_write_bytes, atomic_write_text
 
@@ -247,12 +260,12 @@ def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None
     folder = classifier_dir(data)
     found = _load_classifier(folder)
     if found is not None:
-        return found
+        return found.to(device)
     with file_lock(folder.with_name(folder.name + ".lock")):
         found = _load_classifier(folder)  # another process may have trained it while we waited
         if found is not None:
-            return found
-        cls = train_reference_classifier(data, progress=progress)
+            return found.to(device)
+        cls = train_reference_classifier(data, progress=progress, device=device)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(folder / "model.safetensors", cls._blob)
         atomic_write_text(folder / "meta.json", json.dumps(cls.meta, indent=1))

@@ -33,13 +33,14 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """The torch device for ``auto``/``cpu``/``cuda``/``cuda:N``, made current on CUDA.
 
     A bare ``cuda`` names this process's GPU: LOCAL_RANK's under torchrun, else the current one
     (``torch.cuda.set_device`` needs an index). One GPU per process; a rank beyond the machine's
     GPUs is one line, not a CUDA error.
     """
+    name = str(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
