@@ -233,12 +233,14 @@ def test_digits_samples_are_classified_as_the_requested_class(digits_run):
     assert np.mean(hits) >= 0.95, hits
 
 
-def test_sample_cli_class_and_grid_rows(digits_run, tmp_path, cli):
-    code, out, err = cli("sample", digits_run.path, "--class", 7, "--n", 30, "--out", tmp_path / "a.npz")
+def test_sample_cli_class_and_grid_rows(digits_run, tmp_path, cli, device):
+    code, out, err = cli("sample", digits_run.path, "--class", 7, "--n", 30, "--out", tmp_path / "a.npz",
+                         "--device", device)
     assert code == 0, err
     s = np.load(tmp_path / "a.npz")
     assert s["x"].shape == (30, 1, 8, 8) and (s["label"] == 7).all() and (s["component"] % 10 == 7).all()
-    code, out, err = cli("sample", digits_run.path, "--n", 300, "--out", tmp_path / "b.npz", "--grid", tmp_path / "b.png")
+    code, out, err = cli("sample", digits_run.path, "--n", 300, "--out", tmp_path / "b.npz", "--grid", tmp_path / "b.png",
+                         "--device", device)
     assert code == 0, err
     assert sorted(np.unique(np.load(tmp_path / "b.npz")["label"])) == list(range(10))
     row_px = (8 + 1) * 8  # 8 px images, 1 px padding, enlarged 8 times
