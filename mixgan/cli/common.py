@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MixganError
-from ..training.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -103,7 +103,7 @@ def write_json(path: str | Path, data: dict) -> Path:
     """Write standard JSON atomically; a missing or unwritable folder is a MixganError."""
     import json
 
-    from ..training.checkpoint import atomic_write_text
+    from ..io import atomic_write_text
 
     path = Path(path)
     if not path.parent.is_dir():

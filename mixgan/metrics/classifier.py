@@ -14,13 +14,9 @@ Training takes a file lock so parallel processes (pytest-xdist workers) train a 
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
 import math
-import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -29,27 +25,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import MixganError
+from ..io import atomic_write_bytes, cache_dir, cached, read_cached, tensors_blob
 
 ARCH_VERSION = 2
 FEATURE_DIM = 128
+WEIGHTS = "model.safetensors"
 Progress = Callable[[int, int, str], None]  # (done, total, description)
-
-
-def cache_dir() -> Path:
-    """``$MIXGAN_CACHE`` or ``~/.cache/mixgan``."""
-    return Path(os.environ.get("MIXGAN_CACHE") or Path.home() / ".cache" / "mixgan").expanduser()
-
-
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock held for the block (blocks until the other holder is done)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class SmallCNN(nn.Module):
@@ -193,25 +174,20 @@ class ReferenceClassifier(Backbone):
         return f"ReferenceClassifier({self.dataset!r}, accuracy={self.accuracy:.4f})"
 
 
-def _load_classifier(folder: Path) -> ReferenceClassifier | None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    meta_path, weights_path = folder / "meta.json", folder / "model.safetensors"
-    if not meta_path.is_file() or not weights_path.is_file():
+def _read_classifier(tensors: dict[str, torch.Tensor], meta: dict) -> ReferenceClassifier | None:
+    if meta.get("arch_version") != ARCH_VERSION:
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("arch_version") != ARCH_VERSION:
-            return None
-        if hashlib.sha256(weights_path.read_bytes()).hexdigest() != meta["weights_sha256"]:
-            return None
-        net = SmallCNN(tuple(meta["shape"]), meta["num_classes"])
-        net.load_state_dict(load_file(str(weights_path)))
-        net = net.to(memory_format=torch.channels_last)
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError):
-        return None  # damaged cache entry: retrain
-    return ReferenceClassifier(net, meta, folder)
+    net = SmallCNN(tuple(meta["shape"]), meta["num_classes"])
+    net.load_state_dict(tensors)
+    return ReferenceClassifier(net.to(memory_format=torch.channels_last), meta)
+
+
+def _load_classifier(folder: Path) -> ReferenceClassifier | None:
+    """The classifier cached in ``folder``; None where it is missing, damaged or of another version."""
+    found = read_cached(folder, WEIGHTS, _read_classifier)
+    if found is not None:
+        found.path = folder
+    return found
 
 
 def cache_key(data) -> str:
@@ -226,8 +202,6 @@ def classifier_dir(data) -> Path:
 def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0,
                                device: torch.device | str = "cpu") -> ReferenceClassifier:
     """Train (no cache) a reference classifier on a Dataset's train split; accuracy on its test split."""
-    from safetensors.torch import save
-
     if not data.is_image:
         raise MixganError(f"dataset '{data.name}' holds points, not images: it has no reference classifier")
     if data.y_train is None or data.num_classes < 2:
@@ -237,14 +211,12 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
     net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
                     desc=f"classifier {data.name}", device=device)
     acc = accuracy(net, data.x_test, data.y_test) if data.y_test is not None and len(data.x_test) else float("nan")
-    blob = save({k: v.cpu().contiguous() for k, v in net.state_dict().items()})
+    blob = tensors_blob(net.state_dict())
     meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "arch_version": ARCH_VERSION,
             "shape": list(data.shape), "num_classes": data.num_classes, "accuracy": acc, "epochs": epochs,
             "seed": seed, "n_train": len(data.x_train), "n_test": len(data.x_test),
             "weights_sha256": hashlib.sha256(blob).hexdigest()}
-    cls = ReferenceClassifier(net, meta)
-    cls._blob = blob
-    return cls
+    return ReferenceClassifier(net, meta)
 
 
 def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None,
@@ -252,25 +224,19 @@ def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None
     """The cached reference classifier of a dataset (a name or a loaded Dataset), computing on
     ``device``; trains it there on first use (the cache holds CPU tensors)."""
     from ..data import Dataset, load_dataset
-    from ..training.checkpoint import atomic_write_bytes, atomic_write_text
 
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
     if not data.is_image:
         raise MixganError(f"dataset '{data.name}' holds points, not images: it has no reference classifier")
     folder = classifier_dir(data)
-    found = _load_classifier(folder)
-    if found is not None:
-        return found.to(device)
-    with file_lock(folder.with_name(folder.name + ".lock")):
-        found = _load_classifier(folder)  # another process may have trained it while we waited
-        if found is not None:
-            return found.to(device)
+
+    def make():
         cls = train_reference_classifier(data, progress=progress, device=device)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / "model.safetensors", cls._blob)
-        atomic_write_text(folder / "meta.json", json.dumps(cls.meta, indent=1))
-        cls.path = folder
-        return cls
+        return cls, cls.net.state_dict(), dict(cls.meta)
+
+    cls = cached(folder, WEIGHTS, _read_classifier, make)
+    cls.path = folder
+    return cls.to(device)
 
 
 def reference_features(backbone: Backbone, data, split: str = "train", indices: torch.Tensor | None = None,
@@ -278,9 +244,7 @@ def reference_features(backbone: Backbone, data, split: str = "train", indices: 
     """(features, probabilities) of a dataset split (or the rows ``indices`` of it) under a
     backbone, cached in safetensors keyed by dataset, split, rows and backbone."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, save
-
-    from ..training.checkpoint import atomic_write_bytes
+    from safetensors.torch import load_file
 
     if split not in ("train", "test"):
         raise MixganError(f"split must be train or test, got {split!r}")
@@ -302,7 +266,7 @@ def reference_features(backbone: Backbone, data, split: str = "train", indices: 
         progress(0, len(x), f"features {data.name} {split}")
     feats, probs = backbone.embed(x)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, save({"features": feats.contiguous(), "probs": probs.contiguous()}))
+    atomic_write_bytes(path, tensors_blob({"features": feats, "probs": probs}))
     if progress is not None:
         progress(len(x), len(x), f"features {data.name} {split}")
     return feats, probs

@@ -138,7 +138,7 @@ class ICGAN(GANModel):
         from safetensors.torch import save
 
         from ..training import dist
-        from ..training.checkpoint import atomic_write_bytes
+        from ..io import atomic_write_bytes
 
         target = Path(path) / INSTANCES_FILE
         if (self._instances_new or not target.is_file()) and dist.is_main() and len(self.features):
