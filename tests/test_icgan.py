@@ -122,16 +122,16 @@ def test_batch_pairs_each_instance_with_a_real_neighbour(tmp_path, digits, name)
     b = model.batch(index)
     torch.manual_seed(3)
     again = model.batch(index)
-    assert torch.equal(b["x"], again["x"])
-    assert torch.equal(b["h"], model.features[index])
+    assert torch.equal(b.x, again.x)
+    assert torch.equal(b.h, model.features[index])
     slots = []
     for row, i in enumerate(index.tolist()):
         nbrs = model.neighbors[i]
-        match = (model.x_train[nbrs].flatten(1) == b["x"][row].flatten()).all(1)
+        match = (model.x_train[nbrs].flatten(1) == b.x[row].flatten()).all(1)
         assert match.any()  # x is an image of one of i's neighbours
         slots.append(int(match.nonzero()[0]))
         if name == "icgan-class":
-            assert b["y"][row] in model.y_train[nbrs[match]]
+            assert b.y[row] in model.y_train[nbrs[match]]
     assert len(set(slots)) == 4  # every neighbour slot gets picked
     assert model.D.heads.project.in_features == model.h_dim + (10 if name == "icgan-class" else 0)
     assert model.loss_kind == "hinge"

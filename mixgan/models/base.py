@@ -28,7 +28,18 @@ from ..nets import LatentGenerator, build_discriminator, build_generator
 from ..priors import build_prior
 from . import losses
 
-Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """A batch D is shown, real or generated, with what it is conditioned on (None where it does
+    not apply). Real batches come from ``batch``, generated ones from ``fake``."""
+
+    x: torch.Tensor
+    k: torch.Tensor | None = None  # the Gaussian each generated sample came from
+    y: torch.Tensor | None = None  # class (real label, or the class a fake was generated for)
+    c: torch.Tensor | None = None  # the condition vector G and D see (vector cGAN, IC-GAN fakes)
+    h: torch.Tensor | None = None  # instance features (IC-GAN real batches)
 
 
 @dataclass
@@ -178,20 +189,18 @@ class GANModel:
         return build_discriminator(m.arch, self.shape, m.width, spectral_norm=m.spectral_norm)
 
     def batch(self, index: torch.Tensor) -> Batch:
-        """The real batch for these training-set indices (data already on the device)."""
-        out = {"x": self.x_train[index]}
-        if self.y_train is not None:
-            out["y"] = self.y_train[index]
-        return out
+        """The real batch for these training-set indices (held data, on the model's device)."""
+        return Batch(self.x_train[index], y=None if self.y_train is None else self.y_train[index])
 
-    def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
-        """Generated samples for a training step and what D must be told about them (here the
-        Gaussian ``k`` each came from; all 0 under the one-Gaussian prior)."""
+    def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None) -> Batch:
+        """n generated samples for a training step (``batch``: the step's real batch), with the
+        Gaussian ``k`` each came from (all 0 under the one-Gaussian prior)."""
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        return self.generate(eps, k, grad=grad), {"k": k}
+        return Batch(self.generate(eps, k, grad=grad), k=k)
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
-        return (self.D_train if train else self.D)(x)
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+        """D's output for a batch: through ``D_train`` for D's update, the plain ``D`` for G's."""
+        return (self.D_train if train else self.D)(b.x)
 
     # ---- training -------------------------------------------------------------------
     def attach_data(self, data: Dataset) -> None:
@@ -205,14 +214,14 @@ class GANModel:
         """``d_steps`` discriminator updates, then one generator update."""
         for _ in range(self.cfg.train.d_steps):
             real = next_batch()
-            fake, info = self.fake(len(real["x"]), gen, grad=False, batch=real)
-            loss_d = self.discriminator_loss(real, fake.detach(), info)
+            fake = self.fake(len(real.x), gen, grad=False, batch=real)
+            loss_d = self.discriminator_loss(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
         self.D.requires_grad_(False)
-        fake, info = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
-        loss_g = self.generator_loss(fake, info)
+        fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
+        loss_g = self.generator_loss(fake)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -220,11 +229,11 @@ class GANModel:
         self.update_ema()
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
-    def discriminator_loss(self, real: Batch, fake: torch.Tensor, info: dict) -> torch.Tensor:
-        return losses.d_loss(self.d_logits(real["x"], real), self.d_logits(fake, info), self.loss_kind)
+    def discriminator_loss(self, real: Batch, fake: Batch) -> torch.Tensor:
+        return losses.d_loss(self.d_logits(real), self.d_logits(fake), self.loss_kind)
 
-    def generator_loss(self, fake: torch.Tensor, info: dict) -> torch.Tensor:
-        return losses.g_loss(self.d_logits(fake, info, train=False), self.loss_kind)
+    def generator_loss(self, fake: Batch) -> torch.Tensor:
+        return losses.g_loss(self.d_logits(fake, train=False), self.loss_kind)
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -56,14 +56,14 @@ class LabelConditioned(GANModel):
     def draw_labels(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
         return torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
 
-    def condition(self, info: dict) -> torch.Tensor:
+    def condition(self, b: Batch) -> torch.Tensor:
         """The vector G and D see for a batch: its conditions ``c``, or its one-hot labels."""
-        return info["c"] if "c" in info else self.one_hot(info["y"])
+        return b.c if b.c is not None else self.one_hot(b.y)
 
-    def fake(self, n, gen, grad, batch=None):
+    def fake(self, n, gen, grad, batch=None) -> Batch:
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        info = {"y": self.draw_labels(n, gen)}
-        return self.generate(eps, k, self.condition(info), grad), info
+        y = self.draw_labels(n, gen)
+        return Batch(self.generate(eps, k, self.one_hot(y), grad), y=y)
 
     def sample_batch(self, plan: SamplePlan, scale, generator) -> Samples:
         n = plan.n
@@ -108,8 +108,8 @@ class CGAN(LabelConditioned):
         shape = (self.shape[0] + cd, *self.shape[1:]) if len(self.shape) == 3 else (sum(self.shape) + cd,)
         return ConcatCondition(build_discriminator(m.arch, shape, m.width, spectral_norm=m.spectral_norm))
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
-        return (self.D_train if train else self.D)(x, self.condition(info))
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+        return (self.D_train if train else self.D)(b.x, self.condition(b))
 
     # ---- vector conditions ----------------------------------------------------------
     def attach_data(self, data: Dataset) -> None:
@@ -122,18 +122,15 @@ class CGAN(LabelConditioned):
     def batch(self, index: torch.Tensor) -> Batch:
         out = super().batch(index)
         if self.vector:
-            out["c"] = self.c_train[index]
+            out.c = self.c_train[index]
         return out
 
-    def fake(self, n, gen, grad, batch=None):
+    def fake(self, n, gen, grad, batch=None) -> Batch:
         if not self.vector:
             return super().fake(n, gen, grad, batch)
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        if batch is not None and len(batch["c"]) >= n:
-            c = batch["c"][:n]
-        else:
-            c = self.draw_conditions(n, gen)
-        return self.generate(eps, k, c, grad), {"c": c}
+        c = batch.c[:n] if batch is not None and len(batch.c) >= n else self.draw_conditions(n, gen)
+        return Batch(self.generate(eps, k, c, grad), c=c)
 
     def draw_conditions(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
         if len(self.cond_bank) == 0:

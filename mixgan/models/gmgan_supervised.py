@@ -14,7 +14,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import MixganError
 from ..nets import build_discriminator
-from .base import GANModel, SamplePlan, Samples, check_labelled
+from .base import Batch, GANModel, SamplePlan, Samples, check_labelled
 
 
 class SupervisedGMGAN(GANModel):
@@ -39,12 +39,12 @@ class SupervisedGMGAN(GANModel):
 
     def fake(self, n, gen, grad, batch=None):
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        return self.generate(eps, k, grad=grad), {"y": self.class_of(k)}
+        return Batch(self.generate(eps, k, grad=grad), k=k, y=self.class_of(k))
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
         """The logit of each sample's own class (y for real data, f(k) for fakes)."""
-        logits = (self.D_train if train else self.D)(x)
-        return logits.gather(1, info["y"][:, None])[:, 0]
+        logits = (self.D_train if train else self.D)(b.x)
+        return logits.gather(1, b.y[:, None])[:, 0]
 
     def plan(self, n, component, label, generator, **request) -> SamplePlan:
         if component is not None and label is not None and component % self.num_classes != label:

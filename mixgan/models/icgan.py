@@ -79,9 +79,9 @@ class ICGAN(GANModel):
             return h
         return torch.cat([h, F.one_hot(y, self.num_classes).to(h.dtype)], 1)
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
-        c = info["c"] if "c" in info else self.condition(info["h"], info.get("y"))
-        return (self.D_train if train else self.D)(x, c)
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+        c = b.c if b.c is not None else self.condition(b.h, b.y)
+        return (self.D_train if train else self.D)(b.x, c)
 
     # ---- instances and neighbourhoods -------------------------------------------------
     def _meta(self, data: Dataset) -> dict[str, str]:
@@ -149,19 +149,16 @@ class ICGAN(GANModel):
         """Instances ``index``; x is a random real neighbour x_j of each, drawn from the step's seeded RNG."""
         pick = torch.randint(self.neighbors.shape[1], (len(index),)).to(index.device)
         j = self.neighbors[index, pick]
-        out = {"x": self.x_train[j], "h": self.features[index]}
-        if self.uses_labels:
-            out["y"] = self.y_train[j]
-        return out
+        return Batch(self.x_train[j], h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
         """G(z, h_i) for the batch's instances i (cycled if more samples than instances are asked)."""
         if batch is None:
             raise MixganError("IC-GAN generates for given instances: a training batch is required")
-        rows = torch.arange(n, device=batch["h"].device) % len(batch["h"])
-        c = self.condition(batch["h"][rows], batch["y"][rows] if self.uses_labels else None)
+        rows = torch.arange(n, device=batch.h.device) % len(batch.h)
+        c = self.condition(batch.h[rows], batch.y[rows] if self.uses_labels else None)
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        return self.generate(eps, k, c, grad), {"c": c}
+        return Batch(self.generate(eps, k, c, grad), c=c)
 
     # ---- state ----------------------------------------------------------------------
     def extra_tensors(self) -> dict[str, torch.Tensor]:
