@@ -180,3 +180,11 @@ def test_samples_come_back_on_the_cpu(tmp_path, device):
     assert run.model.device.type == torch.device(device).type
     s = run.sample(10, component=3, seed=0)
     assert s.x.device.type == s.component.device.type == "cpu" and (s.component == 3).all()
+
+
+def test_sampling_option_of_another_model_is_refused_in_one_line(tmp_path):
+    run = mixgan.train(small_config(tmp_path, **{"train.steps": 2, "train.checkpoint_every": 2}))
+    with pytest.raises(MixganError, match="model 'gmgan' takes no sampling option 'instances'") as err:
+        run.sample(5, instances=[1])
+    assert "\n" not in str(err.value)
+    assert len(run.sample(5, instances=None).x) == 5  # an option left at None is no request
