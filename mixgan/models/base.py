@@ -242,10 +242,10 @@ class GANModel:
         if self.G_ema is None:
             return
         decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - decay)
+        buffers = list(self.G.buffers())
+        if buffers:
+            torch._foreach_copy_(list(self.G_ema.buffers()), buffers)
 
     # ---- state ----------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
