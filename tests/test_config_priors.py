@@ -92,3 +92,45 @@ def test_log_prob_picks_the_generating_component():
     z, k = prior.sample(300)
     assert (prior.log_prob_components(z).argmax(1) == k).float().mean() > 0.98
 
+
+
+def _prior_learns_from_g_alone(path, covariance):
+    """D's loss leaves the prior without gradients; G's loss gives mu_k and A_k gradients, and a
+    short run moves them from their initial values."""
+    import mixgan
+    from mixgan.data import load_dataset
+    from mixgan.models import build_model
+    from mixgan.priors import build_prior
+
+    from conftest import small_config
+
+    cfg = small_config(path, **{"prior.dynamic": True, "prior.covariance": covariance, "train.steps": 5,
+                                "train.checkpoint_every": 5, "train.sample_every": 5})
+    data = load_dataset("ring")
+    model = build_model(cfg, data.spec())
+    model.attach_data(data)
+    prior, gen = model.G.prior, torch.Generator().manual_seed(0)
+    fake, info = model.fake(32, gen, grad=False)
+    model.discriminator_loss(model.batch(torch.arange(32)), fake, info).backward()
+    assert all(p.grad is None for p in prior.parameters())
+    fake, info = model.fake(32, gen, grad=True)
+    model.generator_loss(fake, info).backward()
+    for name, p in prior.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    start = dict(build_prior(cfg, True, seed=cfg.train.seed).named_parameters())
+    trained = mixgan.train(cfg).model.G.prior
+    for name, p in trained.named_parameters():
+        assert not torch.allclose(p, start[name]), f"{name} did not move"
+
+
+@pytest.mark.parametrize("cov", ["diag", "full"])
+def test_dynamic_prior_means_and_scales_learn_from_the_generator_loss(tmp_path, cov, monkeypatch):
+    _prior_learns_from_g_alone(tmp_path / "a", cov)
+    original = GaussianMixturePrior.forward
+
+    def detached_mean(self, eps, k, scale=1.0):  # same z, but no gradient reaches mu
+        return original(self, eps, k, scale) - self.means[k] + self.means[k].detach()
+
+    monkeypatch.setattr(GaussianMixturePrior, "forward", detached_mean)
+    with pytest.raises(AssertionError, match="means"):
+        _prior_learns_from_g_alone(tmp_path / "b", cov)
