@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -134,3 +136,17 @@ def test_dynamic_prior_means_and_scales_learn_from_the_generator_loss(tmp_path, 
     monkeypatch.setattr(GaussianMixturePrior, "forward", detached_mean)
     with pytest.raises(AssertionError, match="means"):
         _prior_learns_from_g_alone(tmp_path / "b", cov)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_validates_and_keeps_its_values(path):
+    """Each file in configs/ resolves without error, and every value it sets reaches the config."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    cfg = build_config(config_file=path)
+    for section, values in tomllib.loads(path.read_text()).items():
+        for name, value in values.items():
+            assert getattr(getattr(cfg, section), name) == value, f"{section}.{name}"

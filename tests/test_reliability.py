@@ -310,3 +310,13 @@ def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path, cli):
         scalars = acc.Scalars(tag)
         assert [s.step for s in scalars] == [5, 10]
         assert [s.value for s in scalars] == pytest.approx([r[tag] for r in stats], rel=1e-5)
+
+
+def test_tensorboard_missing_is_one_line_and_leaves_no_run(tmp_path, cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--dataset", "ring", "--steps", 2, "--set", "width=16", "--out", out,
+                       "--tensorboard", "--quiet")
+    assert code == 2 and err == ("mixgan: error: --tensorboard needs the tensorboard package: "
+                                 "pip install 'mixgan[tensorboard]'\n")
+    assert not out.exists()  # nothing to clean up before a rerun with tensorboard installed
