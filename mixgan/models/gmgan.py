@@ -35,14 +35,14 @@ class GMGAN(GANModel):
         return build_discriminator(m.arch, self.shape, m.width, aux_classes=self.cfg.prior.components,
                                    spectral_norm=m.spectral_norm)
 
-    def discriminator_loss(self, real, fake, info) -> torch.Tensor:
+    def discriminator_loss(self, real, fake) -> torch.Tensor:
         if not self.info_weight:
-            return super().discriminator_loss(real, fake, info)
-        (adv_r, _), (adv_f, which) = self.D_train(real["x"]), self.D_train(fake)
-        return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
+            return super().discriminator_loss(real, fake)
+        (adv_r, _), (adv_f, which) = self.D_train(real.x), self.D_train(fake.x)
+        return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
 
-    def generator_loss(self, fake, info) -> torch.Tensor:
+    def generator_loss(self, fake) -> torch.Tensor:
         if not self.info_weight:
-            return super().generator_loss(fake, info)
-        adv, which = self.D(fake)
-        return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
+            return super().generator_loss(fake)
+        adv, which = self.D(fake.x)
+        return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
