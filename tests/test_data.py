@@ -1,6 +1,5 @@
 import gzip
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -10,10 +9,11 @@ from mixgan.data import load_dataset, read_idx
 from mixgan.data.images import image_folder
 from mixgan.errors import MixganError
 
+from conftest import idx_bytes
 
-def write_idx(path, array, code=0x08, gz=False):
-    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    raw = header + array.astype(np.uint8).tobytes()
+
+def write_idx(path, array, gz=False):
+    raw = idx_bytes(array.astype(np.uint8))
     path.write_bytes(gzip.compress(raw) if gz else raw)
 
 
