@@ -143,7 +143,12 @@ def test_sample_cli_on_points_writes_npz_and_scatter(tmp_path, cli):
     arrays = np.load(out)
     assert arrays["x"].dtype == np.float32 and arrays["x"].shape == (300, 2)
     assert (arrays["component"] == 2).all() and arrays["component"].dtype == np.int64
-    assert Image.open(png).size[0] > 100
+    from mixgan.viz import scatter
+
+    scatter(torch.from_numpy(arrays["x"]), tmp_path / "ref.png", colors=torch.from_numpy(arrays["component"]))
+    scatter(torch.from_numpy(arrays["x"]) + 0.5, tmp_path / "moved.png", colors=torch.from_numpy(arrays["component"]))
+    drawn, ref, moved = (np.asarray(Image.open(p)) for p in (png, tmp_path / "ref.png", tmp_path / "moved.png"))
+    assert np.array_equal(drawn, ref) and not np.array_equal(drawn, moved)  # a scatter of these very samples
     code, stdout, err = cli("sample", run.path, "--n", 5, "--component", 9, "--out", out)
     assert code == 2 and err.startswith("mixgan: error: component must be in [0, 7]")
 
