@@ -86,11 +86,11 @@ class GANModel:
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
         """Generated samples for a training step and what D must be told about them (here the
-        Gaussian ``k`` each came from; all 0 under the one-Gaussian prior)."""
+        Gaussian ``k`` each came from, all 0 under the one-Gaussian prior, and its noise ``eps``)."""
         eps, k = self.G.prior.draw(n, gen, device=self.device)
         g = self.G_train if grad else self.G
         with torch.set_grad_enabled(grad):
-            return g(eps, k), {"k": k}
+            return g(eps, k), {"k": k, "eps": eps}
 
     def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
         return (self.D_train if train else self.D)(x)

@@ -8,8 +8,19 @@ predicts which Gaussian k made a generated image, and both D and G minimise its 
 on generated images (InfoGAN's mutual-information term with the Gaussian index as the
 categorical code). It asks G to make the Gaussians tell apart, which the plain objective
 never does; docs/gmgan.md measures what it does to clustering.
+
+``model.encoder = true`` goes further (not in the paper either): an encoder E(x) -> (K logits,
+z-hat) trained with G so that the Gaussians become the clusters and every real image gets its
+Gaussian from E directly. G and E minimise ``encoder_ce`` * CE(E(G(z_k)), k) and
+``encoder_l2`` * |z-hat - eps|^2 (ClusterGAN's terms); E also sees real images: it must give two
+random affine views of one image the same cluster (``encoder_real``, SCAN's consistency) while
+keeping all K clusters in use (``encoder_entropy`` times the entropy of its mean prediction).
+With ``encoder_cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
+cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -20,22 +31,94 @@ from . import losses
 from .base import GANModel
 
 
+class Encoder(nn.Module):
+    """A discriminator body with K + d outputs, read as (cluster logits, z-hat)."""
+
+    def __init__(self, arch: str, shape, width: int, components: int, latent_dim: int):
+        super().__init__()
+        self.components = components
+        self.net = build_discriminator(arch, shape, width, out_dim=components + latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(x)
+        return out[:, :self.components], out[:, self.components:]
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random view of each item: images get a small affine warp (rotation up to 15 degrees, scale
+    0.9-1.1, shift up to 1/8 of the side), vectors a little Gaussian noise (5% of the batch's std)."""
+    n = len(x)
+    if x.ndim != 4:
+        return x + 0.05 * x.std(0, keepdim=True) * torch.randn(x.shape, generator=gen, device=x.device)
+    u = torch.rand(n, 4, generator=gen, device=x.device) * 2 - 1
+    angle, scale, shift = u[:, 0] * math.radians(15), 1 + 0.1 * u[:, 1], u[:, 2:] * 0.25
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def consistency_terms(logits_a: torch.Tensor, logits_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(agreement loss, marginal entropy) of two views' cluster logits: -mean log <p_a, p_b>, and
+    H of the mean prediction, which is largest when every cluster is used equally."""
+    pa, pb = logits_a.softmax(1), logits_b.softmax(1)
+    agree = -torch.log((pa * pb).sum(1).clamp_min(1e-8)).mean()
+    mean = torch.cat([pa, pb]).mean(0)
+    return agree, -(mean * torch.log(mean.clamp_min(1e-8))).sum()
+
+
 class GMGAN(GANModel):
     name = "gmgan"
     mixture = True
+
+    def __init__(self, cfg, spec, device="cpu"):
+        super().__init__(cfg, spec, device)
+        self.E = self.opt_e = None
+        if cfg.model.encoder:
+            m, t = cfg.model, cfg.train
+            self.E = Encoder(m.arch, self.shape, m.width, cfg.prior.components, cfg.prior.latent_dim).to(self.device)
+            self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+        self.E_train = self.E
 
     @property
     def info_weight(self) -> float:
         return self.cfg.model.info_weight
 
+    @property
+    def cond_d(self) -> bool:
+        return self.cfg.model.encoder and self.cfg.model.encoder_cond_d
+
     def build_discriminator(self) -> nn.Module:
-        if not self.info_weight:
-            return super().build_discriminator()
         m = self.cfg.model
-        return build_discriminator(m.arch, self.shape, m.width, aux_classes=self.cfg.prior.components,
-                                   spectral_norm=m.spectral_norm)
+        if self.info_weight or (m.encoder and m.encoder_cond_d):
+            k = self.cfg.prior.components
+            return build_discriminator(m.arch, self.shape, m.width, cond_dim=k if m.encoder else 0,
+                                       aux_classes=0 if m.encoder else k, spectral_norm=m.spectral_norm)
+        return super().build_discriminator()
+
+    # ---- the encoder ----------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+        """E's (cluster logits, z-hat) for every item of x, in eval mode, on the CPU."""
+        was_training = self.E.training
+        self.E.eval()
+        try:
+            parts = [self.E(x[i:i + batch_size].to(self.device).float()) for i in range(0, len(x), batch_size)]
+        finally:
+            self.E.train(was_training)
+        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
+
+    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
+        if not self.cond_d:
+            return super().d_logits(x, info, train)
+        cond = F.one_hot(info["k"], self.components).to(x.dtype)
+        return (self.D_train if train else self.D)(x, cond)
 
     def discriminator_loss(self, real, fake, info) -> torch.Tensor:
+        if self.cond_d:
+            with torch.no_grad():
+                real = {**real, "k": self.E(real["x"])[0].argmax(1)}
+            return super().discriminator_loss(real, fake, info)
         if not self.info_weight:
             return super().discriminator_loss(real, fake, info)
         (adv_r, _), (adv_f, which) = self.D_train(real["x"]), self.D_train(fake)
@@ -46,3 +129,48 @@ class GMGAN(GANModel):
             return super().generator_loss(fake, info)
         adv, which = self.D(fake)
         return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
+
+    def train_step(self, next_batch, gen) -> dict[str, float]:
+        """Without an encoder the base step; with one, ``d_steps`` D updates, then one joint update
+        of G and E on the adversarial loss plus the encoder terms of the module docstring."""
+        if self.E is None:
+            return super().train_step(next_batch, gen)
+        m = self.cfg.model
+        for _ in range(self.cfg.train.d_steps):
+            real = next_batch()
+            fake, info = self.fake(len(real["x"]), gen, grad=False, batch=real)
+            loss_d = self.discriminator_loss(real, fake.detach(), info)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+        self.D.requires_grad_(False)
+        fake, info = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
+        x, n = real["x"], len(fake)
+        logits, zhat = self.E_train(torch.cat([fake, augment(x, gen), augment(x, gen)]))
+        ce = F.cross_entropy(logits[:n], info["k"])
+        l2 = (zhat[:n] - info["eps"]).pow(2).mean()
+        agree, entropy = consistency_terms(logits[n:n + len(x)], logits[n + len(x):])
+        adv = self.generator_loss(fake, info)
+        loss = adv + m.encoder_ce * ce + m.encoder_l2 * l2 + m.encoder_real * agree - m.encoder_entropy * entropy
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.opt_e.step()
+        self.D.requires_grad_(True)
+        self.update_ema()
+        return {"loss_d": loss_d.detach(), "loss_g": adv.detach(), "enc_ce": ce.detach(), "enc_l2": l2.detach(),
+                "enc_agree": agree.detach(), "enc_entropy": entropy.detach()}
+
+    # ---- state ----------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        mods = super().modules()
+        if self.E is not None:
+            mods["E"] = self.E
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = super().optimizers()
+        if self.opt_e is not None:
+            opts["opt_e"] = self.opt_e
+        return opts
