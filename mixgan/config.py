@@ -42,6 +42,7 @@ class ModelConfig:
     encoder_ce: float = 10.0  # weight of CE(E(G(z_k)), k), for G and E
     encoder_l2: float = 0.0  # weight of |z-hat - eps|^2 on generated images, for G and E
     encoder_real: float = 1.0  # weight of the agreement of E on two augmentations of a real image
+    encoder_neighbors: int = 0  # k > 0: pair each real image with one of its k nearest (pixel) neighbours
     encoder_entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
     encoder_cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
 
@@ -246,6 +247,7 @@ def validate(cfg: Config) -> None:
         (m.info_weight >= 0, f"info_weight must be >= 0, got {m.info_weight}"),
         (min(m.encoder_ce, m.encoder_l2, m.encoder_real, m.encoder_entropy) >= 0,
          "encoder_ce, encoder_l2, encoder_real and encoder_entropy must be >= 0"),
+        (m.encoder_neighbors >= 0, f"encoder_neighbors must be >= 0, got {m.encoder_neighbors}"),
         (not m.encoder or m.name == "gmgan", f"model.encoder is for model 'gmgan', not '{m.name}'"),
         (not (m.encoder and m.info_weight), "model.encoder and model.info_weight are alternatives: set one"),
         (p.means in ("uniform", "onehot"), f"means must be 'uniform' or 'onehot', got '{p.means}'"),

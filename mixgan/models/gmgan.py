@@ -20,12 +20,11 @@ cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..embeddings import knn, selfsup
 from ..nets import build_discriminator
 from . import losses
 from .base import GANModel
@@ -45,17 +44,11 @@ class Encoder(nn.Module):
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A random view of each item: images get a small affine warp (rotation up to 15 degrees, scale
-    0.9-1.1, shift up to 1/8 of the side), vectors a little Gaussian noise (5% of the batch's std)."""
-    n = len(x)
-    if x.ndim != 4:
-        return x + 0.05 * x.std(0, keepdim=True) * torch.randn(x.shape, generator=gen, device=x.device)
-    u = torch.rand(n, 4, generator=gen, device=x.device) * 2 - 1
-    angle, scale, shift = u[:, 0] * math.radians(15), 1 + 0.1 * u[:, 1], u[:, 2:] * 0.25
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    """A random view of each item: images get the self-supervised embedding's augmentations (affine
+    jitter, brightness/contrast, noise, an erased square), vectors a little Gaussian noise."""
+    if x.ndim == 4:
+        return selfsup.augment(x, gen)
+    return x + 0.05 * x.std(0, keepdim=True) * torch.randn(x.shape, generator=gen, device=x.device)
 
 
 def consistency_terms(logits_a: torch.Tensor, logits_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +72,22 @@ class GMGAN(GANModel):
             self.E = Encoder(m.arch, self.shape, m.width, cfg.prior.components, cfg.prior.latent_dim).to(self.device)
             self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.E_train = self.E
+        self.neighbors = None
+
+    def attach_data(self, data) -> None:
+        super().attach_data(data)
+        k = self.cfg.model.encoder_neighbors
+        if self.E is not None and k:
+            self.neighbors = knn(self.x_train.flatten(1), k)[0].to(self.device)
+
+    def batch(self, index: torch.Tensor):
+        """The real batch; with neighbours also ``pair``: for each image one of its k nearest
+        neighbours, chosen by step and index so that a resumed run picks the same."""
+        out = super().batch(index)
+        if self.neighbors is not None:
+            pick = (index + self.step) % self.neighbors.shape[1]
+            out["pair"] = self.x_train[self.neighbors[index, pick]]
+        return out
 
     @property
     def info_weight(self) -> float:
@@ -146,7 +155,7 @@ class GMGAN(GANModel):
         self.D.requires_grad_(False)
         fake, info = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
         x, n = real["x"], len(fake)
-        logits, zhat = self.E_train(torch.cat([fake, augment(x, gen), augment(x, gen)]))
+        logits, zhat = self.E_train(torch.cat([fake, augment(x, gen), augment(real.get("pair", x), gen)]))
         ce = F.cross_entropy(logits[:n], info["k"])
         l2 = (zhat[:n] - info["eps"]).pow(2).mean()
         agree, entropy = consistency_terms(logits[n:n + len(x)], logits[n + len(x):])
