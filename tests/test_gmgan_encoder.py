@@ -14,8 +14,10 @@ ENCODER = {"model.encoder": True, "prior.means": "onehot", "prior.sigma": 0.15}
 
 
 def test_encoder_assigns_each_gaussians_samples_to_that_gaussian(tmp_path):
-    """Toy ring, K = 8: after a short run a sample of Gaussian k is put in cluster k."""
-    run = mixgan.train(small_config(tmp_path, **ENCODER, **{"train.steps": 300, "train.checkpoint_every": 300}))
+    """Toy ring, K = 8, means 2·e_k in 8-d: after a short run a sample of Gaussian k is put in cluster k."""
+    run = mixgan.train(small_config(tmp_path, **ENCODER, **{"train.steps": 400, "train.checkpoint_every": 400,
+                                                             "train.batch_size": 128, "prior.latent_dim": 8,
+                                                             "prior.c": 2.0}))
     hits = []
     for k in range(8):
         x = run.sample(200, component=k, seed=k).x
