@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from .training.checkpoint import atomic_write_text
+from .io import atomic_write_text
 from .training.rundir import RunDir
 
 PARTS = [

@@ -155,7 +155,7 @@ def free_port() -> int:
 def torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = TORCHRUN + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                      "-m", "mixgan", "train", "--quiet", *args]
+                      "-m", "mixgan", "train", "--quiet", "--device", "cpu", *args]  # gloo: CPU meant
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -175,6 +175,46 @@ def test_torchrun_cli_trains_one_run_that_resumes_exactly(tmp_path):
     assert ranks[0]["resumed"] == ranks[0]["whole"]
     for module in ("G", "D"):
         assert checkpoint_digest(cli / "run", module) == ranks[0]["whole"][module]
+
+
+class FakeCuda:
+    """torch.cuda as a machine with ``count`` GPUs would answer it, recording set_device."""
+
+    def __init__(self, monkeypatch, count: int):
+        self.count, self.current, self.set = count, 0, []
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: self.count)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: self.current)
+        monkeypatch.setattr(torch.cuda, "set_device", self.set.append)
+
+
+@pytest.mark.parametrize("name", ["cuda", "auto"])
+def test_bare_cuda_on_one_gpu_resolves_to_an_indexed_device(monkeypatch, name):
+    from mixgan.training.dist import resolve_device
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    fake = FakeCuda(monkeypatch, 1)
+    assert resolve_device(name) == torch.device("cuda:0")
+    assert fake.set == [torch.device("cuda:0")] and fake.set[0].index == 0
+
+
+def test_bare_cuda_under_torchrun_takes_the_local_rank(monkeypatch):
+    from mixgan.training.dist import resolve_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    fake = FakeCuda(monkeypatch, 2)
+    assert resolve_device("cuda") == torch.device("cuda:1") and fake.set == [torch.device("cuda:1")]
+
+
+def test_second_rank_on_a_one_gpu_machine_is_one_line(monkeypatch):
+    from mixgan.errors import MixganError
+    from mixgan.training.dist import resolve_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    fake = FakeCuda(monkeypatch, 1)
+    with pytest.raises(MixganError, match=r"cuda:1 requested but this machine has 1 CUDA device") as err:
+        resolve_device("cuda")
+    assert "\n" not in str(err.value) and fake.set == []
 
 
 def test_channels_last_and_compile_options_train_and_keep_checkpoints_portable(tmp_path, monkeypatch):

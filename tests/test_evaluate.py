@@ -110,14 +110,15 @@ def test_conditional_samples_get_conditional_accuracy_intra_fid_and_cas(digits):
     assert abs(bad["fid"] - good["fid"]) < 0.5 * good["intra_fid"] + 1  # plain FID cannot tell
 
 
-def test_evaluate_a_trained_run_writes_metrics_json_reproducibly(tmp_path, cli):
-    run = mixgan.train(small_config(tmp_path, **{"data.dataset": "digits", "model.width": 8, "train.steps": 20}))
-    code, out, err = cli("evaluate", run.path, "--n", 300, "--metrics", "fid,is,prdc,qd", "--quiet")
+def test_evaluate_a_trained_run_writes_metrics_json_reproducibly(tmp_path, cli, device):
+    run = mixgan.train(small_config(tmp_path, device, **{"data.dataset": "digits", "model.width": 8,
+                                                         "train.steps": 20}))
+    code, out, err = cli("evaluate", run.path, "--n", 300, "--metrics", "fid,is,prdc,qd", "--quiet", "--device", device)
     assert code == 0, err
     first = json.loads((run.path / "metrics.json").read_text())
     assert KEYS <= set(first) and first["n_fake"] == 300
     assert first["fid"] > 0 and 0 <= first["precision"] <= 1
-    code, _, _ = cli("evaluate", run.path, "--n", 300, "--metrics", "fid,is,prdc,qd", "--quiet")
+    code, _, _ = cli("evaluate", run.path, "--n", 300, "--metrics", "fid,is,prdc,qd", "--quiet", "--device", device)
     again = json.loads((run.path / "metrics.json").read_text())
     assert {k: again[k] for k in KEYS} == {k: first[k] for k in KEYS}
 

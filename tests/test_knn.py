@@ -52,6 +52,16 @@ def test_duplicates_excluded_only_self():
         assert sims[0, 0] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["torch", "kdtree", "faiss"])
+def test_every_backend_returns_on_the_features_device(backend, device):
+    if backend == "faiss" and not faiss_available():
+        pytest.skip("faiss-cpu not installed")
+    x = torch.randn(300, 6, generator=torch.Generator().manual_seed(6)).to(device)
+    idx, sims = knn(x, 4, backend=backend)
+    assert idx.device == sims.device == x.device
+    assert torch.equal(idx.cpu(), knn(x.cpu(), 4, backend="torch")[0])
+
+
 def test_kdtree_equals_torch_on_low_dimensional_data():
     x = torch.randn(2000, 3, generator=torch.Generator().manual_seed(4))
     a, b = knn(x, 6, backend="kdtree"), knn(x, 6, backend="torch")

@@ -47,13 +47,15 @@ class _PointClassifier(nn.Module):
         return h, self.head(h)
 
 
-def _train_points(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, steps: int = 800) -> nn.Module:
+def _train_points(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, steps: int = 800,
+                  device: torch.device | str = "cpu") -> nn.Module:
     torch.manual_seed(seed)
-    net = _PointClassifier(x[0].numel(), classes)
+    net = _PointClassifier(x[0].numel(), classes).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
+    x, y = x.to(device), y.to(device)
     for _ in range(steps):
-        idx = torch.randint(len(x), (256,), generator=gen)
+        idx = torch.randint(len(x), (256,), generator=gen).to(device)
         loss = F.cross_entropy(net(x[idx])[1], y[idx])
         opt.zero_grad()
         loss.backward()
@@ -62,8 +64,9 @@ def _train_points(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, ste
 
 
 def gaussian_classifier(model: GANModel, per_component: int = 1000, epochs: int = 3, seed: int = 0,
-                        progress=None) -> nn.Module:
-    """A classifier of "which Gaussian made this", trained on generated pairs (G(z_k), k)."""
+                        progress=None, device: torch.device | str | None = None) -> nn.Module:
+    """A classifier of "which Gaussian made this", trained on generated pairs (G(z_k), k), on
+    ``device`` (default: the model's)."""
     if not model.mixture:
         raise MixganError(f"model '{model.name}' has no Gaussian components to cluster with")
     K = model.components
@@ -71,12 +74,14 @@ def gaussian_classifier(model: GANModel, per_component: int = 1000, epochs: int 
     xs = [model.sample(per_component, component=k, generator=gen).x for k in range(K)]
     x = torch.cat(xs)
     y = torch.arange(K).repeat_interleave(per_component)
+    device = model.device if device is None else torch.device(device)
     if x.ndim == 4:
-        return train_cnn(x, y, K, epochs, seed=seed, progress=progress, desc="gaussian classifier")
-    return _train_points(x, y, K, seed)
+        return train_cnn(x, y, K, epochs, seed=seed, progress=progress, desc="gaussian classifier", device=device)
+    return _train_points(x, y, K, seed, device=device)
 
 
 def predict_gaussian(classifier: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Each row's Gaussian, computed on the classifier's device."""
     return run_batches(classifier, x)[1].argmax(1).numpy()
 
 
@@ -88,11 +93,11 @@ def gaussian_purity(model: GANModel, data, per_component: int = 200, seed: int =
     ``gaussian_class`` (each Gaussian's majority class), ``gaussian_purity`` (the share of its
     samples in that class), their mean ``purity`` and ``classes_covered`` (distinct majority classes).
     """
-    reference = get_classifier(data, progress=progress)
+    reference = get_classifier(data, progress=progress, device=model.device)
     gen = torch.Generator(model.device).manual_seed(seed)
     classes, purities = [], []
     for k in range(model.components):
-        pred = reference.probs(model.sample(per_component, component=k, generator=gen).x.cpu()).argmax(1)
+        pred = reference.probs(model.sample(per_component, component=k, generator=gen).x).argmax(1)
         counts = torch.bincount(pred, minlength=data.num_classes)
         classes.append(int(counts.argmax()))
         purities.append(float(counts.max()) / per_component)
@@ -119,11 +124,12 @@ def resolve_method(model: GANModel, method: str | None) -> str:
 
 
 def gaussian_assigner(model: GANModel, method: str | None = None, per_component: int = 1000, epochs: int = 3,
-                      seed: int = 0, progress=None):
-    """A function images -> the Gaussian of each (numpy), by ``method`` (see :func:`resolve_method`)."""
+                      seed: int = 0, progress=None, device: torch.device | str | None = None):
+    """A function images -> the Gaussian of each (numpy), by ``method`` (see :func:`resolve_method`);
+    the encoder runs on the model's device, the classifier is trained on ``device`` (default: the model's)."""
     if resolve_method(model, method) == "encoder":
         return lambda x: model.encode(torch.as_tensor(x).float())[0].argmax(1).numpy()
-    classifier = gaussian_classifier(model, per_component, epochs, seed, progress)
+    classifier = gaussian_classifier(model, per_component, epochs, seed, progress, device=device)
     return lambda x: predict_gaussian(classifier, torch.as_tensor(x).float())
 
 

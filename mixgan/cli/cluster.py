@@ -12,7 +12,7 @@ from ..analysis.cluster import resolve_method
 from ..api import load
 from ..metrics.clustering import confusion
 from ..viz import confusion_plot, labelled_rows
-from .common import BarProgress, format_table, write_json, write_npz
+from .common import BarProgress, add_device_option, format_table, write_json, write_npz
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -28,11 +28,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the scores here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    add_device_option(p)
     return p
 
 
 def run(args) -> int:
-    r = load(args.run)
+    r = load(args.run, device=args.device)
     method = resolve_method(r.model, args.method)
     result = cluster_run(r.model, r.data, args.split, args.per_component, args.epochs, args.seed,
                          progress=None if args.quiet else BarProgress(), method=method)

@@ -127,48 +127,30 @@ class SelfSupEmbedding(Embedding):
         self.fitted = False
 
     def cache_folder(self, data: Dataset) -> Path:
-        from ..metrics.classifier import cache_dir
+        from ..io import cache_dir
 
         key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
         return cache_dir() / "selfsup" / f"{data.name.replace('/', '-')}-{data.fingerprint()}-{key}"
 
-    def _load(self, folder: Path) -> bool:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-            if meta.get("settings") != self.settings:
-                return False
-            self.net.load_state_dict(load_file(str(folder / "encoder.safetensors")))
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError):
-            return False
-        self.net.eval()
-        self.fitted = True
-        return True
+    def _read(self, tensors: dict[str, torch.Tensor], meta: dict) -> nn.Module | None:
+        if meta.get("settings") != self.settings:
+            return None
+        net = Encoder(self.spec.shape[0], self.settings["width"])
+        net.load_state_dict(tensors)
+        return net.eval()
 
     def fit(self, data: Dataset) -> None:
         """Load the cached encoder of this dataset, or train and cache it."""
-        from safetensors.torch import save
+        from ..io import cached
 
-        from ..metrics.classifier import file_lock
-        from ..training.checkpoint import atomic_write_bytes, atomic_write_text
-
-        folder = self.cache_folder(data)
-        if self._load(folder):
-            return
-        with file_lock(folder.with_name(folder.name + ".lock")):
-            if self._load(folder):
-                return
+        def make():
             s = self.settings
             net, losses = train_encoder(data.x_train, s["steps"], s["batch_size"], s["width"], seed=s["seed"])
-            self.net, self.fitted = net, True
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / "encoder.safetensors",
-                               save({k: v.contiguous() for k, v in net.state_dict().items()}))
-            atomic_write_text(folder / "meta.json", json.dumps(
-                {"dataset": data.name, "fingerprint": data.fingerprint(), "settings": s,
-                 "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}, indent=1))
+            meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "settings": s,
+                    "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
+            return net, net.state_dict(), meta
+
+        self.net, self.fitted = cached(self.cache_folder(data), "encoder.safetensors", self._read, make), True
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

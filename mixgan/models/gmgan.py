@@ -20,6 +20,8 @@ cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +29,16 @@ from torch import nn
 from ..embeddings import knn, selfsup
 from ..nets import build_discriminator
 from . import losses
-from .base import GANModel
+from .base import Batch, GANModel, held
+
+
+@dataclass
+class EncoderBatch(Batch):
+    """A Batch with what the encoder's terms need: the noise ``eps`` of a generated batch, and a
+    second real image (a nearest neighbour) to pair with each real one."""
+
+    eps: torch.Tensor | None = None
+    pair: torch.Tensor | None = None
 
 
 class Encoder(nn.Module):
@@ -64,30 +75,16 @@ class GMGAN(GANModel):
     name = "gmgan"
     mixture = True
 
-    def __init__(self, cfg, spec, device="cpu"):
-        super().__init__(cfg, spec, device)
+    neighbors = held()  # with encoder_neighbors = k: each training image's k nearest, M x k
+
+    def build_networks(self) -> None:
+        super().build_networks()
         self.E = self.opt_e = None
-        if cfg.model.encoder:
-            m, t = cfg.model, cfg.train
-            self.E = Encoder(m.arch, self.shape, m.width, cfg.prior.components, cfg.prior.latent_dim).to(self.device)
+        if self.cfg.model.encoder:
+            m, t, p = self.cfg.model, self.cfg.train, self.cfg.prior
+            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim)
             self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.E_train = self.E
-        self.neighbors = None
-
-    def attach_data(self, data) -> None:
-        super().attach_data(data)
-        k = self.cfg.model.encoder_neighbors
-        if self.E is not None and k:
-            self.neighbors = knn(self.x_train.flatten(1), k)[0].to(self.device)
-
-    def batch(self, index: torch.Tensor):
-        """The real batch; with neighbours also ``pair``: for each image one of its k nearest
-        neighbours, chosen by step and index so that a resumed run picks the same."""
-        out = super().batch(index)
-        if self.neighbors is not None:
-            pick = (index + self.step) % self.neighbors.shape[1]
-            out["pair"] = self.x_train[self.neighbors[index, pick]]
-        return out
 
     @property
     def info_weight(self) -> float:
@@ -108,7 +105,8 @@ class GMGAN(GANModel):
     # ---- the encoder ----------------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-        """E's (cluster logits, z-hat) for every item of x, in eval mode, on the CPU."""
+        """E's (cluster logits, z-hat) for every item of x, computed on the model's device in eval
+        mode, returned on the CPU."""
         was_training = self.E.training
         self.E.eval()
         try:
@@ -117,27 +115,50 @@ class GMGAN(GANModel):
             self.E.train(was_training)
         return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
+    def attach_data(self, data) -> None:
+        super().attach_data(data)
+        k = self.cfg.model.encoder_neighbors
+        self.neighbors = knn(self.x_train.flatten(1), k)[0] if self.E is not None and k else None
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """The real batch; with neighbours also ``pair``: for each image one of its k nearest
+        neighbours, chosen by step and index so that a resumed run picks the same."""
+        b = super().batch(index)
+        if self.E is None:
+            return b
+        pair = None
+        if self.neighbors is not None:
+            pick = (index + self.step) % self.neighbors.shape[1]
+            pair = self.x_train[self.neighbors[index, pick]]
+        return EncoderBatch(b.x, y=b.y, pair=pair)
+
+    def fake(self, n, gen, grad, batch=None) -> Batch:
+        if self.E is None:
+            return super().fake(n, gen, grad, batch)
+        eps, k = self.G.prior.draw(n, gen, device=self.device)
+        return EncoderBatch(self.generate(eps, k, grad=grad), k=k, eps=eps)
+
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
         if not self.cond_d:
-            return super().d_logits(x, info, train)
-        cond = F.one_hot(info["k"], self.components).to(x.dtype)
-        return (self.D_train if train else self.D)(x, cond)
+            return super().d_logits(b, train)
+        cond = F.one_hot(b.k, self.components).to(b.x.dtype)
+        return (self.D_train if train else self.D)(b.x, cond)
 
-    def discriminator_loss(self, real, fake, info) -> torch.Tensor:
-        if self.cond_d:
+    def discriminator_loss(self, real, fake) -> torch.Tensor:
+        if self.cond_d:  # a real image is shown with E's cluster
             with torch.no_grad():
-                real = {**real, "k": self.E(real["x"])[0].argmax(1)}
-            return super().discriminator_loss(real, fake, info)
+                real = EncoderBatch(real.x, y=real.y, k=self.E(real.x)[0].argmax(1))
+            return super().discriminator_loss(real, fake)
         if not self.info_weight:
-            return super().discriminator_loss(real, fake, info)
-        (adv_r, _), (adv_f, which) = self.D_train(real["x"]), self.D_train(fake)
-        return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
+            return super().discriminator_loss(real, fake)
+        (adv_r, _), (adv_f, which) = self.D_train(real.x), self.D_train(fake.x)
+        return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
 
-    def generator_loss(self, fake, info) -> torch.Tensor:
+    def generator_loss(self, fake) -> torch.Tensor:
         if not self.info_weight:
-            return super().generator_loss(fake, info)
-        adv, which = self.D(fake)
-        return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
+            return super().generator_loss(fake)
+        adv, which = self.D(fake.x)
+        return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
 
     def train_step(self, next_batch, gen) -> dict[str, float]:
         """Without an encoder the base step; with one, ``d_steps`` D updates, then one joint update
@@ -147,19 +168,20 @@ class GMGAN(GANModel):
         m = self.cfg.model
         for _ in range(self.cfg.train.d_steps):
             real = next_batch()
-            fake, info = self.fake(len(real["x"]), gen, grad=False, batch=real)
-            loss_d = self.discriminator_loss(real, fake.detach(), info)
+            fake = self.fake(len(real.x), gen, grad=False, batch=real)
+            loss_d = self.discriminator_loss(real, fake)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
         self.D.requires_grad_(False)
-        fake, info = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
-        x, n = real["x"], len(fake)
-        logits, zhat = self.E_train(torch.cat([fake, augment(x, gen), augment(real.get("pair", x), gen)]))
-        ce = F.cross_entropy(logits[:n], info["k"])
-        l2 = (zhat[:n] - info["eps"]).pow(2).mean()
+        fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
+        x, n = real.x, len(fake.x)
+        pair = x if real.pair is None else real.pair
+        logits, zhat = self.E_train(torch.cat([fake.x, augment(x, gen), augment(pair, gen)]))
+        ce = F.cross_entropy(logits[:n], fake.k)
+        l2 = (zhat[:n] - fake.eps).pow(2).mean()
         agree, entropy = consistency_terms(logits[n:n + len(x)], logits[n + len(x):])
-        adv = self.generator_loss(fake, info)
+        adv = self.generator_loss(fake)
         loss = adv + m.encoder_ce * ce + m.encoder_l2 * l2 + m.encoder_real * agree - m.encoder_entropy * entropy
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_e.zero_grad(set_to_none=True)
@@ -174,12 +196,12 @@ class GMGAN(GANModel):
     # ---- state ----------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
         mods = super().modules()
-        if self.E is not None:
+        if getattr(self, "E", None) is not None:
             mods["E"] = self.E
         return mods
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         opts = super().optimizers()
-        if self.opt_e is not None:
+        if getattr(self, "opt_e", None) is not None:
             opts["opt_e"] = self.opt_e
         return opts

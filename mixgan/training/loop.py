@@ -236,7 +236,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     def next_batch(b: int) -> dict:
         batch = model.batch(stream(b).to(device))
         if fmt is not None:
-            batch["x"] = batch["x"].contiguous(memory_format=fmt)
+            batch.x = batch.x.contiguous(memory_format=fmt)
         return batch
 
     board = _TensorBoard(run.path) if (t.tensorboard and main) else None
