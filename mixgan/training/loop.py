@@ -235,6 +235,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         _compile(model.G.net)
         _compile(model.D)
     model.G_train, model.D_train = dist.wrap(model.G, device), dist.wrap(model.D, device)
+    if getattr(model, "E", None) is not None:  # GM-GAN's encoder trains beside G
+        model.E_train = dist.wrap(model.E, device)
     stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size)
 
     def next_batch(b: int) -> dict:
