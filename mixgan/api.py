@@ -39,19 +39,23 @@ class Run:
         gen = torch.Generator(self.model.device).manual_seed(seed)
         return self.model.sample(n, component=component, scale=scale, label=label, generator=gen, **kwargs)
 
-    def cluster(self, images: torch.Tensor, device: str | torch.device | None = None, **kwargs: Any):
-        """The Gaussian each image (or point) belongs to, by a classifier trained on (G(z_k), k).
+    def cluster(self, images: torch.Tensor, method: str | None = None, device: str | torch.device | None = None,
+                **kwargs: Any):
+        """The Gaussian each image (or point) belongs to: by the run's encoder where it has one,
+        else by a classifier trained on (G(z_k), k); ``method`` ('encoder' or 'classifier') chooses.
 
         The classifier is trained on ``device`` (default: the model's) on the first call and kept
         for later ones; ``kwargs`` go to :func:`mixgan.analysis.cluster.gaussian_classifier`
         (``per_component``, ``epochs``, ``seed``).
         """
-        from .analysis.cluster import gaussian_classifier, predict_gaussian
+        from .analysis.cluster import gaussian_assigner, resolve_method
 
+        if resolve_method(self.model, method) == "encoder":
+            return gaussian_assigner(self.model, "encoder")(images)
         if self._gaussian_classifier is None or kwargs or device is not None:
             dev = None if device is None else resolve_device(device)
-            self._gaussian_classifier = gaussian_classifier(self.model, device=dev, **kwargs)
-        return predict_gaussian(self._gaussian_classifier, torch.as_tensor(images).float())
+            self._gaussian_classifier = gaussian_assigner(self.model, "classifier", device=dev, **kwargs)
+        return self._gaussian_classifier(images)
 
 
 def train(config: Config | dict | str | Path, resume: bool = False, progress=None) -> Run:

@@ -56,7 +56,7 @@ def test_clustering_recovers_planted_gaussians(tmp_path, device):
     res = cluster_run(run.model, data, "test", per_component=300)
     assert res.scores["accuracy"] > 0.99 and res.scores["nmi"] > 0.97
     assert sorted(res.gaussian_to_class) == list(range(8))
-    assert res.kmeans["accuracy"] <= 1.0
+    assert res.kmeans["accuracy"] > 0.99  # the baseline, k-means on the same real points, separates the ring too
     gaussians = run.cluster(data.centers, per_component=300, device=device)  # the Python entry point
     assert [res.gaussian_to_class[g] for g in gaussians] == list(range(8))
 
@@ -163,20 +163,26 @@ def test_gaussian_purity_tells_mixed_gaussians_from_missing_classes():
 
 
 def test_info_weight_makes_gaussians_tell_apart(tmp_path, device):
-    """The optional "which Gaussian" head: trained on G's samples, D names their Gaussian;
-    without the option D has no such head."""
+    """The optional "which Gaussian" head: with G's share of the info term, D's head names the
+    Gaussian of G's samples; without the option D has no such head.
+
+    The Gaussians (sigma 0.25 in 16-d) overlap enough that G alone does not keep them apart: with
+    the info term dropped from ``generator_loss`` (monkeypatched, D's head still trained) the head
+    named 44-46% of the samples' Gaussians on seeds 0-2, against 93-99% with it."""
     import torch
 
     import mixgan
     from conftest import small_config
 
-    run = mixgan.train(small_config(tmp_path, device, **{"train.steps": 300, "train.batch_size": 128,
+    run = mixgan.train(small_config(tmp_path, device, **{"train.steps": 500, "train.batch_size": 128,
                                                          "train.lr_g": 1e-3, "train.lr_d": 1e-3,
-                                                         "model.info_weight": 1.0, "model.width": 64}))
+                                                         "model.info_weight": 1.0, "model.width": 32,
+                                                         "prior.sigma": 0.25, "train.checkpoint_every": 500,
+                                                         "train.sample_every": 500}))
     s = run.sample(800, seed=1)
     _, which = run.model.D(s.x.to(run.model.device))  # Samples come back on the CPU
     assert which.shape == (800, 8)
-    assert (which.argmax(1).cpu() == s.component).float().mean() > 0.9
+    assert (which.argmax(1).cpu() == s.component).float().mean() > 0.85
     plain = mixgan.train(small_config(tmp_path / "plain", device, **{"train.steps": 1}))
     assert plain.model.D(s.x.to(plain.model.device)).shape == (800, 1)
 

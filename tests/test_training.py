@@ -12,6 +12,16 @@ from mixgan.training.checkpoint import latest_checkpoint, list_checkpoints
 from conftest import small_config
 
 
+class Crash:
+    """A progress reporter that makes the process "die" at step 13, after the checkpoint of step 10."""
+
+    def start(self, initial, total): pass
+    def close(self): pass
+    def update(self, step, logs):
+        if step == 13:
+            raise KeyboardInterrupt
+
+
 def weights(run_dir):
     ckpt = list_checkpoints(run_dir / "checkpoints")[-1]
     return load_file(str(ckpt.with_suffix(".safetensors")))
@@ -24,13 +34,6 @@ def weights(run_dir):
 def test_resume_matches_uninterrupted_run(tmp_path, model, extra):
     full = small_config(tmp_path / "a", **{"model.name": model, **extra})
     mixgan.train(full)
-
-    class Crash:  # the process "dies" at step 13, after the checkpoint of step 10
-        def start(self, initial, total): pass
-        def close(self): pass
-        def update(self, step, logs):
-            if step == 13:
-                raise KeyboardInterrupt
 
     crashed = small_config(tmp_path / "b", **{"model.name": model, **extra})
     with pytest.raises(KeyboardInterrupt):
@@ -140,9 +143,35 @@ def test_sample_cli_on_points_writes_npz_and_scatter(tmp_path, cli):
     arrays = np.load(out)
     assert arrays["x"].dtype == np.float32 and arrays["x"].shape == (300, 2)
     assert (arrays["component"] == 2).all() and arrays["component"].dtype == np.int64
-    assert Image.open(png).size[0] > 100
+    from mixgan.viz import scatter
+
+    scatter(torch.from_numpy(arrays["x"]), tmp_path / "ref.png", colors=torch.from_numpy(arrays["component"]))
+    scatter(torch.from_numpy(arrays["x"]) + 0.5, tmp_path / "moved.png", colors=torch.from_numpy(arrays["component"]))
+    drawn, ref, moved = (np.asarray(Image.open(p)) for p in (png, tmp_path / "ref.png", tmp_path / "moved.png"))
+    assert np.array_equal(drawn, ref) and not np.array_equal(drawn, moved)  # a scatter of these very samples
     code, stdout, err = cli("sample", run.path, "--n", 5, "--component", 9, "--out", out)
     assert code == 2 and err.startswith("mixgan: error: component must be in [0, 7]")
+
+
+def test_info_cli_reports_model_data_progress_and_the_settings(tmp_path, cli):
+    import textwrap
+
+    from mixgan.config import load_config
+
+    cfg = small_config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        mixgan.train(cfg, progress=Crash())
+    path = tmp_path / "run"
+    code, out, err = cli("info", path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:4] == [f"run:      {path}", "model:    gmgan", "dataset:  ring", "steps:    10 of 20 (checkpointed)"]
+    last = json.loads((path / "stats.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 10 and lines[4].startswith(f"last log: step=10, loss_d={last['loss_d']}")
+    (tmp_path / "shown.toml").write_text(textwrap.dedent(out.split("settings:\n", 1)[1]))
+    assert load_config(tmp_path / "shown.toml") == load_config(path / "config.toml")
+    code, out, err = cli("info", tmp_path / "nothing")
+    assert code == 2 and err.startswith("mixgan: error: ") and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("name, extra", [("icgan", {"model.embedding": "pixels"}), ("cgan", {}), ("gmgan", {})])

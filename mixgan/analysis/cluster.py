@@ -1,6 +1,8 @@
 """Unsupervised clustering with a GM-GAN (Ben-Yosef & Weinshall 2018, section 5).
 
-A classifier is trained on generated pairs (G(z_k), k), so that it learns which Gaussian each
+Two methods assign a real image to a Gaussian. ``encoder``: the run's encoder E, trained with G
+(``model.encoder = true``; not in the paper), names it directly. ``classifier`` (the paper's):
+a classifier is trained on generated pairs (G(z_k), k), so that it learns which Gaussian each
 kind of image comes from; every real image is then assigned to its predicted Gaussian. Where
 K > N, each Gaussian is merged into the class it mostly captures on the training split
 (majority vote: the only place labels are used, as in the paper); the split is then scored
@@ -103,6 +105,34 @@ def gaussian_purity(model: GANModel, data, per_component: int = 200, seed: int =
             "gaussian_class": classes, "gaussian_purity": [round(p, 4) for p in purities]}
 
 
+METHODS = ("encoder", "classifier")
+
+
+def resolve_method(model: GANModel, method: str | None) -> str:
+    """The clustering method: ``encoder`` where the run has one, else ``classifier``; refuse
+    ``encoder`` for a run without one."""
+    if not model.mixture:
+        raise MixganError(f"model '{model.name}' has no Gaussian components to cluster with")
+    has_encoder = getattr(model, "E", None) is not None
+    if method is None:
+        return "encoder" if has_encoder else "classifier"
+    if method not in METHODS:
+        raise MixganError(f"method must be one of {', '.join(METHODS)}, got '{method}'")
+    if method == "encoder" and not has_encoder:
+        raise MixganError("this run has no encoder (train with --set model.encoder=true); use --method classifier")
+    return method
+
+
+def gaussian_assigner(model: GANModel, method: str | None = None, per_component: int = 1000, epochs: int = 3,
+                      seed: int = 0, progress=None, device: torch.device | str | None = None):
+    """A function images -> the Gaussian of each (numpy), by ``method`` (see :func:`resolve_method`);
+    the encoder runs on the model's device, the classifier is trained on ``device`` (default: the model's)."""
+    if resolve_method(model, method) == "encoder":
+        return lambda x: model.encode(torch.as_tensor(x).float())[0].argmax(1).numpy()
+    classifier = gaussian_classifier(model, per_component, epochs, seed, progress, device=device)
+    return lambda x: predict_gaussian(classifier, torch.as_tensor(x).float())
+
+
 def kmeans_scores(x: torch.Tensor, label: np.ndarray, n_clusters: int, seed: int = 0) -> dict:
     from sklearn.cluster import KMeans
 
@@ -111,14 +141,14 @@ def kmeans_scores(x: torch.Tensor, label: np.ndarray, n_clusters: int, seed: int
 
 
 def cluster_run(model: GANModel, data, split: str = "test", per_component: int = 1000, epochs: int = 3,
-                seed: int = 0, progress=None) -> ClusterResult:
+                seed: int = 0, progress=None, method: str | None = None) -> ClusterResult:
     """Cluster a dataset split with a trained mixture model and score it against the labels."""
     if split not in ("train", "test"):
         raise MixganError(f"split must be 'train' or 'test', got '{split}'")
     x = data.x_train if split == "train" else data.x_test
     label = data.y_train if split == "train" else data.y_test
-    classifier = gaussian_classifier(model, per_component, epochs, seed, progress)
-    gaussian = predict_gaussian(classifier, x)
+    assign = gaussian_assigner(model, method, per_component, epochs, seed, progress)
+    gaussian = assign(x)
     if label is None:
         return ClusterResult(gaussian, gaussian, None)
     label = label.numpy()
@@ -126,7 +156,7 @@ def cluster_run(model: GANModel, data, split: str = "test", per_component: int =
     if K > N:
         if data.y_train is None:
             raise MixganError("merging Gaussians into classes needs the training split's labels")
-        train_g = gaussian if split == "train" else predict_gaussian(classifier, data.x_train)
+        train_g = gaussian if split == "train" else assign(data.x_train)
         mapping = majority_merge(train_g, data.y_train.numpy(), K)
         pred = mapping[gaussian]
         scores = cluster_scores(pred, label)

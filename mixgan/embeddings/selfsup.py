@@ -50,7 +50,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     n, c, h, w = x.shape
 
     def u(lo, hi, *shape):
-        return lo + (hi - lo) * torch.rand(n, *shape, generator=gen)
+        return lo + (hi - lo) * torch.rand(n, *shape, generator=gen, device=x.device)
 
     angle, scale = u(-0.2, 0.2), u(0.85, 1.15)
     shift = u(-0.15, 0.15, 2)
@@ -59,15 +59,15 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     v = F.grid_sample(x + 1, grid, padding_mode="zeros", align_corners=False)  # background (-1) pads with 0
     v = v * u(0.7, 1.3, 1, 1, 1) + u(-0.2, 0.2, 1, 1, 1)
-    v = v + 0.1 * torch.randn(v.shape, generator=gen)
+    v = v + 0.1 * torch.randn(v.shape, generator=gen, device=x.device)
     side = max(1, h // 4)
-    top = (torch.rand(n, generator=gen) * (h - side + 1)).long()
-    left = (torch.rand(n, generator=gen) * (w - side + 1)).long()
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
+    top = (torch.rand(n, generator=gen, device=x.device) * (h - side + 1)).long()
+    left = (torch.rand(n, generator=gen, device=x.device) * (w - side + 1)).long()
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
     box = ((rows >= top.view(n, 1, 1)) & (rows < (top + side).view(n, 1, 1))
            & (cols >= left.view(n, 1, 1)) & (cols < (left + side).view(n, 1, 1)))
-    erase = box & (torch.rand(n, 1, 1, generator=gen) < 0.5)
+    erase = box & (torch.rand(n, 1, 1, generator=gen, device=x.device) < 0.5)
     v = v.masked_fill(erase.unsqueeze(1), 0.0)
     return (v - 1).clamp(-1.5, 1.5)
 
