@@ -210,8 +210,8 @@ class GANModel:
     def attach_run(self, path) -> None:
         """Called once the run directory exists: a model may keep per-run files there (IC-GAN's instances)."""
 
-    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, float]:
-        """``d_steps`` discriminator updates, then one generator update."""
+    def discriminator_steps(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> tuple[Batch, torch.Tensor]:
+        """``d_steps`` discriminator updates; returns the last real batch and D's last loss."""
         for _ in range(self.cfg.train.d_steps):
             real = next_batch()
             fake = self.fake(len(real.x), gen, grad=False, batch=real)
@@ -219,6 +219,11 @@ class GANModel:
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
+        return real, loss_d
+
+    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """``d_steps`` discriminator updates, then one generator update; the losses stay on the device."""
+        real, loss_d = self.discriminator_steps(next_batch, gen)
         self.D.requires_grad_(False)
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
         loss_g = self.generator_loss(fake)
