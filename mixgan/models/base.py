@@ -18,6 +18,7 @@ from ..config import Config
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
 from ..nets import LatentGenerator, build_discriminator, build_generator
+from ..nets.augment import attach_augment
 from ..priors import build_prior
 from . import losses
 
@@ -57,6 +58,7 @@ class GANModel:
         net = build_generator(m.arch, cfg.prior.latent_dim, self.shape, m.width, self.g_cond_dim(), self.g_cond_mode())
         self.G = LatentGenerator(prior, net).to(self.device)
         self.D = self.build_discriminator().to(self.device)
+        attach_augment(self.D, cfg.train.augment)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.train.ema else None
         t = cfg.train
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
@@ -110,6 +112,8 @@ class GANModel:
             real = next_batch()
             fake, info = self.fake(len(real["x"]), gen, grad=False, batch=real)
             loss_d = self.discriminator_loss(real, fake.detach(), info)
+            if self.cfg.train.r1:
+                loss_d = loss_d + self.r1_penalty(real)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
@@ -128,6 +132,15 @@ class GANModel:
 
     def generator_loss(self, fake: torch.Tensor, info: dict) -> torch.Tensor:
         return losses.g_loss(self.d_logits(fake, info, train=False), self.loss_kind)
+
+    def r1_penalty(self, real: Batch) -> torch.Tensor:
+        """Zero-centred R1 (Mescheder et al. 2018): gamma/2 * E|grad_x D(x)|^2 on real images,
+        through whatever D's real/fake logit is for this model (the first output of a tuple)."""
+        x = real["x"].detach().requires_grad_(True)
+        out = self.d_logits(x, real)
+        out = out[0] if isinstance(out, tuple) else out
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return self.cfg.train.r1 / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -245,6 +245,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     if progress and main:
         progress.start(start, t.steps)
     tick, tick_step = time.perf_counter(), start
+    started = tick
     try:
         for step in range(start, t.steps):
             # rank r seeds its global RNG with 2r and its noise generator with 2r + 1: no two streams meet
@@ -266,7 +267,11 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                         else "no checkpoint had been written yet")
                 raise TrainingDiverged(f"{what} at step {step + 1}; stopped, {kept}")
             done = step + 1
-            if main and (done % t.log_every == 0 or done == t.steps):
+            # a wall-clock budget ends the run like its last step (the clock is host-side, no sync)
+            last = done == t.steps or (t.max_seconds > 0 and time.perf_counter() - started >= t.max_seconds)
+            if t.max_seconds > 0 and world_size > 1:
+                last = not dist.all_finite(not last)  # every rank stops at the same step
+            if main and (done % t.log_every == 0 or last):
                 now = time.perf_counter()
                 rate = (done - tick_step) / max(now - tick, 1e-9)
                 record = {"step": done, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in logs.items()},
@@ -275,9 +280,9 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 if board:
                     board.log(record)
                 tick, tick_step = now, done
-            if main and (done % t.sample_every == 0 or done == t.steps):
+            if main and (done % t.sample_every == 0 or last):
                 _write_grid(model, run, done, data)
-            if done % t.checkpoint_every == 0 or done == t.steps:
+            if done % t.checkpoint_every == 0 or last:
                 if main:
                     save_checkpoint(run.checkpoints, done, model_states(model),
                                     {"model": model.name, "dataset": cfg.data.dataset,
@@ -286,6 +291,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 dist.barrier()
             if progress and main:
                 progress.update(done, logs)
+            if last:
+                break
         dist.sync_buffers(model.modules().values())
     finally:
         if progress and main:
