@@ -40,8 +40,9 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     cy = torch.randint(0, h, (len(x), 1), device=x.device)
     cx = torch.randint(0, w, (len(x), 1), device=x.device)
-    rows = (torch.arange(h, device=x.device) - cy).abs() * 2 < ch  # (B, h)
-    cols = (torch.arange(w, device=x.device) - cx).abs() * 2 < cw  # (B, w)
+    rows = torch.arange(h, device=x.device) - (cy - ch // 2)  # (B, h): position inside the square
+    cols = torch.arange(w, device=x.device) - (cx - cw // 2)
+    rows, cols = (rows >= 0) & (rows < ch), (cols >= 0) & (cols < cw)
     keep = ~(rows[:, :, None] & cols[:, None, :])
     return x * keep[:, None].to(x.dtype)
 
