@@ -37,6 +37,14 @@ class ModelConfig:
     k: int = 5  # IC-GAN: neighbours per instance
     embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
     info_weight: float = 0.0  # gmgan: weight of the "which Gaussian made this" head (0: the paper's model)
+    # gmgan with an encoder E(x) -> (K logits, z-hat) trained with G (docs/gmgan.md, "Clustering with an encoder")
+    encoder: bool = False
+    encoder_ce: float = 10.0  # weight of CE(E(G(z_k)), k), for G and E
+    encoder_l2: float = 0.0  # weight of |z-hat - eps|^2 on generated images, for G and E
+    encoder_real: float = 1.0  # weight of the agreement of E on two augmentations of a real image
+    encoder_neighbors: int = 0  # k > 0: pair each real image with one of its k nearest (pixel) neighbours
+    encoder_entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
+    encoder_cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
 
 
 @dataclass
@@ -47,6 +55,7 @@ class PriorConfig:
     sigma: float = 1.0
     dynamic: bool = False
     covariance: str = "diag"  # diag | full
+    means: str = "uniform"  # uniform in [-c, c]^d | onehot: c times the k-th unit vector (needs d >= K)
 
 
 @dataclass
@@ -255,6 +264,14 @@ def validate(cfg: Config) -> None:
         (t.r1 >= 0, f"r1 must be >= 0, got {t.r1}"),
         (t.max_seconds >= 0, f"max_seconds must be >= 0, got {t.max_seconds}"),
         (m.info_weight >= 0, f"info_weight must be >= 0, got {m.info_weight}"),
+        (min(m.encoder_ce, m.encoder_l2, m.encoder_real, m.encoder_entropy) >= 0,
+         "encoder_ce, encoder_l2, encoder_real and encoder_entropy must be >= 0"),
+        (m.encoder_neighbors >= 0, f"encoder_neighbors must be >= 0, got {m.encoder_neighbors}"),
+        (not m.encoder or m.name == "gmgan", f"model.encoder is for model 'gmgan', not '{m.name}'"),
+        (not (m.encoder and m.info_weight), "model.encoder and model.info_weight are alternatives: set one"),
+        (p.means in ("uniform", "onehot"), f"means must be 'uniform' or 'onehot', got '{p.means}'"),
+        (p.means != "onehot" or p.latent_dim >= p.components,
+         f"means=onehot needs latent_dim >= components, got {p.latent_dim} < {p.components}"),
         (0 < cfg.data.test_fraction < 1, "test_fraction must be in (0, 1)"),
     ]
     for ok, message in checks:

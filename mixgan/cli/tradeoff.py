@@ -8,7 +8,7 @@ from ..analysis import tradeoff_sweep
 from ..api import load
 from ..errors import MixganError
 from ..viz import tradeoff_plot
-from .common import BarProgress, write_json
+from .common import BarProgress, add_device_option, write_json
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -20,6 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    add_device_option(p)
     return p
 
 
@@ -28,7 +29,7 @@ def run(args) -> int:
         scales = [float(s) for s in args.scales.split(",")]
     except ValueError:
         raise MixganError(f"--scales must be comma-separated numbers, got '{args.scales}'") from None
-    r = load(args.run)
+    r = load(args.run, device=args.device)
     out = tradeoff_sweep(r.model, r.data, scales, n=args.n, seed=args.seed,
                          progress=None if args.quiet else BarProgress())
     rd = Path(args.run)

@@ -118,13 +118,18 @@ def _write_grid(model: GANModel, run: RunDir, step: int, data) -> None:
                              reference=data.centers, title=f"{model.name} step {step}")
 
 
+def _summary_writer_class():
+    """TensorBoard's SummaryWriter, looked up before a run directory is touched."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise MixganError("--tensorboard needs the tensorboard package: pip install 'mixgan[tensorboard]'") from None
+    return SummaryWriter
+
+
 class _TensorBoard:
-    def __init__(self, path: Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise MixganError("--tensorboard needs the tensorboard package: pip install 'mixgan[tensorboard]'") from None
-        self.writer = SummaryWriter(str(path / "tensorboard"))
+    def __init__(self, path: Path, writer_class):
+        self.writer = writer_class(str(path / "tensorboard"))
 
     def log(self, record: dict) -> None:
         for key, value in record.items():
@@ -207,6 +212,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction)
     model = build_model(cfg, data.spec(), device)
     model.attach_data(data)
+    writer_class = _summary_writer_class() if (t.tensorboard and main) else None
     run = prepare_run(cfg, resume)
     model.attach_run(run.path)
     start = 0
@@ -229,15 +235,17 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         _compile(model.G.net)
         _compile(model.D)
     model.G_train, model.D_train = dist.wrap(model.G, device), dist.wrap(model.D, device)
+    if getattr(model, "E", None) is not None:  # GM-GAN's encoder trains beside G
+        model.E_train = dist.wrap(model.E, device)
     stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size)
 
     def next_batch(b: int) -> dict:
         batch = model.batch(stream(b).to(device))
         if fmt is not None:
-            batch["x"] = batch["x"].contiguous(memory_format=fmt)
+            batch.x = batch.x.contiguous(memory_format=fmt)
         return batch
 
-    board = _TensorBoard(run.path) if (t.tensorboard and main) else None
+    board = _TensorBoard(run.path, writer_class) if writer_class else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.amp and device.type == "cuda"
                 else contextlib.nullcontext())
     last_ckpt = start
