@@ -15,6 +15,7 @@ parameters. ``sample`` always returns :class:`Samples` on the CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, fields, replace
 from typing import Callable
 
@@ -25,6 +26,7 @@ from ..config import Config
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
 from ..nets import LatentGenerator, build_discriminator, build_generator
+from ..nets.augment import attach_augment
 from ..priors import build_prior
 from . import losses
 
@@ -143,6 +145,7 @@ class GANModel:
                               self.g_cond_mode())
         self.G = LatentGenerator(prior, net)
         self.D = self.build_discriminator()
+        attach_augment(self.D, self.cfg.train.augment)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.cfg.train.ema else None
         t = self.cfg.train
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
@@ -216,6 +219,8 @@ class GANModel:
             real = next_batch()
             fake = self.fake(len(real.x), gen, grad=False, batch=real)
             loss_d = self.discriminator_loss(real, fake)
+            if self.cfg.train.r1:
+                loss_d = loss_d + self.r1_penalty(real)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
@@ -239,6 +244,15 @@ class GANModel:
 
     def generator_loss(self, fake: Batch) -> torch.Tensor:
         return losses.g_loss(self.d_logits(fake, train=False), self.loss_kind)
+
+    def r1_penalty(self, real: Batch) -> torch.Tensor:
+        """Zero-centred R1 (Mescheder et al. 2018): gamma/2 * E|grad_x D(x)|^2 on real images,
+        through whatever D's real/fake logit is for this model (the first output of a tuple)."""
+        x = real.x.detach().requires_grad_(True)
+        out = self.d_logits(dataclasses.replace(real, x=x))
+        out = out[0] if isinstance(out, tuple) else out
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return self.cfg.train.r1 / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
     @torch.no_grad()
     def update_ema(self) -> None:

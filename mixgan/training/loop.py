@@ -319,6 +319,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     if progress and main:
         progress.start(start, t.steps)
     tick, tick_step = time.perf_counter(), start
+    started = tick
     try:
         for step in range(start, t.steps):
             # rank r seeds its global RNG with 2r and its noise generator with 2r + 1: no two streams meet
@@ -332,9 +333,13 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 out = model.train_step(lambda: next_batch(next(draws)), gen)
             monitor.add(step, out)
             done = step + 1
-            log_due = done % t.log_every == 0 or done == t.steps
-            grid_due = done % t.sample_every == 0 or done == t.steps
-            ckpt_due = done % t.checkpoint_every == 0 or done == t.steps
+            # a wall-clock budget ends the run like its last step (the clock is host-side, no sync)
+            last = done == t.steps or (t.max_seconds > 0 and time.perf_counter() - started >= t.max_seconds)
+            if t.max_seconds > 0 and world_size > 1:
+                last = not dist.all_finite(not last)  # every rank stops at the same step
+            log_due = done % t.log_every == 0 or last
+            grid_due = done % t.sample_every == 0 or last
+            ckpt_due = done % t.checkpoint_every == 0 or last
             if done % VOTE_EVERY == 0 or log_due or grid_due or ckpt_due:  # the same steps on every rank
                 bad = monitor.first_bad()
                 if bad is not None:
@@ -363,6 +368,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 dist.barrier()
             if progress and main:
                 progress.update(done, logs)
+            if last:
+                break
         dist.sync_buffers(model.modules().values())
     finally:
         if progress and main:
