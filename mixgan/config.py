@@ -103,9 +103,9 @@ SECTIONS = ("data", "model", "prior", "train")
 PRESETS: dict[str, dict[str, Any]] = {
     "toy": {
         "model.arch": "mlp", "model.width": 128, "model.embedding": "pixels",
-        "prior.latent_dim": 16, "prior.c": 1.0, "prior.sigma": 0.1,
+        "prior.latent_dim": 16, "prior.c": 1.0, "prior.sigma": 0.01,
         "train.batch_size": 256, "train.lr_g": 1e-3, "train.lr_d": 1e-3, "train.lr_decay": "linear",
-        "train.steps": 10000, "train.beta1": 0.5, "train.ema": True,
+        "train.steps": 6000, "train.beta1": 0.5, "train.ema": True,
         "train.log_every": 100, "train.sample_every": 2500, "train.checkpoint_every": 1000,
     },
     "npz": {},  # vectors or images: arch "auto" picks by the data's shape
@@ -115,6 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0,
         "train.lr_g": 2e-4, "train.lr_d": 4e-4, "train.beta1": 0.5, "train.beta2": 0.999, "train.ema": True,
     },
+    "ring": {"train.steps": 3000},
     # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo)
     "digits": {"train.steps": 3000, "model.loss": "ns", "model.spectral_norm": False, "train.lr_d": 2e-4},
 }
