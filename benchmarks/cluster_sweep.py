@@ -26,9 +26,11 @@ sys.path.insert(0, str(ROOT))
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
 
-def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path, extra: list[str]) -> dict:
+def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path, extra: list[str],
+            fid: bool = False) -> dict:
     import mixgan
     from mixgan.analysis import cluster_run
+    from mixgan.metrics.suite import evaluate_samples
 
     tag = "".join(f"-{e.replace('=', '')}" for e in extra)
     path = out / f"{dataset}-K{k}-s{sigma}-n{steps}-seed{seed}{tag}"
@@ -40,22 +42,35 @@ def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path
     run = mixgan.train(cfg, resume=(path / "config.toml").is_file())
     seconds = time.perf_counter() - t0
     c = cluster_run(run.model, run.data, "test", seed=seed)
-    return {"dataset": dataset, "settings": " ".join(extra), "K": k, "sigma": sigma, "steps": steps, "seed": seed, "train_s": round(seconds, 1),
-            "accuracy": c.scores["accuracy"], "nmi": c.scores["nmi"], "kmeans": c.kmeans["accuracy"],
-            "purity": c.purity["purity"], "classes_covered": c.purity["classes_covered"]}
+    row = {"dataset": dataset, "settings": " ".join(extra), "K": k, "sigma": sigma, "steps": steps, "seed": seed,
+           "train_s": round(seconds, 1), "load": round(os.getloadavg()[0], 1),
+           "method": "encoder" if getattr(run.model, "E", None) is not None else "classifier",
+           "accuracy": c.scores["accuracy"], "nmi": c.scores["nmi"], "kmeans": c.kmeans["accuracy"],
+           "kmeans_nmi": c.kmeans["nmi"], "purity": c.purity["purity"], "classes_covered": c.purity["classes_covered"]}
+    if fid:
+        row["fid"] = evaluate_samples(run.sample(5000, seed=seed).x, run.data, metrics=["fid"], n_real=5000,
+                                      seed=seed)["fid"]
+    return row
 
 
 def table(rows: list[dict], classes: int) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r.get("settings", ""), r["K"], r["sigma"], r["steps"]), []).append(r)
-    lines = ["| settings | K | σ | steps | seeds | accuracy | NMI | mean purity | classes made | k-means accuracy |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| settings | K | σ | steps | seeds | accuracy | NMI | mean purity | classes made | FID | "
+             "k-means accuracy | k-means NMI |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (settings, k, sigma, steps), rs in groups.items():
-        mean = lambda key: statistics.mean(r[key] for r in rs)  # noqa: E731
+        def mean(key):
+            vals = [r[key] for r in rs if key in r]
+            if not vals:
+                return "–"
+            sd = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
+            return f"{statistics.mean(vals):.3f}{sd}"
         covered = "/".join(str(r["classes_covered"]) for r in rs)
-        lines.append(f"| {settings or 'defaults'} | {k} | {sigma} | {steps} | {len(rs)} | {mean('accuracy'):.3f} | {mean('nmi'):.3f} | "
-                     f"{mean('purity'):.3f} | {covered} of {classes} | {mean('kmeans'):.3f} |")
+        seeds = ",".join(str(r["seed"]) for r in rs)
+        lines.append(f"| {settings or 'defaults'} | {k} | {sigma} | {steps} | {seeds} | {mean('accuracy')} | "
+                     f"{mean('nmi')} | {mean('purity')} | {covered} of {classes} | {mean('fid')} | {mean('kmeans')} | "
+                     f"{mean('kmeans_nmi')} |")
     return "\n".join(lines)
 
 
@@ -67,6 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra setting for every run, e.g. --set model.info_weight=1")
+    p.add_argument("--fid", action="store_true", help="also measure the FID of 5,000 samples")
     p.add_argument("--out", default="bench-out/cluster-sweep")
     args = p.parse_args(argv)
     import torch
@@ -82,10 +98,10 @@ def main(argv=None) -> int:
         k, sigma, steps = entry.split(":")
         for seed in (int(s) for s in args.seeds.split(",")):
             key = (args.dataset, " ".join(args.set), int(k), float(sigma), int(steps), seed)
-            row = next((r for r in done if (r["dataset"], r.get("settings", ""), r["K"], r["sigma"], r["steps"],
+            row = next((r for r in reversed(done) if (r["dataset"], r.get("settings", ""), r["K"], r["sigma"], r["steps"],
                                             r["seed"]) == key), None)
-            if row is None:
-                row = run_one(args.dataset, *key[2:5], seed, out, args.set)
+            if row is None or (args.fid and "fid" not in row):
+                row = run_one(args.dataset, *key[2:5], seed, out, args.set, args.fid)
                 with log.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -93,7 +109,7 @@ def main(argv=None) -> int:
     from mixgan.data import load_dataset
 
     classes = load_dataset(args.dataset, DATA_DIRS.get(args.dataset, "")).num_classes
-    text = (f"{args.dataset}, static gmgan, test split; {os.cpu_count()} CPU cores, load average "
+    text = (f"{args.dataset}, static gmgan, test split, mean ± std over the seeds listed; {os.cpu_count()} CPU cores, load average "
             f"{os.getloadavg()[0]:.1f} at the end; this invocation {(time.perf_counter() - t0) / 60:.1f} min\n\n"
             + table(rows, classes) + "\n")
     (out / "table.md").write_text(text)

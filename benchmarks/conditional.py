@@ -93,7 +93,7 @@ def run_one(job: dict) -> dict:
     out = {"config": job["config"], "seed": job["seed"], "steps": job["steps"], "train_s": round(train_s, 1),
            **{k: scores.get(k) for k, _ in METRICS}, "n_fake": scores["n_fake"], "n_real": scores["n_real"],
            "classifier_accuracy": scores.get("classifier_accuracy"), "eval_version": EVAL_VERSION}
-    from mixgan.training.checkpoint import atomic_write_text
+    from mixgan.io import atomic_write_text
 
     atomic_write_text(result_path, json.dumps(out, indent=1) + "\n")
     return out
@@ -171,7 +171,7 @@ def per_seed(results: list[dict], configs: list[str]) -> str:
 
 
 def write_doc(doc: Path, dataset: str, block: str) -> None:
-    from mixgan.training.checkpoint import atomic_write_text
+    from mixgan.io import atomic_write_text
 
     start, end = f"<!-- benchmark:{dataset} -->", f"<!-- /benchmark:{dataset} -->"
     text = doc.read_text() if doc.exists() else ""

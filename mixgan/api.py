@@ -39,17 +39,23 @@ class Run:
         gen = torch.Generator(self.model.device).manual_seed(seed)
         return self.model.sample(n, component=component, scale=scale, label=label, generator=gen, **kwargs)
 
-    def cluster(self, images: torch.Tensor, **kwargs: Any):
-        """The Gaussian each image (or point) belongs to, by a classifier trained on (G(z_k), k).
+    def cluster(self, images: torch.Tensor, method: str | None = None, device: str | torch.device | None = None,
+                **kwargs: Any):
+        """The Gaussian each image (or point) belongs to: by the run's encoder where it has one,
+        else by a classifier trained on (G(z_k), k); ``method`` ('encoder' or 'classifier') chooses.
 
-        The classifier is trained on the first call and kept for later ones; ``kwargs`` go to
-        :func:`mixgan.analysis.cluster.gaussian_classifier` (``per_component``, ``epochs``, ``seed``).
+        The classifier is trained on ``device`` (default: the model's) on the first call and kept
+        for later ones; ``kwargs`` go to :func:`mixgan.analysis.cluster.gaussian_classifier`
+        (``per_component``, ``epochs``, ``seed``).
         """
-        from .analysis.cluster import gaussian_classifier, predict_gaussian
+        from .analysis.cluster import gaussian_assigner, resolve_method
 
-        if self._gaussian_classifier is None or kwargs:
-            self._gaussian_classifier = gaussian_classifier(self.model, **kwargs)
-        return predict_gaussian(self._gaussian_classifier, torch.as_tensor(images).float())
+        if resolve_method(self.model, method) == "encoder":
+            return gaussian_assigner(self.model, "encoder")(images)
+        if self._gaussian_classifier is None or kwargs or device is not None:
+            dev = None if device is None else resolve_device(device)
+            self._gaussian_classifier = gaussian_assigner(self.model, "classifier", device=dev, **kwargs)
+        return self._gaussian_classifier(images)
 
 
 def train(config: Config | dict | str | Path, resume: bool = False, progress=None) -> Run:
@@ -62,8 +68,9 @@ def train(config: Config | dict | str | Path, resume: bool = False, progress=Non
     return load(run_dir.path, device=config.train.device)
 
 
-def load(run_dir: str | Path, device: str = "cpu", step: int | None = None) -> Run:
-    """Open a run directory at its newest (or a given) checkpoint."""
+def load(run_dir: str | Path, device: str | torch.device = "auto", step: int | None = None) -> Run:
+    """Open a run directory at its newest (or a given) checkpoint, the model on ``device``
+    (auto: the GPU where there is one, as ``mixgan.train``)."""
     path = Path(run_dir)
     cfg = RunDir(path).config()
     folder = RunDir(path).checkpoints

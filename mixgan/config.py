@@ -30,13 +30,21 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "gmgan"
-    arch: str = "auto"  # auto | mlp | dcgan | cgan-mlp
+    arch: str = "auto"  # auto | mlp | dcgan | resnet | cgan-mlp
     loss: str = "ns"  # ns (non-saturating) | hinge
     spectral_norm: bool = False
     width: int = 64  # conv base channels, or hidden units of the MLP bodies
     k: int = 5  # IC-GAN: neighbours per instance
     embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
     info_weight: float = 0.0  # gmgan: weight of the "which Gaussian made this" head (0: the paper's model)
+    # gmgan with an encoder E(x) -> (K logits, z-hat) trained with G (docs/gmgan.md, "Clustering with an encoder")
+    encoder: bool = False
+    encoder_ce: float = 10.0  # weight of CE(E(G(z_k)), k), for G and E
+    encoder_l2: float = 0.0  # weight of |z-hat - eps|^2 on generated images, for G and E
+    encoder_real: float = 1.0  # weight of the agreement of E on two augmentations of a real image
+    encoder_neighbors: int = 0  # k > 0: pair each real image with one of its k nearest (pixel) neighbours
+    encoder_entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
+    encoder_cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
 
 
 @dataclass
@@ -47,6 +55,7 @@ class PriorConfig:
     sigma: float = 1.0
     dynamic: bool = False
     covariance: str = "diag"  # diag | full
+    means: str = "uniform"  # uniform in [-c, c]^d | onehot: c times the k-th unit vector (needs d >= K)
 
 
 @dataclass
@@ -61,6 +70,9 @@ class TrainConfig:
     d_steps: int = 1
     ema: bool = False
     ema_decay: float = 0.999
+    augment: str = ""  # differentiable augmentation of every image D sees: "", or a comma list of translation, cutout
+    r1: float = 0.0  # weight gamma of the zero-centred R1 penalty gamma/2 * E|grad_x D(x)|^2 on real images (0: off)
+    max_seconds: float = 0.0  # stop after this much training wall-clock (0: off); resume is exact only for step-bounded runs
     seed: int = 0
     log_every: int = 50
     sample_every: int = 500
@@ -97,11 +109,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.log_every": 100, "train.sample_every": 2500, "train.checkpoint_every": 1000,
     },
     "npz": {},  # vectors or images: arch "auto" picks by the data's shape
+    # the image recipe of docs/quality.md (chosen on fashion-mnist at equal wall-clock against a script DCGAN)
     "image": {
-        "model.arch": "dcgan", "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0, "train.ema": True,
+        "model.arch": "dcgan", "model.width": 64, "model.loss": "hinge", "model.spectral_norm": True,
+        "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0,
+        "train.lr_g": 2e-4, "train.lr_d": 4e-4, "train.beta1": 0.5, "train.beta2": 0.999, "train.ema": True,
     },
     "ring": {"train.steps": 3000},
-    "digits": {"train.steps": 3000},
+    # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo)
+    "digits": {"train.steps": 3000, "model.loss": "ns", "model.spectral_norm": False, "train.lr_d": 2e-4},
 }
 
 
@@ -217,6 +233,15 @@ def build_config(values: dict[str, Any] | None = None, config_file: str | Path |
     return cfg
 
 
+AUGMENTS = ("translation", "cutout")
+
+
+def augment_error(policy: str) -> str:
+    """The one-line complaint about an augmentation policy, or "" when it is valid."""
+    bad = [p for p in policy.split(",") if p.strip() and p.strip() not in AUGMENTS]
+    return f"augment must be a comma list of {', '.join(AUGMENTS)}, got '{bad[0]}'" if bad else ""
+
+
 def validate(cfg: Config) -> None:
     p, t, m = cfg.prior, cfg.train, cfg.model
     checks = [
@@ -236,7 +261,18 @@ def validate(cfg: Config) -> None:
         (t.lr_decay in ("none", "linear"), f"lr_decay must be 'none' or 'linear', got '{t.lr_decay}'"),
         (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),
         (m.width >= 1 and m.k >= 1, "width and k must be >= 1"),
+        (not augment_error(t.augment), augment_error(t.augment)),
+        (t.r1 >= 0, f"r1 must be >= 0, got {t.r1}"),
+        (t.max_seconds >= 0, f"max_seconds must be >= 0, got {t.max_seconds}"),
         (m.info_weight >= 0, f"info_weight must be >= 0, got {m.info_weight}"),
+        (min(m.encoder_ce, m.encoder_l2, m.encoder_real, m.encoder_entropy) >= 0,
+         "encoder_ce, encoder_l2, encoder_real and encoder_entropy must be >= 0"),
+        (m.encoder_neighbors >= 0, f"encoder_neighbors must be >= 0, got {m.encoder_neighbors}"),
+        (not m.encoder or m.name == "gmgan", f"model.encoder is for model 'gmgan', not '{m.name}'"),
+        (not (m.encoder and m.info_weight), "model.encoder and model.info_weight are alternatives: set one"),
+        (p.means in ("uniform", "onehot"), f"means must be 'uniform' or 'onehot', got '{p.means}'"),
+        (p.means != "onehot" or p.latent_dim >= p.components,
+         f"means=onehot needs latent_dim >= components, got {p.latent_dim} < {p.components}"),
         (0 < cfg.data.test_fraction < 1, "test_fraction must be in (0, 1)"),
     ]
     for ok, message in checks:

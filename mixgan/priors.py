@@ -57,7 +57,8 @@ class NormalPrior(Prior):
 
 
 class GaussianMixturePrior(Prior):
-    """K Gaussians with means uniform in [-c, c]^d and covariance sigma^2 I, weights 1/K.
+    """K Gaussians with means uniform in [-c, c]^d (or ``means='onehot'``: c times the k-th unit
+    vector, all K equally far apart, c*sqrt(2)) and covariance sigma^2 I, weights 1/K.
 
     Static: everything fixed (buffers). Dynamic: means and per-component scales are
     parameters trained with G through ``z = mu_k + A_k eps``; A_k is diagonal or full
@@ -66,7 +67,7 @@ class GaussianMixturePrior(Prior):
     """
 
     def __init__(self, components: int, latent_dim: int, c: float = 1.0, sigma: float = 1.0,
-                 dynamic: bool = False, covariance: str = "diag", seed: int = 0):
+                 dynamic: bool = False, covariance: str = "diag", seed: int = 0, means: str = "uniform"):
         super().__init__()
         if components < 1:
             raise MixganError(f"components must be >= 1, got {components}")
@@ -76,13 +77,20 @@ class GaussianMixturePrior(Prior):
             raise MixganError(f"covariance must be 'diag' or 'full', got '{covariance}'")
         self.components, self.latent_dim = components, latent_dim
         self.dynamic, self.covariance = dynamic, covariance
-        g = torch.Generator().manual_seed(seed)
-        means = (torch.rand(components, latent_dim, generator=g) * 2 - 1) * c
+        if means == "onehot":
+            if latent_dim < components:
+                raise MixganError(f"means=onehot needs latent_dim >= components, got {latent_dim} < {components}")
+            centres = c * torch.eye(components, latent_dim)
+        elif means == "uniform":
+            g = torch.Generator().manual_seed(seed)
+            centres = (torch.rand(components, latent_dim, generator=g) * 2 - 1) * c
+        else:
+            raise MixganError(f"means must be 'uniform' or 'onehot', got '{means}'")
         if not dynamic:
-            self.register_buffer("means", means)
+            self.register_buffer("means", centres)
             self.register_buffer("sigma", torch.tensor(float(sigma)))
             return
-        self.means = nn.Parameter(means)
+        self.means = nn.Parameter(centres)
         raw = self._inverse_bound(torch.full((components, latent_dim), float(sigma)))
         self.raw_diag = nn.Parameter(raw)
         if covariance == "full":
@@ -132,4 +140,5 @@ def build_prior(cfg, mixture: bool, seed: int = 0) -> Prior:
     p = cfg.prior
     if not mixture:
         return NormalPrior(p.latent_dim)
-    return GaussianMixturePrior(p.components, p.latent_dim, p.c, p.sigma, p.dynamic, p.covariance, seed=seed)
+    return GaussianMixturePrior(p.components, p.latent_dim, p.c, p.sigma, p.dynamic, p.covariance, seed=seed,
+                                means=p.means)

@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from .training.checkpoint import atomic_write_text
+from .io import atomic_write_text
 from .training.rundir import RunDir
 
 PARTS = [
@@ -19,6 +19,8 @@ PARTS = [
     ("Metrics", "metrics.json", None, "mixgan evaluate RUN"),
     ("Unsupervised clustering", "cluster.json", "cluster-confusion.png", "mixgan cluster RUN"),
     ("Gaussians and their matched classes", None, "cluster-gaussians.png", "mixgan cluster RUN"),
+    ("Each Gaussian: generated samples | real images assigned to it", None, "cluster-assigned.png",
+     "mixgan cluster RUN"),
     ("Quality–diversity trade-off", "tradeoff.json", "tradeoff.png", "mixgan tradeoff RUN"),
 ]
 

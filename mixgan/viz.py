@@ -32,7 +32,7 @@ def _write_png(save, path: str | Path) -> None:
     """Render a PNG with ``save(buffer)`` and write it atomically."""
     import io
 
-    from .training.checkpoint import atomic_write_bytes
+    from .io import atomic_write_bytes
 
     buf = io.BytesIO()
     save(buf)

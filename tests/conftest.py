@@ -9,6 +9,9 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 FASHION = "/usr/share/datasets/fashion-mnist"
+# The device of the device-sensitive tests: MIXGAN_TEST_DEVICE=cuda make test reruns them on a GPU.
+# Tests that mean the CPU (exact resume, gloo) pin "cpu" instead.
+TEST_DEVICE = os.environ.get("MIXGAN_TEST_DEVICE", "cpu")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -17,6 +20,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "fashion" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture
+def device() -> str:
+    """The device under test (MIXGAN_TEST_DEVICE, default cpu)."""
+    return TEST_DEVICE
 
 
 @pytest.fixture
@@ -32,10 +41,19 @@ def cli(capsys):
     return run
 
 
-def small_config(tmp_path, **values):
+def idx_bytes(array, code: int = 0x08) -> bytes:
+    """An IDX file: magic (0, the element type code, ndim), the big-endian sizes, then the data."""
+    import struct
+
+    return struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def small_config(tmp_path, device: str = "cpu", **values):
+    """A small ring GM-GAN config; ``device`` is train.device (pass the ``device`` fixture where
+    the test is about any device, keep "cpu" where it means the CPU)."""
     import mixgan
 
-    base = {"model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "train.steps": 20,
+    base = {"train.device": device, "model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "train.steps": 20,
             "train.batch_size": 32, "train.log_every": 5, "train.sample_every": 10, "train.checkpoint_every": 10,
             "model.width": 16, "out": str(tmp_path / "run")}
     base.update(values)

@@ -9,14 +9,15 @@ import mixgan
 from mixgan.data import load_dataset
 from mixgan.errors import MixganError
 from mixgan.models import build_model
+from mixgan.models.base import Batch
 
 from conftest import small_config
 
 
-def digits_model(tmp_path, name, **values):
-    cfg = small_config(tmp_path, **{"model.name": name, "data.dataset": "digits", "model.width": 8,
+def digits_model(tmp_path, name, device="cpu", **values):
+    cfg = small_config(tmp_path, device, **{"model.name": name, "data.dataset": "digits", "model.width": 8,
                                     "prior.latent_dim": 8, **values})
-    return build_model(cfg, load_dataset("digits").spec())
+    return build_model(cfg, load_dataset("digits").spec(), device)
 
 
 class FirstColumns(nn.Module):
@@ -52,7 +53,7 @@ def test_supervised_gmgan_losses_push_the_right_logit(tmp_path):
     y = torch.tensor([3, 7, 0])
     real, fake = leaf(3), leaf(3)
     k = torch.tensor([13, 2, 19])  # classes f(k) = 3, 2, 9
-    m.discriminator_loss({"x": real, "y": y}, fake, {"y": m.class_of(k)}).backward()
+    m.discriminator_loss(Batch(real, y=y), Batch(fake, y=m.class_of(k))).backward()
     g_real, g_fake = real.grad.flatten(1)[:, :10], fake.grad.flatten(1)[:, :10]
     rows = torch.arange(3)
     assert (g_real[rows, y] < 0).all()  # descending the loss raises logit y of real (x, y)
@@ -62,14 +63,14 @@ def test_supervised_gmgan_losses_push_the_right_logit(tmp_path):
         others[rows, cls] = False
         assert (g[others] == 0).all()  # no other class's logit is touched
     fake_g = leaf(3)
-    m.generator_loss(fake_g, {"y": m.class_of(k)}).backward()
+    m.generator_loss(Batch(fake_g, y=m.class_of(k))).backward()
     g = fake_g.grad.flatten(1)[:, :10]
     assert (g[rows, torch.tensor([3, 2, 9])] < 0).all() and (g != 0).sum() == 3  # G raises logit f(k)
 
 
-def test_supervised_gmgan_samples_class_y_from_its_gaussians(tmp_path):
-    m = digits_model(tmp_path, "gmgan-supervised", **{"prior.components": 30})
-    gen = torch.Generator().manual_seed(0)
+def test_supervised_gmgan_samples_class_y_from_its_gaussians(tmp_path, device):
+    m = digits_model(tmp_path, "gmgan-supervised", device, **{"prior.components": 30})
+    gen = torch.Generator(m.device).manual_seed(0)
     s = m.sample(600, label=4, generator=gen)
     assert (s.label == 4).all()
     assert sorted(s.component.unique().tolist()) == [4, 14, 24]  # all of f^-1(4), nothing else
@@ -84,8 +85,8 @@ def test_fake_labels_are_the_gaussians_classes(tmp_path):
     m = digits_model(tmp_path, "gmgan-supervised", **{"prior.components": 20})
     gen = torch.Generator().manual_seed(1)
     eps, k = m.G.prior.draw(64, torch.Generator().manual_seed(1))
-    _, info = m.fake(64, gen, grad=False)
-    assert torch.equal(info["y"], k % 10)
+    fake = m.fake(64, gen, grad=False)
+    assert torch.equal(fake.y, k % 10) and torch.equal(fake.k, k)
 
 
 # ---- AC-GAN and cGAN ----------------------------------------------------------------------
@@ -95,10 +96,23 @@ def test_acgan_class_loss_is_taken_on_logits(tmp_path):
     x = torch.zeros(2, 1, 8, 8)
     x[:, 0, 0, 1:4] = torch.tensor([60.0, -60.0, 0.0])  # class 0 certain, the requested class 1 ruled out
     x.requires_grad_(True)
-    loss = m.generator_loss(x, {"y": torch.tensor([1, 1])})
+    loss = m.generator_loss(Batch(x, y=torch.tensor([1, 1])))
     loss.backward()
     # cross-entropy on logits keeps a full-size gradient where a softmax output would have saturated
     assert loss.item() > 100 and torch.allclose(x.grad.flatten(1)[:, 2], torch.tensor([-0.5, -0.5]), atol=1e-4)
+
+
+def test_acgan_discriminator_class_head_learns_the_class_of_real_digits(tmp_path):
+    """D's share of the class loss: after 150 steps its aux head classifies real test digits
+    (78% measured). With the real-image term dropped from ``discriminator_loss`` (monkeypatched)
+    the head scored 7%: it learns the class from real data, not from G's samples."""
+    run = mixgan.train(small_config(tmp_path, **{"model.name": "acgan", "data.dataset": "digits", "model.width": 16,
+                                                 "prior.latent_dim": 16, "train.steps": 150, "train.batch_size": 64,
+                                                 "train.checkpoint_every": 150, "train.sample_every": 150}))
+    d = run.model.D.eval()
+    with torch.no_grad():
+        _, cls = d(run.data.x_test)
+    assert (cls.argmax(1) == run.data.y_test).float().mean() > 0.5
 
 
 @pytest.mark.parametrize("name", ["cgan", "acgan", "gmgan-supervised"])
@@ -111,18 +125,18 @@ def test_class_conditional_models_refuse_unlabelled_data(tmp_path, name):
 
 
 @pytest.mark.parametrize("name, arch", [("cgan", "dcgan"), ("cgan", "cgan-mlp"), ("acgan", "dcgan")])
-def test_label_models_feed_the_class_to_g_and_d(tmp_path, name, arch):
-    m = digits_model(tmp_path, name, **{"model.arch": arch})
+def test_label_models_feed_the_class_to_g_and_d(tmp_path, name, arch, device):
+    m = digits_model(tmp_path, name, device, **{"model.arch": arch})
     m.G.eval()
-    eps, k = m.G.prior.draw(4, torch.Generator().manual_seed(0))
-    a, b = (m.G(eps, k, m.one_hot(torch.full((4,), y))) for y in (2, 5))
+    eps, k = m.G.prior.draw(4, torch.Generator(m.device).manual_seed(0), device=m.device)
+    a, b = (m.G(eps, k, m.one_hot(torch.full((4,), y, device=m.device))) for y in (2, 5))
     assert not torch.allclose(a, b)  # the class reaches G
-    s = m.sample(4, label=5, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(s.x, b.float()) and (s.label == 5).all()
+    s = m.sample(4, label=5, generator=torch.Generator(m.device).manual_seed(0))
+    assert torch.equal(s.x, b.float().cpu()) and (s.label == 5).all()
     if name == "cgan":
         m.D.eval()
-        x = torch.zeros(4, 1, 8, 8)
-        da, db = (m.d_logits(x, {"y": torch.full((4,), y)}) for y in (2, 5))
+        x = torch.zeros(4, 1, 8, 8, device=m.device)
+        da, db = (m.d_logits(Batch(x, y=torch.full((4,), y, device=m.device))) for y in (2, 5))
         assert not torch.allclose(da, db)  # ... and D
 
 
@@ -212,10 +226,11 @@ VECTOR_STEPS, MEAN_TOL, SPREAD_RANGE = 600, 0.1, (0.3, 1.6)
 
 
 # ---- trained on digits: the class is obeyed -----------------------------------------------
+# docs/conditional.md's K = N recipe at width 32 (0.976 measured; 0.986 at the table's width 64)
 DIGITS_RUN = {"model.name": "gmgan-supervised", "data.dataset": "digits", "prior.components": 10,
               "prior.sigma": 0.5, "train.ema": True, "train.ema_decay": 0.99, "train.steps": 800,
               "train.batch_size": 64, "train.log_every": 100, "train.sample_every": 800,
-              "train.checkpoint_every": 800}
+              "train.checkpoint_every": 800, "model.width": 32}
 
 
 @pytest.fixture(scope="module")
@@ -224,21 +239,40 @@ def digits_run(tmp_path_factory):
     return mixgan.train(mixgan.build_config({**DIGITS_RUN, "out": str(path)}))
 
 
-def test_digits_samples_are_classified_as_the_requested_class(digits_run):
+def class_hits(run) -> list[float]:
+    """Per class y: the share of 100 samples of class y that the reference classifier calls y."""
     from mixgan.metrics.classifier import get_classifier
 
-    clf = get_classifier(load_dataset("digits"))
-    hits = [(clf.probs(digits_run.sample(100, label=y, seed=y).x).argmax(1) == y).float().mean().item()
-            for y in range(10)]
+    clf = get_classifier(run.data)
+    return [(clf.probs(run.sample(100, label=y, seed=y).x).argmax(1) == y).float().mean().item() for y in range(10)]
+
+
+def test_digits_samples_are_classified_as_the_requested_class(digits_run):
+    hits = class_hits(digits_run)
     assert np.mean(hits) >= 0.95, hits
 
 
-def test_sample_cli_class_and_grid_rows(digits_run, tmp_path, cli):
-    code, out, err = cli("sample", digits_run.path, "--class", 7, "--n", 30, "--out", tmp_path / "a.npz")
+@pytest.mark.slow
+@pytest.mark.fashion
+def test_fashion_samples_are_mostly_classified_as_the_requested_class(tmp_path):
+    """docs/conditional.md's lower bar at a test's budget: K = N, width 16, 400 steps (seed 0)
+    measured 0.774 (T-shirt 0.15 and pullover 0.00 the lowest classes); the 95% target needs about
+    3,000 steps at width 64."""
+    run = mixgan.train(mixgan.build_config({**DIGITS_RUN, "data.dataset": "fashion-mnist", "model.width": 16,
+                                            "train.steps": 400, "train.sample_every": 400,
+                                            "train.checkpoint_every": 400, "out": str(tmp_path / "run")}))
+    hits = class_hits(run)
+    assert np.mean(hits) >= 0.7, hits
+
+
+def test_sample_cli_class_and_grid_rows(digits_run, tmp_path, cli, device):
+    code, out, err = cli("sample", digits_run.path, "--class", 7, "--n", 30, "--out", tmp_path / "a.npz",
+                         "--device", device)
     assert code == 0, err
     s = np.load(tmp_path / "a.npz")
     assert s["x"].shape == (30, 1, 8, 8) and (s["label"] == 7).all() and (s["component"] % 10 == 7).all()
-    code, out, err = cli("sample", digits_run.path, "--n", 300, "--out", tmp_path / "b.npz", "--grid", tmp_path / "b.png")
+    code, out, err = cli("sample", digits_run.path, "--n", 300, "--out", tmp_path / "b.npz", "--grid", tmp_path / "b.png",
+                         "--device", device)
     assert code == 0, err
     assert sorted(np.unique(np.load(tmp_path / "b.npz")["label"])) == list(range(10))
     row_px = (8 + 1) * 8  # 8 px images, 1 px padding, enlarged 8 times

@@ -14,11 +14,11 @@ from mixgan.models import build_model
 from conftest import small_config
 
 
-def icgan_config(tmp_path, **values):
+def icgan_config(tmp_path, device: str = "cpu", **values):
     base = {"model.name": "icgan", "data.dataset": "digits", "model.embedding": "pixels", "model.width": 8,
             "prior.components": 1, "train.steps": 20}
     base.update(values)
-    return small_config(tmp_path, **base)
+    return small_config(tmp_path, device, **base)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ def test_selfsup_encoder_learns_augmentation_invariance_and_is_cached(digits, mo
         b = torch.nn.functional.normalize(emb(selfsup.augment(x, g)), dim=1)
         return float(((a @ b.T).argmax(1) == torch.arange(len(x))).float().mean())
 
+    torch.manual_seed(0)  # the untrained encoder's init: without a seed the baseline depends on test order
     fresh = selfsup.SelfSupEmbedding(digits.spec(), steps=40, batch_size=128)
     fresh.fitted = True
     before = retrieval(fresh)
@@ -122,16 +123,16 @@ def test_batch_pairs_each_instance_with_a_real_neighbour(tmp_path, digits, name)
     b = model.batch(index)
     torch.manual_seed(3)
     again = model.batch(index)
-    assert torch.equal(b["x"], again["x"])
-    assert torch.equal(b["h"], model.features[index])
+    assert torch.equal(b.x, again.x)
+    assert torch.equal(b.h, model.features[index])
     slots = []
     for row, i in enumerate(index.tolist()):
         nbrs = model.neighbors[i]
-        match = (model.x_train[nbrs].flatten(1) == b["x"][row].flatten()).all(1)
+        match = (model.x_train[nbrs].flatten(1) == b.x[row].flatten()).all(1)
         assert match.any()  # x is an image of one of i's neighbours
         slots.append(int(match.nonzero()[0]))
         if name == "icgan-class":
-            assert b["y"][row] in model.y_train[nbrs[match]]
+            assert b.y[row] in model.y_train[nbrs[match]]
     assert len(set(slots)) == 4  # every neighbour slot gets picked
     assert model.D.heads.project.in_features == model.h_dim + (10 if name == "icgan-class" else 0)
     assert model.loss_kind == "hinge"
@@ -144,11 +145,11 @@ def test_k_larger_than_the_data_is_refused(tmp_path, digits):
 
 
 # ---- run directory: saved, reused, resumed ---------------------------------------------------
-def test_instances_saved_and_reused_on_resume(tmp_path, monkeypatch):
+def test_instances_saved_and_reused_on_resume(tmp_path, monkeypatch, device):
     from mixgan.models import icgan
 
-    full = mixgan.train(icgan_config(tmp_path / "a"))
-    half_cfg = icgan_config(tmp_path / "b", **{"train.steps": 10})
+    full = mixgan.train(icgan_config(tmp_path / "a", device))
+    half_cfg = icgan_config(tmp_path / "b", device, **{"train.steps": 10})
     mixgan.train(half_cfg)
     saved = load_file(str(tmp_path / "b" / "run" / "instances.safetensors"))
     assert saved["neighbors"].shape == (1438, 5) and saved["features"].shape == (1438, 64)
@@ -160,7 +161,8 @@ def test_instances_saved_and_reused_on_resume(tmp_path, monkeypatch):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert torch.equal(resumed.model.neighbors.int(), saved["neighbors"])
+    assert resumed.model.neighbors.device == resumed.model.device
+    assert torch.equal(resumed.model.neighbors.int().cpu(), saved["neighbors"])
 
 
 def test_loaded_run_samples_stored_and_unseen_instances_without_the_dataset(trained, monkeypatch, digits):
@@ -200,13 +202,13 @@ def test_representatives_cover_the_feature_space(trained, digits):
     assert len(digits.y_train[reps].unique()) == 10
 
 
-def test_class_conditional_icgan_samples_requested_class(tmp_path, digits):
-    run = mixgan.train(icgan_config(tmp_path, **{"model.name": "icgan-class", "train.steps": 10,
-                                                 "train.checkpoint_every": 10}))
+def test_class_conditional_icgan_samples_requested_class(tmp_path, digits, device):
+    run = mixgan.train(icgan_config(tmp_path, device, **{"model.name": "icgan-class", "train.steps": 10,
+                                                         "train.checkpoint_every": 10}))
     s = run.sample(50, label=3)
-    assert (s.label == 3).all()
+    assert (s.label == 3).all() and s.x.device.type == s.label.device.type == "cpu"  # Samples: always on the CPU
     own = run.sample(50, instances=[0, 1])
-    assert torch.equal(own.label, run.model.labels[own.instance])
+    assert torch.equal(own.label, run.model.labels.cpu()[own.instance])
     h = run.model.embed_instances(digits.x_test[:4])
     with pytest.raises(MixganError, match="needs a class for unseen instances"):
         run.sample(8, conditions=h)
@@ -217,19 +219,18 @@ def test_class_conditional_icgan_samples_requested_class(tmp_path, digits):
 # ---- the toy claim: conditioned on a point of mode m, samples fall in mode m --------------
 @pytest.mark.slow
 def test_grid_samples_stay_in_the_conditioning_mode(tmp_path):
+    """docs/icgan.md's measurement at the 2,000-step budget: 20 random training points of every
+    mode, 100 samples each (seed 0 measured 0.940 overall, worst mode 0.68, 19/25 modes >= 0.9)."""
+    from mixgan.metrics.toy import conditioned_mode_share
+
     cfg = mixgan.build_config({"model.name": "icgan", "data.dataset": "grid", "train.steps": 2000,
                                "train.d_steps": 2, "train.ema": True, "train.ema_decay": 0.99,
                                "prior.latent_dim": 2, "train.sample_every": 2000, "train.checkpoint_every": 2000,
                                "out": str(tmp_path / "run")})
-    run = mixgan.train(cfg)
-    data = run.data
-    first = torch.stack([(data.y_train == m).nonzero()[0, 0] for m in range(25)])
-    s = run.sample(0, instances=first, per_instance=200, seed=0)
-    mode = data.y_train[s.instance]
-    near = (s.x - data.centers[mode]).norm(dim=1) <= 3 * data.std
-    per_mode = torch.stack([near[mode == m].float().mean() for m in range(25)])
-    assert near.float().mean() >= 0.9, per_mode
-    assert (per_mode >= 0.5).all(), per_mode
+    share = conditioned_mode_share(mixgan.train(cfg), per_mode=20, per_instance=100, seed=0)
+    assert len(share["chosen"].unique()) == 500 and len(share["samples"].x) == 50_000
+    assert share["overall"] >= 0.9, share["per_mode"]
+    assert min(share["per_mode"]) >= 0.5, share["per_mode"]
 
 
 # ---- CLI -------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Unsupervised clustering with a GM-GAN (Ben-Yosef & Weinshall 2018, section 5).
 
-A classifier is trained on generated pairs (G(z_k), k), so that it learns which Gaussian each
+Two methods assign a real image to a Gaussian. ``encoder``: the run's encoder E, trained with G
+(``model.encoder = true``; not in the paper), names it directly. ``classifier`` (the paper's):
+a classifier is trained on generated pairs (G(z_k), k), so that it learns which Gaussian each
 kind of image comes from; every real image is then assigned to its predicted Gaussian. Where
 K > N, each Gaussian is merged into the class it mostly captures on the training split
 (majority vote: the only place labels are used, as in the paper); the split is then scored
@@ -45,13 +47,15 @@ class _PointClassifier(nn.Module):
         return h, self.head(h)
 
 
-def _train_points(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, steps: int = 800) -> nn.Module:
+def _train_points(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, steps: int = 800,
+                  device: torch.device | str = "cpu") -> nn.Module:
     torch.manual_seed(seed)
-    net = _PointClassifier(x[0].numel(), classes)
+    net = _PointClassifier(x[0].numel(), classes).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
+    x, y = x.to(device), y.to(device)
     for _ in range(steps):
-        idx = torch.randint(len(x), (256,), generator=gen)
+        idx = torch.randint(len(x), (256,), generator=gen).to(device)
         loss = F.cross_entropy(net(x[idx])[1], y[idx])
         opt.zero_grad()
         loss.backward()
@@ -60,8 +64,9 @@ def _train_points(x: torch.Tensor, y: torch.Tensor, classes: int, seed: int, ste
 
 
 def gaussian_classifier(model: GANModel, per_component: int = 1000, epochs: int = 3, seed: int = 0,
-                        progress=None) -> nn.Module:
-    """A classifier of "which Gaussian made this", trained on generated pairs (G(z_k), k)."""
+                        progress=None, device: torch.device | str | None = None) -> nn.Module:
+    """A classifier of "which Gaussian made this", trained on generated pairs (G(z_k), k), on
+    ``device`` (default: the model's)."""
     if not model.mixture:
         raise MixganError(f"model '{model.name}' has no Gaussian components to cluster with")
     K = model.components
@@ -69,12 +74,14 @@ def gaussian_classifier(model: GANModel, per_component: int = 1000, epochs: int 
     xs = [model.sample(per_component, component=k, generator=gen).x for k in range(K)]
     x = torch.cat(xs)
     y = torch.arange(K).repeat_interleave(per_component)
+    device = model.device if device is None else torch.device(device)
     if x.ndim == 4:
-        return train_cnn(x, y, K, epochs, seed=seed, progress=progress, desc="gaussian classifier")
-    return _train_points(x, y, K, seed)
+        return train_cnn(x, y, K, epochs, seed=seed, progress=progress, desc="gaussian classifier", device=device)
+    return _train_points(x, y, K, seed, device=device)
 
 
 def predict_gaussian(classifier: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Each row's Gaussian, computed on the classifier's device."""
     return run_batches(classifier, x)[1].argmax(1).numpy()
 
 
@@ -86,16 +93,44 @@ def gaussian_purity(model: GANModel, data, per_component: int = 200, seed: int =
     ``gaussian_class`` (each Gaussian's majority class), ``gaussian_purity`` (the share of its
     samples in that class), their mean ``purity`` and ``classes_covered`` (distinct majority classes).
     """
-    reference = get_classifier(data, progress=progress)
+    reference = get_classifier(data, progress=progress, device=model.device)
     gen = torch.Generator(model.device).manual_seed(seed)
     classes, purities = [], []
     for k in range(model.components):
-        pred = reference.probs(model.sample(per_component, component=k, generator=gen).x.cpu()).argmax(1)
+        pred = reference.probs(model.sample(per_component, component=k, generator=gen).x).argmax(1)
         counts = torch.bincount(pred, minlength=data.num_classes)
         classes.append(int(counts.argmax()))
         purities.append(float(counts.max()) / per_component)
     return {"purity": float(np.mean(purities)), "classes_covered": len(set(classes)),
             "gaussian_class": classes, "gaussian_purity": [round(p, 4) for p in purities]}
+
+
+METHODS = ("encoder", "classifier")
+
+
+def resolve_method(model: GANModel, method: str | None) -> str:
+    """The clustering method: ``encoder`` where the run has one, else ``classifier``; refuse
+    ``encoder`` for a run without one."""
+    if not model.mixture:
+        raise MixganError(f"model '{model.name}' has no Gaussian components to cluster with")
+    has_encoder = getattr(model, "E", None) is not None
+    if method is None:
+        return "encoder" if has_encoder else "classifier"
+    if method not in METHODS:
+        raise MixganError(f"method must be one of {', '.join(METHODS)}, got '{method}'")
+    if method == "encoder" and not has_encoder:
+        raise MixganError("this run has no encoder (train with --set model.encoder=true); use --method classifier")
+    return method
+
+
+def gaussian_assigner(model: GANModel, method: str | None = None, per_component: int = 1000, epochs: int = 3,
+                      seed: int = 0, progress=None, device: torch.device | str | None = None):
+    """A function images -> the Gaussian of each (numpy), by ``method`` (see :func:`resolve_method`);
+    the encoder runs on the model's device, the classifier is trained on ``device`` (default: the model's)."""
+    if resolve_method(model, method) == "encoder":
+        return lambda x: model.encode(torch.as_tensor(x).float())[0].argmax(1).numpy()
+    classifier = gaussian_classifier(model, per_component, epochs, seed, progress, device=device)
+    return lambda x: predict_gaussian(classifier, torch.as_tensor(x).float())
 
 
 def kmeans_scores(x: torch.Tensor, label: np.ndarray, n_clusters: int, seed: int = 0) -> dict:
@@ -106,14 +141,14 @@ def kmeans_scores(x: torch.Tensor, label: np.ndarray, n_clusters: int, seed: int
 
 
 def cluster_run(model: GANModel, data, split: str = "test", per_component: int = 1000, epochs: int = 3,
-                seed: int = 0, progress=None) -> ClusterResult:
+                seed: int = 0, progress=None, method: str | None = None) -> ClusterResult:
     """Cluster a dataset split with a trained mixture model and score it against the labels."""
     if split not in ("train", "test"):
         raise MixganError(f"split must be 'train' or 'test', got '{split}'")
     x = data.x_train if split == "train" else data.x_test
     label = data.y_train if split == "train" else data.y_test
-    classifier = gaussian_classifier(model, per_component, epochs, seed, progress)
-    gaussian = predict_gaussian(classifier, x)
+    assign = gaussian_assigner(model, method, per_component, epochs, seed, progress)
+    gaussian = assign(x)
     if label is None:
         return ClusterResult(gaussian, gaussian, None)
     label = label.numpy()
@@ -121,7 +156,7 @@ def cluster_run(model: GANModel, data, split: str = "test", per_component: int =
     if K > N:
         if data.y_train is None:
             raise MixganError("merging Gaussians into classes needs the training split's labels")
-        train_g = gaussian if split == "train" else predict_gaussian(classifier, data.x_train)
+        train_g = gaussian if split == "train" else assign(data.x_train)
         mapping = majority_merge(train_g, data.y_train.numpy(), K)
         pred = mapping[gaussian]
         scores = cluster_scores(pred, label)

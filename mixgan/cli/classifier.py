@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import MixganError
-from .common import BarProgress
+from .common import BarProgress, add_device_option
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -15,12 +15,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-dir", default="")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_option(p)
     return p
 
 
 def run(args) -> int:
     from ..data import load_dataset
     from ..metrics.classifier import _load_classifier, classifier_dir, get_classifier
+    from ..training.dist import resolve_device
 
     data = load_dataset(args.dataset, args.data_dir)
     if not data.is_image:
@@ -32,7 +34,7 @@ def run(args) -> int:
                               f"--dataset {args.dataset})")
     else:
         progress = None if args.quiet else BarProgress()
-        cls = get_classifier(data, progress=progress)
+        cls = get_classifier(data, progress=progress, device=resolve_device(args.device))
         if progress is not None:
             progress.close()
     m = cls.meta

@@ -5,12 +5,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..analysis import cluster_run
+from ..analysis.cluster import resolve_method
 from ..api import load
 from ..metrics.clustering import confusion
 from ..viz import confusion_plot, labelled_rows
-from .common import BarProgress, format_table, write_json, write_npz
+from .common import BarProgress, add_analysis_options, format_table, write_json, write_npz
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,19 +20,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Assign every real image of a split to a Gaussian and score the clustering.")
     p.add_argument("run", help="run directory of a gmgan model")
     p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--per-component", type=int, default=1000, help="generated images per Gaussian")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of the Gaussian classifier")
-    p.add_argument("--json", help="also write the scores here")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--method", choices=["encoder", "classifier"],
+                   help="encoder: the run's encoder (the default where it has one); classifier: the paper's "
+                        "classifier trained on generated images (the default otherwise)")
+    p.add_argument("--per-component", type=int, default=1000, help="generated images per Gaussian (classifier)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the Gaussian classifier (classifier)")
+    add_analysis_options(p)
     return p
 
 
 def run(args) -> int:
-    r = load(args.run)
+    r = load(args.run, device=args.device)
+    method = resolve_method(r.model, args.method)
     result = cluster_run(r.model, r.data, args.split, args.per_component, args.epochs, args.seed,
-                         progress=None if args.quiet else BarProgress())
-    out = {**result.scores, "kmeans": result.kmeans, "split": args.split, "components": r.model.components,
+                         progress=None if args.quiet else BarProgress(), method=method)
+    out = {**result.scores, "method": method, "kmeans": result.kmeans, "split": args.split, "components": r.model.components,
            "gaussian_to_class": result.gaussian_to_class, **result.purity}
     rd = Path(args.run)
     write_npz(rd / "assignments.npz", {"pred": result.pred.astype(np.int64), "gaussian": result.gaussian.astype(np.int64),
@@ -47,6 +51,17 @@ def run(args) -> int:
         x, _ = r.model.sample_grid(columns=10)
         labels = [f"G{k} -> {result.gaussian_to_class[k]}" for k in range(K)]
         labelled_rows(x, K, labels, rd / "cluster-gaussians.png", title="each Gaussian and its matched class")
+        split_x = r.data.x_train if args.split == "train" else r.data.x_test
+        side, blank = 8, torch.ones_like(split_x[0])  # blank (white) where a Gaussian got fewer images
+        real = []
+        for k in range(K):
+            mine = list(split_x[torch.from_numpy(result.gaussian == k)][:side])
+            real.append(torch.stack(mine + [blank] * (side - len(mine))))
+        both = torch.cat([x.view(K, 10, *x.shape[1:])[:, :side], torch.stack(real)], 1).flatten(0, 1)
+        counts = np.bincount(result.gaussian, minlength=K)
+        labels = [f"G{k}: {counts[k]} real" for k in range(K)]
+        labelled_rows(both, K, labels, rd / "cluster-assigned.png",
+                      title=f"each Gaussian: {side} generated | {side} real images assigned to it ({method})")
     rows = [("accuracy", result.scores.get("accuracy", float("nan"))), ("nmi", result.scores.get("nmi", float("nan"))),
             ("ari", result.scores.get("ari", float("nan")))]
     rows += [(f"kmeans {k}", v) for k, v in result.kmeans.items()]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MixganError
-from ..training.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
@@ -24,6 +24,20 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     except OSError as exc:
         raise MixganError(f"cannot write {path} ({exc.strerror})") from None
     return path
+
+
+def add_device_option(p, default: str | None = "auto") -> None:
+    """``--device`` for every command that runs a network; resolved by training.dist.resolve_device."""
+    p.add_argument("--device", default=default,
+                   help="auto (a GPU where there is one, the default), cpu, cuda or cuda:N")
+
+
+def add_analysis_options(p) -> None:
+    """``--json``, ``--seed``, ``--quiet`` and ``--device``: what every command that measures a run shares."""
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_option(p)
 
 
 def format_table(rows: list[tuple[str, object]]) -> str:
@@ -97,7 +111,7 @@ def write_json(path: str | Path, data: dict) -> Path:
     """Write standard JSON atomically; a missing or unwritable folder is a MixganError."""
     import json
 
-    from ..training.checkpoint import atomic_write_text
+    from ..io import atomic_write_text
 
     path = Path(path)
     if not path.parent.is_dir():

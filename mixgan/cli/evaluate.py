@@ -8,7 +8,8 @@ import numpy as np
 
 from ..data.npz import read_npz
 from ..errors import MixganError
-from .common import BarProgress, format_table, write_json
+from ..training.dist import resolve_device
+from .common import BarProgress, add_analysis_options, format_table, write_json
 
 SHOWN = ["fid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
          "conditional_accuracy", "intra_fid", "cas", "modes", "high_quality", "kl",
@@ -31,10 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
     p.add_argument("--backbone", default="classifier", help="classifier (default) or inception")
     p.add_argument("--weights", help="weights file for --backbone inception (safetensors or a torch state dict)")
-    p.add_argument("--json", help="also write the results to this JSON file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="device to sample the run on")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_analysis_options(p)
     return p
 
 
@@ -76,6 +74,7 @@ def run(args) -> int:
     if args.k < 1:
         raise MixganError(f"--k must be >= 1, got {args.k}")
     progress = None if args.quiet else BarProgress()
+    device = resolve_device(args.device)
     if args.samples:
         if not args.dataset:
             raise MixganError("--samples needs --dataset naming the data the samples imitate")
@@ -87,14 +86,14 @@ def run(args) -> int:
 
         if args.dataset:
             raise MixganError("--dataset applies to --samples; a run evaluates against its own dataset")
-        r = load(args.run, device=args.device)
+        r = load(args.run, device=device)
         data = load_dataset(r.cfg.data.dataset, args.data_dir or r.cfg.data.data_dir, seed=r.cfg.train.seed,
                             test_fraction=r.cfg.data.test_fraction)
         x, labels = sample_run(r, args.n, args.seed)
         source = f"{args.run} (step {r.step})"
     result = evaluate_samples(x, data, metrics=args.metrics, labels=labels, backbone=args.backbone,
                               weights=args.weights, n_real=args.n_real, k=args.k, seed=args.seed,
-                              progress=progress)
+                              progress=progress, device=device)
     if progress is not None:
         progress.close()
     result["source"] = source

@@ -9,7 +9,7 @@ import torch
 from ..api import load
 from ..data.npz import read_npz
 from ..viz import save_samples_picture
-from .common import write_npz
+from .common import add_device_option, write_npz
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "unseen instances of an .npz (array 'x', optional classes 'y')")
     p.add_argument("--grid", help="also write a PNG of the samples (one row per class where there are classes)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_device_option(p)
     return p
 
 
@@ -66,7 +66,7 @@ def run(args) -> int:
         raise MixganError(f"--cond: model '{r.model.name}' does not take vector conditions")
     instance_x = None
     if args.instances:
-        from ..models.icgan import instance_request
+        from .instances import instance_request
 
         extra, instance_x = instance_request(r.model, args.instances, args.seed)
         kwargs.update(extra)
@@ -94,7 +94,7 @@ def run(args) -> int:
 def write_instance_picture(r, s, kwargs, instance_x, args) -> None:
     """Images: each conditioning instance, then its samples; points: samples coloured by instance."""
     from ..errors import MixganError
-    from ..models.icgan import instance_grid
+    from .instances import instance_grid
 
     if s.x.ndim == 4:
         train_x = None

@@ -9,7 +9,7 @@ from ..errors import MixganError
 from ..models import MODELS
 from ..training import RunDir
 from ..training.dist import launch_rank
-from .common import TqdmProgress
+from .common import TqdmProgress, add_device_option
 
 # flag -> setting
 FLAGS = {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir",
@@ -26,7 +26,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="generator updates")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu or cuda")
+    add_device_option(p, default=None)  # None: the config's train.device (auto)
     p.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
     p.add_argument("--config", help="TOML file of settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -88,6 +88,7 @@ def _knn_kdtree(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def knn(features: torch.Tensor, k: int, backend: str = "auto", block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, similarities), each M x k: every row's k most cosine-similar other rows, most similar first.
+    Every backend returns them on the device of ``features`` (faiss and the k-d tree compute on the CPU).
 
     ``backend``: 'torch' (blocked, exact; ``block`` query rows at a time), 'faiss' (exact flat
     index; needs faiss-cpu), 'kdtree' (exact, for a few dimensions) or 'auto' (kdtree up to
@@ -109,11 +110,9 @@ def knn(features: torch.Tensor, k: int, backend: str = "auto", block: int | None
     x = F.normalize(features.float(), dim=1)
     if backend == "auto":
         backend = "kdtree" if x.shape[1] <= TREE_MAX_DIM else "torch"
-    if backend == "kdtree":
-        idx, sims = _knn_kdtree(x, k)
-        return idx.to(x.device), sims.to(x.device)
-    if backend == "faiss":
-        if not faiss_available():
-            raise MixganError("kNN backend 'faiss' needs the faiss-cpu package: pip install 'mixgan[faiss]'")
-        return _knn_faiss(x, k)
-    return _knn_torch(x, k, block)
+    if backend == "torch":
+        return _knn_torch(x, k, block)
+    if backend == "faiss" and not faiss_available():
+        raise MixganError("kNN backend 'faiss' needs the faiss-cpu package: pip install 'mixgan[faiss]'")
+    idx, sims = (_knn_faiss if backend == "faiss" else _knn_kdtree)(x, k)  # computed on the CPU
+    return idx.to(x.device), sims.to(x.device)

@@ -50,7 +50,7 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     n, c, h, w = x.shape
 
     def u(lo, hi, *shape):
-        return lo + (hi - lo) * torch.rand(n, *shape, generator=gen)
+        return lo + (hi - lo) * torch.rand(n, *shape, generator=gen, device=x.device)
 
     angle, scale = u(-0.2, 0.2), u(0.85, 1.15)
     shift = u(-0.15, 0.15, 2)
@@ -59,15 +59,15 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     v = F.grid_sample(x + 1, grid, padding_mode="zeros", align_corners=False)  # background (-1) pads with 0
     v = v * u(0.7, 1.3, 1, 1, 1) + u(-0.2, 0.2, 1, 1, 1)
-    v = v + 0.1 * torch.randn(v.shape, generator=gen)
+    v = v + 0.1 * torch.randn(v.shape, generator=gen, device=x.device)
     side = max(1, h // 4)
-    top = (torch.rand(n, generator=gen) * (h - side + 1)).long()
-    left = (torch.rand(n, generator=gen) * (w - side + 1)).long()
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
+    top = (torch.rand(n, generator=gen, device=x.device) * (h - side + 1)).long()
+    left = (torch.rand(n, generator=gen, device=x.device) * (w - side + 1)).long()
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
     box = ((rows >= top.view(n, 1, 1)) & (rows < (top + side).view(n, 1, 1))
            & (cols >= left.view(n, 1, 1)) & (cols < (left + side).view(n, 1, 1)))
-    erase = box & (torch.rand(n, 1, 1, generator=gen) < 0.5)
+    erase = box & (torch.rand(n, 1, 1, generator=gen, device=x.device) < 0.5)
     v = v.masked_fill(erase.unsqueeze(1), 0.0)
     return (v - 1).clamp(-1.5, 1.5)
 
@@ -127,48 +127,30 @@ class SelfSupEmbedding(Embedding):
         self.fitted = False
 
     def cache_folder(self, data: Dataset) -> Path:
-        from ..metrics.classifier import cache_dir
+        from ..io import cache_dir
 
         key = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
         return cache_dir() / "selfsup" / f"{data.name.replace('/', '-')}-{data.fingerprint()}-{key}"
 
-    def _load(self, folder: Path) -> bool:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-            if meta.get("settings") != self.settings:
-                return False
-            self.net.load_state_dict(load_file(str(folder / "encoder.safetensors")))
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError):
-            return False
-        self.net.eval()
-        self.fitted = True
-        return True
+    def _read(self, tensors: dict[str, torch.Tensor], meta: dict) -> nn.Module | None:
+        if meta.get("settings") != self.settings:
+            return None
+        net = Encoder(self.spec.shape[0], self.settings["width"])
+        net.load_state_dict(tensors)
+        return net.eval()
 
     def fit(self, data: Dataset) -> None:
         """Load the cached encoder of this dataset, or train and cache it."""
-        from safetensors.torch import save
+        from ..io import cached
 
-        from ..metrics.classifier import file_lock
-        from ..training.checkpoint import atomic_write_bytes, atomic_write_text
-
-        folder = self.cache_folder(data)
-        if self._load(folder):
-            return
-        with file_lock(folder.with_name(folder.name + ".lock")):
-            if self._load(folder):
-                return
+        def make():
             s = self.settings
             net, losses = train_encoder(data.x_train, s["steps"], s["batch_size"], s["width"], seed=s["seed"])
-            self.net, self.fitted = net, True
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / "encoder.safetensors",
-                               save({k: v.contiguous() for k, v in net.state_dict().items()}))
-            atomic_write_text(folder / "meta.json", json.dumps(
-                {"dataset": data.name, "fingerprint": data.fingerprint(), "settings": s,
-                 "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}, indent=1))
+            meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "settings": s,
+                    "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
+            return net, net.state_dict(), meta
+
+        self.net, self.fitted = cached(self.cache_folder(data), "encoder.safetensors", self._read, make), True
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

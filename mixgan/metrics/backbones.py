@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+
 from ..errors import MixganError
 from .classifier import Backbone, Progress, get_classifier
 
@@ -26,8 +28,9 @@ def _inception(data, weights: str | None = None, progress: Progress | None = Non
 BACKBONES: dict[str, Callable[..., Backbone]] = {"classifier": _classifier, "inception": _inception}
 
 
-def get_backbone(name: str, data, weights: str | None = None, progress: Progress | None = None) -> Backbone:
-    """The backbone ``name`` for a loaded Dataset."""
+def get_backbone(name: str, data, weights: str | None = None, progress: Progress | None = None,
+                 device: torch.device | str = "cpu") -> Backbone:
+    """The backbone ``name`` for a loaded Dataset, computing features on ``device``."""
     if name not in BACKBONES:
         raise MixganError(f"unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
-    return BACKBONES[name](data, weights=weights, progress=progress)
+    return BACKBONES[name](data, weights=weights, progress=progress).to(device)

@@ -15,7 +15,8 @@ from .classifier import Progress, accuracy, train_cnn
 
 def classification_accuracy_score(x_fake: torch.Tensor, y_fake: torch.Tensor, x_test: torch.Tensor,
                                   y_test: torch.Tensor, num_classes: int, epochs: int | None = None,
-                                  seed: int = 0, progress: Progress | None = None) -> float:
+                                  seed: int = 0, progress: Progress | None = None,
+                                  device: torch.device | str = "cpu") -> float:
     """Test accuracy on real (x_test, y_test) of a SmallCNN trained on generated (x_fake, y_fake).
 
     ``epochs`` defaults to about 30,000 image presentations (at least 3 epochs).
@@ -27,7 +28,7 @@ def classification_accuracy_score(x_fake: torch.Tensor, y_fake: torch.Tensor, x_
         raise MixganError("CAS needs a labelled real test split")
     epochs = epochs or max(3, math.ceil(30_000 / max(1, len(x_fake))))
     net = train_cnn(x_fake, torch.as_tensor(y_fake).long(), num_classes, epochs, seed=seed, progress=progress,
-                    desc="CAS classifier")
+                    desc="CAS classifier", device=device)
     return accuracy(net, x_test, torch.as_tensor(y_test).long())
 
 

@@ -14,13 +14,9 @@ Training takes a file lock so parallel processes (pytest-xdist workers) train a 
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
 import math
-import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -29,27 +25,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import MixganError
+from ..io import atomic_write_bytes, cache_dir, cached, read_cached, tensors_blob
 
 ARCH_VERSION = 2
 FEATURE_DIM = 128
+WEIGHTS = "model.safetensors"
 Progress = Callable[[int, int, str], None]  # (done, total, description)
-
-
-def cache_dir() -> Path:
-    """``$MIXGAN_CACHE`` or ``~/.cache/mixgan``."""
-    return Path(os.environ.get("MIXGAN_CACHE") or Path.home() / ".cache" / "mixgan").expanduser()
-
-
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive advisory lock held for the block (blocks until the other holder is done)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class SmallCNN(nn.Module):
@@ -83,8 +64,10 @@ def default_epochs(n_train: int) -> int:
 
 def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, seed: int = 0,
               batch_size: int = 128, lr: float = 2e-3, progress: Progress | None = None,
-              desc: str = "classifier") -> SmallCNN:
-    """Train a SmallCNN with Adam and a cosine learning-rate decay; same seed, same weights."""
+              desc: str = "classifier", device: torch.device | str = "cpu") -> SmallCNN:
+    """Train a SmallCNN with Adam and a cosine learning-rate decay; same seed, same weights.
+
+    The net trains on ``device``; ``x``/``y`` may live anywhere (each batch is moved there)."""
     if len(x) != len(y):
         raise MixganError(f"{len(x)} images but {len(y)} labels")
     if len(x) < 2:
@@ -92,23 +75,24 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
     if y.min() < 0 or y.max() >= num_classes:
         raise MixganError(f"labels must be in [0, {num_classes - 1}], got {int(y.min())}..{int(y.max())}")
     torch.manual_seed(seed)  # weight init
-    net = SmallCNN(tuple(x.shape[1:]), num_classes).to(memory_format=torch.channels_last)
+    device = torch.device(device)
+    net = SmallCNN(tuple(x.shape[1:]), num_classes).to(device, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     total = epochs * steps_per_epoch
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    x, y = x.float(), y.long()
+    x, y = x.float(), y.long().to(x.device)
     net.train()
     step = 0
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i:i + batch_size].to(x.device)
             if len(idx) < 2:
                 continue  # BatchNorm needs 2 samples
-            _, logits = net(x[idx])
-            loss = F.cross_entropy(logits, y[idx])
+            _, logits = net(x[idx].to(device))
+            loss = F.cross_entropy(logits, y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -121,13 +105,15 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
 
 @torch.no_grad()
 def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, softmax probabilities) of ``net`` over ``x`` in eval mode."""
+    """(features, softmax probabilities) of ``net`` over ``x`` in eval mode, computed on the net's
+    device and returned on the CPU."""
     net.eval()
+    device = next(net.parameters()).device
     feats, probs = [], []
     for i in range(0, len(x), batch_size):
-        h, logits = net(x[i:i + batch_size].float())
-        feats.append(h)
-        probs.append(logits.softmax(1))
+        h, logits = net(x[i:i + batch_size].to(device).float())
+        feats.append(h.cpu())
+        probs.append(logits.softmax(1).cpu())
     if not feats:
         return torch.zeros(0, FEATURE_DIM), torch.zeros(0, getattr(net, "num_classes", 0))
     return torch.cat(feats), torch.cat(probs)
@@ -136,7 +122,7 @@ def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tupl
 @torch.no_grad()
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     _, probs = run_batches(net, x)
-    return float((probs.argmax(1) == y).double().mean())
+    return float((probs.argmax(1) == y.cpu()).double().mean())
 
 
 class Backbone:
@@ -153,6 +139,11 @@ class Backbone:
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)[0]
+
+    def to(self, device: torch.device | str) -> "Backbone":
+        """Compute features on ``device`` from now on (results still come back on the CPU)."""
+        self.net.to(device)
+        return self
 
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)[1]
@@ -183,25 +174,20 @@ class ReferenceClassifier(Backbone):
         return f"ReferenceClassifier({self.dataset!r}, accuracy={self.accuracy:.4f})"
 
 
-def _load_classifier(folder: Path) -> ReferenceClassifier | None:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    meta_path, weights_path = folder / "meta.json", folder / "model.safetensors"
-    if not meta_path.is_file() or not weights_path.is_file():
+def _read_classifier(tensors: dict[str, torch.Tensor], meta: dict) -> ReferenceClassifier | None:
+    if meta.get("arch_version") != ARCH_VERSION:
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("arch_version") != ARCH_VERSION:
-            return None
-        if hashlib.sha256(weights_path.read_bytes()).hexdigest() != meta["weights_sha256"]:
-            return None
-        net = SmallCNN(tuple(meta["shape"]), meta["num_classes"])
-        net.load_state_dict(load_file(str(weights_path)))
-        net = net.to(memory_format=torch.channels_last)
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError):
-        return None  # damaged cache entry: retrain
-    return ReferenceClassifier(net, meta, folder)
+    net = SmallCNN(tuple(meta["shape"]), meta["num_classes"])
+    net.load_state_dict(tensors)
+    return ReferenceClassifier(net.to(memory_format=torch.channels_last), meta)
+
+
+def _load_classifier(folder: Path) -> ReferenceClassifier | None:
+    """The classifier cached in ``folder``; None where it is missing, damaged or of another version."""
+    found = read_cached(folder, WEIGHTS, _read_classifier)
+    if found is not None:
+        found.path = folder
+    return found
 
 
 def cache_key(data) -> str:
@@ -213,10 +199,9 @@ def classifier_dir(data) -> Path:
     return cache_dir() / "classifiers" / f"{cache_key(data)}-v{ARCH_VERSION}"
 
 
-def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0) -> ReferenceClassifier:
+def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0,
+                               device: torch.device | str = "cpu") -> ReferenceClassifier:
     """Train (no cache) a reference classifier on a Dataset's train split; accuracy on its test split."""
-    from safetensors.torch import save
-
     if not data.is_image:
         raise MixganError(f"dataset '{data.name}' holds points, not images: it has no reference classifier")
     if data.y_train is None or data.num_classes < 2:
@@ -224,40 +209,34 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
                           "trained (use --backbone inception --weights FILE)")
     epochs = default_epochs(len(data.x_train))
     net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
-                    desc=f"classifier {data.name}")
+                    desc=f"classifier {data.name}", device=device)
     acc = accuracy(net, data.x_test, data.y_test) if data.y_test is not None and len(data.x_test) else float("nan")
-    blob = save({k: v.contiguous() for k, v in net.state_dict().items()})
+    blob = tensors_blob(net.state_dict())
     meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "arch_version": ARCH_VERSION,
             "shape": list(data.shape), "num_classes": data.num_classes, "accuracy": acc, "epochs": epochs,
             "seed": seed, "n_train": len(data.x_train), "n_test": len(data.x_test),
             "weights_sha256": hashlib.sha256(blob).hexdigest()}
-    cls = ReferenceClassifier(net, meta)
-    cls._blob = blob
-    return cls
+    return ReferenceClassifier(net, meta)
 
 
-def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None) -> ReferenceClassifier:
-    """The cached reference classifier of a dataset (a name or a loaded Dataset); trains it on first use."""
+def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None,
+                   device: torch.device | str = "cpu") -> ReferenceClassifier:
+    """The cached reference classifier of a dataset (a name or a loaded Dataset), computing on
+    ``device``; trains it there on first use (the cache holds CPU tensors)."""
     from ..data import Dataset, load_dataset
-    from ..training.checkpoint import atomic_write_bytes, atomic_write_text
 
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
     if not data.is_image:
         raise MixganError(f"dataset '{data.name}' holds points, not images: it has no reference classifier")
     folder = classifier_dir(data)
-    found = _load_classifier(folder)
-    if found is not None:
-        return found
-    with file_lock(folder.with_name(folder.name + ".lock")):
-        found = _load_classifier(folder)  # another process may have trained it while we waited
-        if found is not None:
-            return found
-        cls = train_reference_classifier(data, progress=progress)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / "model.safetensors", cls._blob)
-        atomic_write_text(folder / "meta.json", json.dumps(cls.meta, indent=1))
-        cls.path = folder
-        return cls
+
+    def make():
+        cls = train_reference_classifier(data, progress=progress, device=device)
+        return cls, cls.net.state_dict(), dict(cls.meta)
+
+    cls = cached(folder, WEIGHTS, _read_classifier, make)
+    cls.path = folder
+    return cls.to(device)
 
 
 def reference_features(backbone: Backbone, data, split: str = "train", indices: torch.Tensor | None = None,
@@ -265,9 +244,7 @@ def reference_features(backbone: Backbone, data, split: str = "train", indices: 
     """(features, probabilities) of a dataset split (or the rows ``indices`` of it) under a
     backbone, cached in safetensors keyed by dataset, split, rows and backbone."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, save
-
-    from ..training.checkpoint import atomic_write_bytes
+    from safetensors.torch import load_file
 
     if split not in ("train", "test"):
         raise MixganError(f"split must be train or test, got {split!r}")
@@ -289,7 +266,7 @@ def reference_features(backbone: Backbone, data, split: str = "train", indices: 
         progress(0, len(x), f"features {data.name} {split}")
     feats, probs = backbone.embed(x)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, save({"features": feats.contiguous(), "probs": probs.contiguous()}))
+    atomic_write_bytes(path, tensors_blob({"features": feats, "probs": probs}))
     if progress is not None:
         progress(len(x), len(x), f"features {data.name} {split}")
     return feats, probs

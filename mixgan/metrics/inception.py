@@ -227,11 +227,12 @@ class InceptionBackbone(Backbone):
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise MixganError(f"Inception needs N x 1 or N x 3 images, got shape {tuple(x.shape)}")
         feats, probs = [], []
+        device = next(self.net.parameters()).device
         for i in range(0, len(x), batch_size):
-            b = x[i:i + batch_size].float()
+            b = x[i:i + batch_size].to(device).float()
             b = b.expand(-1, 3, -1, -1) if b.shape[1] == 1 else b
             b = F.interpolate(b, size=(self.size, self.size), mode="bilinear", align_corners=False)
             h, logits = self.net(b)
-            feats.append(h)
-            probs.append(logits.softmax(1))
+            feats.append(h.cpu())
+            probs.append(logits.softmax(1).cpu())
         return torch.cat(feats), torch.cat(probs)

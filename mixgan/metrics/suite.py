@@ -97,8 +97,9 @@ def evaluate_points(x, data, metrics=None, n_real: int = 10_000, k: int = 5, see
 
 def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classifier", weights: str | None = None,
                      n_real: int = 10_000, k: int = 5, is_splits: int = 10, pairs: int = 2000, seed: int = 0,
-                     progress: Progress | None = None) -> dict:
-    """All requested metrics of samples ``x`` (images or toy points) against a loaded Dataset.
+                     progress: Progress | None = None, device: torch.device | str = "cpu") -> dict:
+    """All requested metrics of samples ``x`` (images or toy points) against a loaded Dataset;
+    networks (backbone, classifiers) run on ``device``, the metrics on their CPU outputs.
 
     ``labels`` are the classes the samples were generated for; with them, conditional accuracy and
     intra-FID are added, and CAS when asked for (or by default).
@@ -121,7 +122,7 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
         raise MixganError(f"--n-real must be >= 2, got {n_real}")
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    bb = get_backbone(backbone, data, weights=weights, progress=progress)
+    bb = get_backbone(backbone, data, weights=weights, progress=progress, device=device)
     idx = real_subset(len(data.x_train), n_real, seed)
     real_f, real_p = reference_features(bb, data, "train", indices=idx, progress=progress)
     fake_f, fake_p = bb.embed(imgs)
@@ -147,7 +148,7 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
         out["k"] = k
         timed("prdc", lambda: out.update(prdc(real_f, fake_f, k=min(k, len(real_f) - 1, len(fake_f) - 1))))
     needs_cls = "qd" in names or labels is not None
-    ref = bb if bb.name == "classifier" else (get_classifier(data, progress=progress) if needs_cls else None)
+    ref = bb if bb.name == "classifier" else (get_classifier(data, progress=progress, device=device) if needs_cls else None)
     ref_p = fake_p if ref is bb else (ref.probs(imgs) if ref is not None else None)
     if "qd" in names:
         timed("qd", lambda: out.update(quality_diversity(imgs, ref_p, pairs=pairs, seed=seed)))
@@ -161,6 +162,6 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
                 out["intra_fid"] = None  # no class with enough samples on both sides
     if "cas" in names:
         timed("cas", lambda: out.update(cas=classification_accuracy_score(
-            imgs, labels, data.x_test, data.y_test, data.num_classes, seed=seed, progress=progress)))
+            imgs, labels, data.x_test, data.y_test, data.num_classes, seed=seed, progress=progress, device=device)))
     out["time_s"] = {key: round(v, 3) for key, v in times.items()}
     return out

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..nets import build_discriminator
 from . import losses
+from .base import Batch
 from .cgan import LabelConditioned
 
 
@@ -25,16 +26,16 @@ class ACGAN(LabelConditioned):
         return build_discriminator(m.arch, self.shape, m.width, aux_classes=self.num_classes,
                                    spectral_norm=m.spectral_norm)
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def d_logits(self, b: Batch, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(real/fake logits, class logits)."""
-        return (self.D_train if train else self.D)(x)
+        return (self.D_train if train else self.D)(b.x)
 
-    def discriminator_loss(self, real, fake, info) -> torch.Tensor:
-        adv_r, cls_r = self.d_logits(real["x"], real)
-        adv_f, cls_f = self.d_logits(fake, info)
+    def discriminator_loss(self, real, fake) -> torch.Tensor:
+        adv_r, cls_r = self.d_logits(real)
+        adv_f, cls_f = self.d_logits(fake)
         return (losses.d_loss(adv_r, adv_f, self.loss_kind)
-                + F.cross_entropy(cls_r, real["y"]) + F.cross_entropy(cls_f, info["y"]))
+                + F.cross_entropy(cls_r, real.y) + F.cross_entropy(cls_f, fake.y))
 
-    def generator_loss(self, fake, info) -> torch.Tensor:
-        adv, cls = self.d_logits(fake, info, train=False)
-        return losses.g_loss(adv, self.loss_kind) + F.cross_entropy(cls, info["y"])
+    def generator_loss(self, fake) -> torch.Tensor:
+        adv, cls = self.d_logits(fake, train=False)
+        return losses.g_loss(adv, self.loss_kind) + F.cross_entropy(cls, fake.y)

@@ -1,14 +1,22 @@
 """What every model shares: networks, optimizers, EMA, sampling; subclasses own their losses.
 
-A model is built from a Config and a Dataset. The training loop calls ``train_step`` with a
+A model is built from a Config and a DataSpec. The training loop calls ``train_step`` with a
 function that returns the next real batch and a seeded generator for latent noise, and
-reads back a dict of floats to log. ``G_train``/``D_train`` are the modules to call when a
-gradient must be synchronised (DDP wrappers under torchrun, the plain modules otherwise).
+reads back a dict of losses (0-d tensors, still on the device) to log. ``G_train``/``D_train``
+are the modules to call when a gradient must be synchronised (DDP wrappers under torchrun, the
+plain modules otherwise).
+
+Device contract: parameters live in ``G``/``D``/``G_ema``; every other tensor the model holds
+(training data, instance features, neighbour tables, labels, condition banks) is a
+:class:`held` attribute, a non-persistent buffer of ``model.held``, so ``model.to(device)``
+moves it all and no call site moves state by hand. ``model.device`` is derived from G's
+parameters. ``sample`` always returns :class:`Samples` on the CPU.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import torch
@@ -18,10 +26,22 @@ from ..config import Config
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
 from ..nets import LatentGenerator, build_discriminator, build_generator
+from ..nets.augment import attach_augment
 from ..priors import build_prior
 from . import losses
 
-Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """A batch D is shown, real or generated, with what it is conditioned on (None where it does
+    not apply). Real batches come from ``batch``, generated ones from ``fake``."""
+
+    x: torch.Tensor
+    k: torch.Tensor | None = None  # the Gaussian each generated sample came from
+    y: torch.Tensor | None = None  # class (real label, or the class a fake was generated for)
+    c: torch.Tensor | None = None  # the condition vector G and D see (vector cGAN, IC-GAN fakes)
+    h: torch.Tensor | None = None  # instance features (IC-GAN real batches)
 
 
 @dataclass
@@ -37,6 +57,63 @@ class Samples:
     def arrays(self) -> dict:
         return {k: v.cpu().numpy() for k, v in vars(self).items() if v is not None}
 
+    def cpu(self) -> "Samples":
+        return Samples(**{k: None if v is None else v.cpu() for k, v in vars(self).items()})
+
+    @staticmethod
+    def cat(parts: list["Samples"]) -> "Samples":
+        """One Samples from batches with the same fields set."""
+        return Samples(**{k: torch.cat([getattr(p, k) for p in parts]) for k in vars(parts[0])
+                          if getattr(parts[0], k) is not None})
+
+
+@dataclass
+class SamplePlan:
+    """What each sample of a ``sample`` call is conditioned on, decided before any batch is made.
+
+    ``label`` and ``component`` are one int for all samples (or None: drawn per batch);
+    ``labels``, ``cond`` and ``instance`` are per-sample tensors (cond and labels on the model's
+    device, instance on the CPU). ``split`` cuts it into batches, so no model re-splits its own.
+    """
+
+    n: int
+    component: int | None = None
+    label: int | None = None
+    labels: torch.Tensor | None = None
+    cond: torch.Tensor | None = None
+    instance: torch.Tensor | None = None
+
+    def split(self, size: int) -> list["SamplePlan"]:
+        out = []
+        for a in range(0, self.n, size):
+            cut = {f.name: getattr(self, f.name)[a:a + size] for f in fields(self)
+                   if isinstance(getattr(self, f.name), torch.Tensor)}
+            out.append(replace(self, n=min(size, self.n - a), **cut))
+        return out
+
+
+def check_labelled(name: str, spec: DataSpec, hint: str = "") -> None:
+    """Refuse data without at least two classes (class-conditional models need labels)."""
+    if spec.num_classes < 2:
+        raise MixganError(f"model '{name}' needs class labels; dataset '{spec.name}' has none{hint}")
+
+
+class held:
+    """A model attribute stored as a non-persistent buffer of ``model.held`` (kept out of
+    checkpoints, moved by ``model.to``); assigning a tensor puts it on the model's device."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, model, owner=None):
+        if model is None:
+            return self
+        return model.held._buffers.get(self.name)
+
+    def __set__(self, model, value: torch.Tensor | None) -> None:
+        value = None if value is None else torch.as_tensor(value).to(model.device)
+        model.held.register_buffer(self.name, value, persistent=False)
+
 
 class GANModel:
     """Plain GAN: N(0, I) prior, G and D trained by alternating Adam updates."""
@@ -45,27 +122,64 @@ class GANModel:
     mixture = False  # latent prior is a Gaussian mixture with components
     class_conditional = False  # samples can be requested per class
 
+    x_train = held()
+    y_train = held()
+
     def __init__(self, cfg: Config, spec: DataSpec, device: torch.device | str = "cpu"):
-        self.cfg, self.device, self.spec = cfg, torch.device(device), spec
+        self.cfg, self.spec = cfg, spec
         self.shape, self.num_classes = spec.shape, spec.num_classes
         self.loss_kind = cfg.model.loss
-        self.x_train = self.y_train = None
         self.step = 0  # the training step in progress, set by the loop
+        self.held = nn.Module()
         self.check(spec)
-        prior = build_prior(cfg, self.mixture, seed=cfg.train.seed)
-        m = cfg.model
-        net = build_generator(m.arch, cfg.prior.latent_dim, self.shape, m.width, self.g_cond_dim(), self.g_cond_mode())
-        self.G = LatentGenerator(prior, net).to(self.device)
-        self.D = self.build_discriminator().to(self.device)
-        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if cfg.train.ema else None
-        t = cfg.train
+        self.build_networks()
+        self.to(device)
+        self.x_train = self.y_train = None
+
+    def build_networks(self) -> None:
+        """G (prior + net), D, the EMA copy and the optimizers, from the config and the data spec
+        alone: the hooks it calls (``g_cond_dim``, ``build_discriminator``) must not set state."""
+        prior = build_prior(self.cfg, self.mixture, seed=self.cfg.train.seed)
+        m = self.cfg.model
+        net = build_generator(m.arch, self.cfg.prior.latent_dim, self.shape, m.width, self.g_cond_dim(),
+                              self.g_cond_mode())
+        self.G = LatentGenerator(prior, net)
+        self.D = self.build_discriminator()
+        attach_augment(self.D, self.cfg.train.augment)
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.cfg.train.ema else None
+        t = self.cfg.train
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
         self.G_train, self.D_train = self.G, self.D
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters (and so everything it holds) live."""
+        return next(self.G.parameters()).device
+
+    def to(self, device: torch.device | str) -> "GANModel":
+        """Move networks, held tensors and optimizer moments to ``device``."""
+        device = torch.device(device)
+        for module in (*self.modules().values(), self.held):
+            module.to(device)
+        for opt in self.optimizers().values():
+            for state in opt.state.values():
+                for key, value in state.items():
+                    if torch.is_tensor(value) and key != "step":  # Adam keeps its step count on the CPU
+                        state[key] = value.to(device)
+        return self
+
+    def generate(self, eps: torch.Tensor, k: torch.Tensor, cond: torch.Tensor | None = None,
+                 grad: bool = False) -> torch.Tensor:
+        """G's images for a training step: through ``G_train`` with gradients for the G update,
+        through the plain ``G`` without them for the D update."""
+        g = self.G_train if grad else self.G
+        with torch.set_grad_enabled(grad):
+            return g(eps, k, cond)
+
     # ---- hooks for subclasses -------------------------------------------------------
     def check(self, spec: DataSpec) -> None:
-        """Refuse data this model cannot train on (raise MixganError)."""
+        """Refuse data this model cannot train on (raise MixganError); validation only, no state."""
 
     def g_cond_dim(self) -> int:
         return 0
@@ -78,44 +192,46 @@ class GANModel:
         return build_discriminator(m.arch, self.shape, m.width, spectral_norm=m.spectral_norm)
 
     def batch(self, index: torch.Tensor) -> Batch:
-        """The real batch for these training-set indices (data already on the device)."""
-        out = {"x": self.x_train[index]}
-        if self.y_train is not None:
-            out["y"] = self.y_train[index]
-        return out
+        """The real batch for these training-set indices (held data, on the model's device)."""
+        return Batch(self.x_train[index], y=None if self.y_train is None else self.y_train[index])
 
-    def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
-        """Generated samples for a training step and what D must be told about them (here the
-        Gaussian ``k`` each came from; all 0 under the one-Gaussian prior)."""
+    def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None) -> Batch:
+        """n generated samples for a training step (``batch``: the step's real batch), with the
+        Gaussian ``k`` each came from (all 0 under the one-Gaussian prior)."""
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        g = self.G_train if grad else self.G
-        with torch.set_grad_enabled(grad):
-            return g(eps, k), {"k": k}
+        return Batch(self.generate(eps, k, grad=grad), k=k)
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
-        return (self.D_train if train else self.D)(x)
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+        """D's output for a batch: through ``D_train`` for D's update, the plain ``D`` for G's."""
+        return (self.D_train if train else self.D)(b.x)
 
     # ---- training -------------------------------------------------------------------
     def attach_data(self, data: Dataset) -> None:
-        """Hold the training set as tensors on the model's device."""
-        self.x_train = data.x_train.to(self.device)
-        self.y_train = data.y_train.to(self.device) if data.y_train is not None else None
+        """Hold the training set (moved to the model's device on assignment)."""
+        self.x_train, self.y_train = data.x_train, data.y_train
 
     def attach_run(self, path) -> None:
         """Called once the run directory exists: a model may keep per-run files there (IC-GAN's instances)."""
 
-    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, float]:
-        """``d_steps`` discriminator updates, then one generator update."""
+    def discriminator_steps(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> tuple[Batch, torch.Tensor]:
+        """``d_steps`` discriminator updates; returns the last real batch and D's last loss."""
         for _ in range(self.cfg.train.d_steps):
             real = next_batch()
-            fake, info = self.fake(len(real["x"]), gen, grad=False, batch=real)
-            loss_d = self.discriminator_loss(real, fake.detach(), info)
+            fake = self.fake(len(real.x), gen, grad=False, batch=real)
+            loss_d = self.discriminator_loss(real, fake)
+            if self.cfg.train.r1:
+                loss_d = loss_d + self.r1_penalty(real)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
+        return real, loss_d
+
+    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """``d_steps`` discriminator updates, then one generator update; the losses stay on the device."""
+        real, loss_d = self.discriminator_steps(next_batch, gen)
         self.D.requires_grad_(False)
-        fake, info = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
-        loss_g = self.generator_loss(fake, info)
+        fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
+        loss_g = self.generator_loss(fake)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -123,11 +239,20 @@ class GANModel:
         self.update_ema()
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
 
-    def discriminator_loss(self, real: Batch, fake: torch.Tensor, info: dict) -> torch.Tensor:
-        return losses.d_loss(self.d_logits(real["x"], real), self.d_logits(fake, info), self.loss_kind)
+    def discriminator_loss(self, real: Batch, fake: Batch) -> torch.Tensor:
+        return losses.d_loss(self.d_logits(real), self.d_logits(fake), self.loss_kind)
 
-    def generator_loss(self, fake: torch.Tensor, info: dict) -> torch.Tensor:
-        return losses.g_loss(self.d_logits(fake, info, train=False), self.loss_kind)
+    def generator_loss(self, fake: Batch) -> torch.Tensor:
+        return losses.g_loss(self.d_logits(fake, train=False), self.loss_kind)
+
+    def r1_penalty(self, real: Batch) -> torch.Tensor:
+        """Zero-centred R1 (Mescheder et al. 2018): gamma/2 * E|grad_x D(x)|^2 on real images,
+        through whatever D's real/fake logit is for this model (the first output of a tuple)."""
+        x = real.x.detach().requires_grad_(True)
+        out = self.d_logits(dataclasses.replace(real, x=x))
+        out = out[0] if isinstance(out, tuple) else out
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return self.cfg.train.r1 / 2 * grad.pow(2).flatten(1).sum(1).mean()
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -136,10 +261,10 @@ class GANModel:
         if self.G_ema is None:
             return
         decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - decay)
+        buffers = list(self.G.buffers())
+        if buffers:
+            torch._foreach_copy_(list(self.G_ema.buffers()), buffers)
 
     # ---- state ----------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
@@ -175,28 +300,38 @@ class GANModel:
         if label is not None and not 0 <= label < self.num_classes:
             raise MixganError(f"class must be in [0, {self.num_classes - 1}], got {label}")
 
+    def plan(self, n: int, component: int | None, label: int | None, generator: torch.Generator | None,
+             **request) -> SamplePlan:
+        """What each of the n samples is conditioned on; models with their own requests
+        (conditions, instances) extend it and refuse requests they do not know."""
+        request = [key for key, value in request.items() if value is not None]
+        if request:
+            raise MixganError(f"model '{self.name}' takes no sampling option {', '.join(map(repr, request))}")
+        return SamplePlan(n, component, label)
+
     @torch.no_grad()
     def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
-               generator: torch.Generator | None = None, batch_size: int = 1000, **kwargs) -> Samples:
-        """n samples from the (EMA) generator in eval mode, in batches."""
+               generator: torch.Generator | None = None, batch_size: int = 1000, **request) -> Samples:
+        """n samples from the (EMA) generator in eval mode, in batches, returned on the CPU."""
         self.check_request(component, label)
         if scale <= 0:
             raise MixganError(f"scale must be > 0, got {scale}")
+        plan = self.plan(n, component, label, generator, **request)
         g = self.generator
         was_training = g.training
         g.eval()
         try:
-            parts = [self.sample_batch(min(batch_size, n - i), component, scale, label, generator, **kwargs)
-                     for i in range(0, n, batch_size)]
+            parts = [self.sample_batch(p, scale, generator).cpu() for p in plan.split(batch_size)]
         finally:
             g.train(was_training)
-        fields = {k: torch.cat([getattr(p, k) for p in parts]) for k in vars(parts[0])
-                  if getattr(parts[0], k) is not None}
-        return Samples(**fields)
+        out = Samples.cat(parts)
+        out.x = out.x.float()
+        return out
 
-    def sample_batch(self, n, component, scale, label, generator, **kwargs) -> Samples:
-        eps, k = self.G.prior.draw(n, generator, component, device=self.device)
-        return Samples(self.generator(eps, k, scale=scale).float().cpu(), k.cpu() if self.mixture else None)
+    def sample_batch(self, plan: SamplePlan, scale: float, generator: torch.Generator | None) -> Samples:
+        """One batch of ``plan`` (at most ``batch_size`` samples)."""
+        eps, k = self.G.prior.draw(plan.n, generator, plan.component, device=self.device)
+        return Samples(self.generator(eps, k, scale=scale), k if self.mixture else None)
 
     def grid_rows(self) -> tuple[int, dict]:
         """Rows of the progress grid and the sampling argument that selects each row."""

@@ -18,8 +18,7 @@ from torch import nn
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
 from ..nets import build_discriminator, resolve_arch
-from .base import Batch, GANModel, Samples
-from .gmgan_supervised import check_labelled
+from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
 
 BANK_ROWS = 10_000
 BANK_VALUES = 2_000_000  # cap on rows x cond_dim kept in a checkpoint
@@ -57,23 +56,21 @@ class LabelConditioned(GANModel):
     def draw_labels(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
         return torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
 
-    def condition(self, info: dict) -> torch.Tensor:
+    def condition(self, b: Batch) -> torch.Tensor:
         """The vector G and D see for a batch: its conditions ``c``, or its one-hot labels."""
-        return info["c"] if "c" in info else self.one_hot(info["y"])
+        return b.c if b.c is not None else self.one_hot(b.y)
 
-    def fake(self, n, gen, grad, batch=None):
+    def fake(self, n, gen, grad, batch=None) -> Batch:
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        info = {"y": self.draw_labels(n, gen)}
-        g = self.G_train if grad else self.G
-        with torch.set_grad_enabled(grad):
-            return g(eps, k, self.condition(info)), info
+        y = self.draw_labels(n, gen)
+        return Batch(self.generate(eps, k, self.one_hot(y), grad), y=y)
 
-    def sample_batch(self, n, component, scale, label, generator, **kwargs) -> Samples:
+    def sample_batch(self, plan: SamplePlan, scale, generator) -> Samples:
+        n = plan.n
         eps, k = self.G.prior.draw(n, generator, device=self.device)
-        y = (torch.full((n,), label, dtype=torch.long, device=self.device) if label is not None
+        y = (torch.full((n,), plan.label, dtype=torch.long, device=self.device) if plan.label is not None
              else self.draw_labels(n, generator))
-        x = self.generator(eps, k, self.one_hot(y), scale=scale).float().cpu()
-        return Samples(x, label=y.cpu())
+        return Samples(self.generator(eps, k, self.one_hot(y), scale=scale), label=y)
 
     def grid_rows(self) -> tuple[int, dict]:
         return self.num_classes, {"label": list(range(self.num_classes))}
@@ -81,14 +78,25 @@ class LabelConditioned(GANModel):
 
 class CGAN(LabelConditioned):
     name = "cgan"
+    c_train = held()  # the training set's conditions (vector-conditioned models)
+    cond_bank = held()  # up to BANK_ROWS of them, kept in checkpoints to sample without conditions
+
+    def __init__(self, cfg, spec: DataSpec, device: torch.device | str = "cpu"):
+        super().__init__(cfg, spec, device)
+        self.c_train, self.cond_bank = None, torch.zeros(0, spec.cond_dim)
+
+    @property
+    def vector(self) -> bool:
+        """Conditioned on real vectors (the data carries them), not on class labels."""
+        return self.spec.cond_dim > 0
+
+    @property
+    def class_conditional(self) -> bool:
+        return not self.vector
 
     def check(self, spec: DataSpec) -> None:
-        self.vector = spec.cond_dim > 0
-        if self.vector:
-            self.class_conditional = False
-        else:
+        if spec.cond_dim == 0:
             check_labelled(self.name, spec)
-        self.cond_bank = torch.zeros(0, spec.cond_dim)
 
     def g_cond_dim(self) -> int:
         return self.spec.cond_dim if self.vector else self.num_classes
@@ -100,34 +108,29 @@ class CGAN(LabelConditioned):
         shape = (self.shape[0] + cd, *self.shape[1:]) if len(self.shape) == 3 else (sum(self.shape) + cd,)
         return ConcatCondition(build_discriminator(m.arch, shape, m.width, spectral_norm=m.spectral_norm))
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
-        return (self.D_train if train else self.D)(x, self.condition(info))
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+        return (self.D_train if train else self.D)(b.x, self.condition(b))
 
     # ---- vector conditions ----------------------------------------------------------
     def attach_data(self, data: Dataset) -> None:
         super().attach_data(data)
         if self.vector:
-            self.c_train = data.cond_train.float().to(self.device)
+            self.c_train = data.cond_train.float()
             rows = min(len(self.c_train), BANK_ROWS, max(1, BANK_VALUES // self.spec.cond_dim))
             self.cond_bank = self.c_train[:rows].clone()
 
     def batch(self, index: torch.Tensor) -> Batch:
         out = super().batch(index)
         if self.vector:
-            out["c"] = self.c_train[index]
+            out.c = self.c_train[index]
         return out
 
-    def fake(self, n, gen, grad, batch=None):
+    def fake(self, n, gen, grad, batch=None) -> Batch:
         if not self.vector:
             return super().fake(n, gen, grad, batch)
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        if batch is not None and len(batch["c"]) >= n:
-            c = batch["c"][:n]
-        else:
-            c = self.draw_conditions(n, gen)
-        g = self.G_train if grad else self.G
-        with torch.set_grad_enabled(grad):
-            return g(eps, k, c), {"c": c}
+        c = batch.c[:n] if batch is not None and len(batch.c) >= n else self.draw_conditions(n, gen)
+        return Batch(self.generate(eps, k, c, grad), c=c)
 
     def draw_conditions(self, n: int, gen: torch.Generator | None) -> torch.Tensor:
         if len(self.cond_bank) == 0:
@@ -139,7 +142,7 @@ class CGAN(LabelConditioned):
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         if self.vector and "cond_bank" in tensors:
-            self.cond_bank = tensors["cond_bank"].float().to(self.device)
+            self.cond_bank = tensors["cond_bank"].float()
 
     def as_conditions(self, cond, n: int) -> torch.Tensor:
         """``cond`` as an n x cond_dim tensor: one row per sample, or one row (or vector) for all."""
@@ -158,24 +161,19 @@ class CGAN(LabelConditioned):
             raise MixganError("conditions contain NaN or infinite values")
         return c
 
-    @torch.no_grad()
-    def sample(self, n, component=None, scale=1.0, label=None, generator=None, batch_size=1000, cond=None,
-               **kwargs) -> Samples:
-        """As GANModel.sample; ``cond`` (vector-conditioned models) gives each sample's condition."""
-        if cond is None:
-            return super().sample(n, component, scale, label, generator, batch_size, **kwargs)
-        parts = [super(CGAN, self).sample(len(c), component, scale, label, generator, batch_size, cond=c, **kwargs)
-                 for c in self.as_conditions(cond, n).split(batch_size)]
-        return Samples(**{k: torch.cat([getattr(p, k) for p in parts]) for k in vars(parts[0])
-                          if getattr(parts[0], k) is not None})
+    def plan(self, n, component, label, generator, cond=None, **request) -> SamplePlan:
+        """As GANModel's; ``cond`` (vector-conditioned models) gives each sample's condition."""
+        plan = super().plan(n, component, label, generator, **request)
+        if cond is not None:
+            plan.cond = self.as_conditions(cond, n)
+        return plan
 
-    def sample_batch(self, n, component, scale, label, generator, cond=None, **kwargs) -> Samples:
+    def sample_batch(self, plan: SamplePlan, scale, generator) -> Samples:
         if not self.vector:
-            return super().sample_batch(n, component, scale, label, generator, **kwargs)
-        eps, k = self.G.prior.draw(n, generator, device=self.device)
-        c = cond if cond is not None else self.draw_conditions(n, generator)
-        x = self.generator(eps, k, c, scale=scale).float().cpu()
-        return Samples(x, cond=c.cpu())
+            return super().sample_batch(plan, scale, generator)
+        eps, k = self.G.prior.draw(plan.n, generator, device=self.device)
+        c = plan.cond if plan.cond is not None else self.draw_conditions(plan.n, generator)
+        return Samples(self.generator(eps, k, c, scale=scale), cond=c)
 
     def grid_rows(self) -> tuple[int, dict]:
         return (10, {}) if self.vector else super().grid_rows()

@@ -8,41 +8,194 @@ predicts which Gaussian k made a generated image, and both D and G minimise its 
 on generated images (InfoGAN's mutual-information term with the Gaussian index as the
 categorical code). It asks G to make the Gaussians tell apart, which the plain objective
 never does; docs/gmgan.md measures what it does to clustering.
+
+``model.encoder = true`` goes further (not in the paper either): an encoder E(x) -> (K logits,
+z-hat) trained with G so that the Gaussians become the clusters and every real image gets its
+Gaussian from E directly. G and E minimise ``encoder_ce`` * CE(E(G(z_k)), k) and
+``encoder_l2`` * |z-hat - eps|^2 (ClusterGAN's terms); E also sees real images: it must give two
+random affine views of one image the same cluster (``encoder_real``, SCAN's consistency) while
+keeping all K clusters in use (``encoder_entropy`` times the entropy of its mean prediction).
+With ``encoder_cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
+cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..embeddings import knn, selfsup
 from ..nets import build_discriminator
 from . import losses
-from .base import GANModel
+from .base import Batch, GANModel, held
+
+
+@dataclass
+class EncoderBatch(Batch):
+    """A Batch with what the encoder's terms need: the noise ``eps`` of a generated batch, and a
+    second real image (a nearest neighbour) to pair with each real one."""
+
+    eps: torch.Tensor | None = None
+    pair: torch.Tensor | None = None
+
+
+class Encoder(nn.Module):
+    """A discriminator body with K + d outputs, read as (cluster logits, z-hat)."""
+
+    def __init__(self, arch: str, shape, width: int, components: int, latent_dim: int):
+        super().__init__()
+        self.components = components
+        self.net = build_discriminator(arch, shape, width, out_dim=components + latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(x)
+        return out[:, :self.components], out[:, self.components:]
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random view of each item: images get the self-supervised embedding's augmentations (affine
+    jitter, brightness/contrast, noise, an erased square), vectors a little Gaussian noise."""
+    if x.ndim == 4:
+        return selfsup.augment(x, gen)
+    return x + 0.05 * x.std(0, keepdim=True) * torch.randn(x.shape, generator=gen, device=x.device)
+
+
+def consistency_terms(logits_a: torch.Tensor, logits_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(agreement loss, marginal entropy) of two views' cluster logits: -mean log <p_a, p_b>, and
+    H of the mean prediction, which is largest when every cluster is used equally."""
+    pa, pb = logits_a.softmax(1), logits_b.softmax(1)
+    agree = -torch.log((pa * pb).sum(1).clamp_min(1e-8)).mean()
+    mean = torch.cat([pa, pb]).mean(0)
+    return agree, -(mean * torch.log(mean.clamp_min(1e-8))).sum()
 
 
 class GMGAN(GANModel):
     name = "gmgan"
     mixture = True
 
+    neighbors = held()  # with encoder_neighbors = k: each training image's k nearest, M x k
+
+    def build_networks(self) -> None:
+        super().build_networks()
+        self.E = self.opt_e = None
+        if self.cfg.model.encoder:
+            m, t, p = self.cfg.model, self.cfg.train, self.cfg.prior
+            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim)
+            self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+        self.E_train = self.E
+
     @property
     def info_weight(self) -> float:
         return self.cfg.model.info_weight
 
+    @property
+    def cond_d(self) -> bool:
+        return self.cfg.model.encoder and self.cfg.model.encoder_cond_d
+
     def build_discriminator(self) -> nn.Module:
-        if not self.info_weight:
-            return super().build_discriminator()
         m = self.cfg.model
-        return build_discriminator(m.arch, self.shape, m.width, aux_classes=self.cfg.prior.components,
-                                   spectral_norm=m.spectral_norm)
+        if self.info_weight or (m.encoder and m.encoder_cond_d):
+            k = self.cfg.prior.components
+            return build_discriminator(m.arch, self.shape, m.width, cond_dim=k if m.encoder else 0,
+                                       aux_classes=0 if m.encoder else k, spectral_norm=m.spectral_norm)
+        return super().build_discriminator()
 
-    def discriminator_loss(self, real, fake, info) -> torch.Tensor:
-        if not self.info_weight:
-            return super().discriminator_loss(real, fake, info)
-        (adv_r, _), (adv_f, which) = self.D_train(real["x"]), self.D_train(fake)
-        return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
+    # ---- the encoder ----------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+        """E's (cluster logits, z-hat) for every item of x, computed on the model's device in eval
+        mode, returned on the CPU."""
+        was_training = self.E.training
+        self.E.eval()
+        try:
+            parts = [self.E(x[i:i + batch_size].to(self.device).float()) for i in range(0, len(x), batch_size)]
+        finally:
+            self.E.train(was_training)
+        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
-    def generator_loss(self, fake, info) -> torch.Tensor:
+    def attach_data(self, data) -> None:
+        super().attach_data(data)
+        k = self.cfg.model.encoder_neighbors
+        self.neighbors = knn(self.x_train.flatten(1), k)[0] if self.E is not None and k else None
+
+    def batch(self, index: torch.Tensor) -> Batch:
+        """The real batch; with neighbours also ``pair``: for each image one of its k nearest
+        neighbours, chosen by step and index so that a resumed run picks the same."""
+        b = super().batch(index)
+        if self.E is None:
+            return b
+        pair = None
+        if self.neighbors is not None:
+            pick = (index + self.step) % self.neighbors.shape[1]
+            pair = self.x_train[self.neighbors[index, pick]]
+        return EncoderBatch(b.x, y=b.y, pair=pair)
+
+    def fake(self, n, gen, grad, batch=None) -> Batch:
+        if self.E is None:
+            return super().fake(n, gen, grad, batch)
+        eps, k = self.G.prior.draw(n, gen, device=self.device)
+        return EncoderBatch(self.generate(eps, k, grad=grad), k=k, eps=eps)
+
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+        if not self.cond_d:
+            return super().d_logits(b, train)
+        cond = F.one_hot(b.k, self.components).to(b.x.dtype)
+        return (self.D_train if train else self.D)(b.x, cond)
+
+    def discriminator_loss(self, real, fake) -> torch.Tensor:
+        if self.cond_d:  # a real image is shown with E's cluster
+            with torch.no_grad():
+                real = EncoderBatch(real.x, y=real.y, k=self.E(real.x)[0].argmax(1))
+            return super().discriminator_loss(real, fake)
         if not self.info_weight:
-            return super().generator_loss(fake, info)
-        adv, which = self.D(fake)
-        return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, info["k"])
+            return super().discriminator_loss(real, fake)
+        (adv_r, _), (adv_f, which) = self.D_train(real.x), self.D_train(fake.x)
+        return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
+
+    def generator_loss(self, fake) -> torch.Tensor:
+        if not self.info_weight:
+            return super().generator_loss(fake)
+        adv, which = self.D(fake.x)
+        return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
+
+    def train_step(self, next_batch, gen) -> dict[str, torch.Tensor]:
+        """Without an encoder the base step; with one, ``d_steps`` D updates, then one joint update
+        of G and E on the adversarial loss plus the encoder terms of the module docstring."""
+        if self.E is None:
+            return super().train_step(next_batch, gen)
+        m = self.cfg.model
+        real, loss_d = self.discriminator_steps(next_batch, gen)
+        self.D.requires_grad_(False)
+        fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
+        x, n = real.x, len(fake.x)
+        pair = x if real.pair is None else real.pair
+        logits, zhat = self.E_train(torch.cat([fake.x, augment(x, gen), augment(pair, gen)]))
+        ce = F.cross_entropy(logits[:n], fake.k)
+        l2 = (zhat[:n] - fake.eps).pow(2).mean()
+        agree, entropy = consistency_terms(logits[n:n + len(x)], logits[n + len(x):])
+        adv = self.generator_loss(fake)
+        loss = adv + m.encoder_ce * ce + m.encoder_l2 * l2 + m.encoder_real * agree - m.encoder_entropy * entropy
+        self.opt_g.zero_grad(set_to_none=True)
+        self.opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.opt_e.step()
+        self.D.requires_grad_(True)
+        self.update_ema()
+        return {"loss_d": loss_d.detach(), "loss_g": adv.detach(), "enc_ce": ce.detach(), "enc_l2": l2.detach(),
+                "enc_agree": agree.detach(), "enc_entropy": entropy.detach()}
+
+    # ---- state ----------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        mods = super().modules()
+        if getattr(self, "E", None) is not None:
+            mods["E"] = self.E
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        opts = super().optimizers()
+        if getattr(self, "opt_e", None) is not None:
+            opts["opt_e"] = self.opt_e
+        return opts

@@ -14,13 +14,7 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import MixganError
 from ..nets import build_discriminator
-from .base import GANModel, Samples
-
-
-def check_labelled(name: str, spec: DataSpec) -> None:
-    """Refuse data without at least two classes (class-conditional models need labels)."""
-    if spec.num_classes < 2:
-        raise MixganError(f"model '{name}' needs class labels; dataset '{spec.name}' has none")
+from .base import Batch, GANModel, SamplePlan, Samples, check_labelled
 
 
 class SupervisedGMGAN(GANModel):
@@ -45,23 +39,23 @@ class SupervisedGMGAN(GANModel):
 
     def fake(self, n, gen, grad, batch=None):
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        g = self.G_train if grad else self.G
-        with torch.set_grad_enabled(grad):
-            return g(eps, k), {"y": self.class_of(k)}
+        return Batch(self.generate(eps, k, grad=grad), k=k, y=self.class_of(k))
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
         """The logit of each sample's own class (y for real data, f(k) for fakes)."""
-        logits = (self.D_train if train else self.D)(x)
-        return logits.gather(1, info["y"][:, None])[:, 0]
+        logits = (self.D_train if train else self.D)(b.x)
+        return logits.gather(1, b.y[:, None])[:, 0]
 
-    def sample_batch(self, n, component, scale, label, generator, **kwargs) -> Samples:
+    def plan(self, n, component, label, generator, **request) -> SamplePlan:
         if component is not None and label is not None and component % self.num_classes != label:
             raise MixganError(f"component {component} belongs to class {component % self.num_classes}, not {label}")
-        eps, k = self.G.prior.draw(n, generator, component, device=self.device)
-        if label is not None and component is None:
-            k = (k // self.num_classes) * self.num_classes + label  # uniform over class y's Gaussians
-        x = self.generator(eps, k, scale=scale).float().cpu()
-        return Samples(x, component=k.cpu(), label=self.class_of(k).cpu())
+        return super().plan(n, component, label, generator, **request)
+
+    def sample_batch(self, plan: SamplePlan, scale, generator) -> Samples:
+        eps, k = self.G.prior.draw(plan.n, generator, plan.component, device=self.device)
+        if plan.label is not None and plan.component is None:
+            k = (k // self.num_classes) * self.num_classes + plan.label  # uniform over class y's Gaussians
+        return Samples(self.generator(eps, k, scale=scale), component=k, label=self.class_of(k))
 
     def grid_rows(self) -> tuple[int, dict]:
         return self.num_classes, {"label": list(range(self.num_classes))}

@@ -15,6 +15,7 @@ run samples stored instances, or embeds unseen ones, without the training set.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -24,8 +25,8 @@ from torch import nn
 from ..data import DataSpec, Dataset
 from ..embeddings import embed, get_embedding, knn
 from ..errors import MixganError
-from ..nets import build_discriminator, resolve_arch
-from .base import Batch, GANModel, Samples
+from ..nets import IMAGE_ARCHS, build_discriminator, resolve_arch
+from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
 
 INSTANCES_FILE = "instances.safetensors"
 
@@ -35,27 +36,37 @@ class ICGAN(GANModel):
     instance_conditional = True
     uses_labels = False  # icgan-class: also conditioned on the neighbour's class
 
+    features = held()  # h_i, M x h_dim, L2-normalised
+    neighbors = held()  # A_i, M x k indices
+    labels = held()  # y_i (icgan-class), or None
+
     def __init__(self, cfg, spec: DataSpec, device: torch.device | str = "cpu"):
-        self.embedding = get_embedding(cfg.model.embedding, spec)
-        self.h_dim = self.embedding.dim
-        self.features = torch.zeros(0, self.h_dim)
-        self.neighbors = torch.zeros(0, cfg.model.k, dtype=torch.long)
-        self.labels: torch.Tensor | None = None
-        self._instances_new = False
         super().__init__(cfg, spec, device)
         self.loss_kind = "hinge"
+        self.features = torch.zeros(0, self.h_dim)
+        self.neighbors = torch.zeros(0, cfg.model.k, dtype=torch.long)
+        self.labels = None
+        self._instances_new = False
+
+    @cached_property
+    def embedding(self):
+        """f, the instance embedding (``model.embedding``), derived from the config and data spec."""
+        return get_embedding(self.cfg.model.embedding, self.spec)
+
+    @property
+    def h_dim(self) -> int:
+        return self.embedding.dim
 
     # ---- conditioning ---------------------------------------------------------------
     def check(self, spec: DataSpec) -> None:
-        if self.uses_labels and spec.num_classes < 2:
-            raise MixganError(f"model '{self.name}' needs class labels; dataset '{spec.name}' has none "
-                              "(use model.name=icgan)")
+        if self.uses_labels:
+            check_labelled(self.name, spec, " (use model.name=icgan)")
 
     def g_cond_dim(self) -> int:
         return self.h_dim + (self.num_classes if self.uses_labels else 0)
 
     def g_cond_mode(self) -> str:
-        return "cbn" if resolve_arch(self.cfg.model.arch, self.shape) == "dcgan" else "concat"
+        return "cbn" if resolve_arch(self.cfg.model.arch, self.shape) in IMAGE_ARCHS else "concat"
 
     def build_discriminator(self) -> nn.Module:
         m = self.cfg.model
@@ -68,9 +79,9 @@ class ICGAN(GANModel):
             return h
         return torch.cat([h, F.one_hot(y, self.num_classes).to(h.dtype)], 1)
 
-    def d_logits(self, x: torch.Tensor, info: dict, train: bool = True) -> torch.Tensor:
-        c = info["c"] if "c" in info else self.condition(info["h"], info.get("y"))
-        return (self.D_train if train else self.D)(x, c)
+    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+        c = b.c if b.c is not None else self.condition(b.h, b.y)
+        return (self.D_train if train else self.D)(b.x, c)
 
     # ---- instances and neighbourhoods -------------------------------------------------
     def _meta(self, data: Dataset) -> dict[str, str]:
@@ -93,9 +104,9 @@ class ICGAN(GANModel):
         return True
 
     def _set_instances(self, t: dict[str, torch.Tensor]) -> None:
-        self.features = t["features"].float().to(self.device)
-        self.neighbors = t["neighbors"].long().to(self.device)
-        self.labels = t["labels"].long().to(self.device) if "labels" in t else None
+        self.features = t["features"].float()
+        self.neighbors = t["neighbors"].long()
+        self.labels = t["labels"].long() if "labels" in t else None
         state = {k[len("embedding."):]: v for k, v in t.items() if k.startswith("embedding.")}
         if state:
             self.embedding.load_state_dict(state)
@@ -117,8 +128,8 @@ class ICGAN(GANModel):
         if self.cfg.out and self._read_instances(Path(self.cfg.out) / INSTANCES_FILE, data):
             return
         self.embedding.fit(data)
-        self.features = embed(self.embedding, data.x_train.to(self.device)).to(self.device)
-        self.neighbors = knn(self.features, k)[0].to(self.device)
+        self.features = embed(self.embedding, self.x_train)
+        self.neighbors = knn(self.features, k)[0]
         self.labels = self.y_train
         self._instances_new = True
 
@@ -127,7 +138,7 @@ class ICGAN(GANModel):
         from safetensors.torch import save
 
         from ..training import dist
-        from ..training.checkpoint import atomic_write_bytes
+        from ..io import atomic_write_bytes
 
         target = Path(path) / INSTANCES_FILE
         if (self._instances_new or not target.is_file()) and dist.is_main() and len(self.features):
@@ -136,23 +147,18 @@ class ICGAN(GANModel):
 
     def batch(self, index: torch.Tensor) -> Batch:
         """Instances ``index``; x is a random real neighbour x_j of each, drawn from the step's seeded RNG."""
-        pick = torch.randint(self.neighbors.shape[1], (len(index),)).to(index.device)
+        pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
         j = self.neighbors[index, pick]
-        out = {"x": self.x_train[j], "h": self.features[index]}
-        if self.uses_labels:
-            out["y"] = self.y_train[j]
-        return out
+        return Batch(self.x_train[j], h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
         """G(z, h_i) for the batch's instances i (cycled if more samples than instances are asked)."""
         if batch is None:
             raise MixganError("IC-GAN generates for given instances: a training batch is required")
-        rows = torch.arange(n, device=batch["h"].device) % len(batch["h"])
-        c = self.condition(batch["h"][rows], batch["y"][rows] if self.uses_labels else None)
+        rows = torch.arange(n, device=batch.h.device) % len(batch.h)
+        c = self.condition(batch.h[rows], batch.y[rows] if self.uses_labels else None)
         eps, k = self.G.prior.draw(n, gen, device=self.device)
-        g = self.G_train if grad else self.G
-        with torch.set_grad_enabled(grad):
-            return g(eps, k, c), {"c": c}
+        return Batch(self.generate(eps, k, c, grad), c=c)
 
     # ---- state ----------------------------------------------------------------------
     def extra_tensors(self) -> dict[str, torch.Tensor]:
@@ -175,7 +181,7 @@ class ICGAN(GANModel):
                               f"got shape {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise MixganError("instances contain NaN or infinite values")
-        return embed(self.embedding, x.to(self.device)).to(self.device)
+        return embed(self.embedding, x.to(self.device))
 
     def representatives(self, count: int, seed: int = 0) -> torch.Tensor:
         """Indices of ``count`` stored instances that represent them all: the member of each k-means
@@ -226,11 +232,9 @@ class ICGAN(GANModel):
         y = self.labels[dev_ids] if (self.uses_labels and self.labels is not None) else None
         return self.features[dev_ids], y, ids
 
-    @torch.no_grad()
-    def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
-               generator: torch.Generator | None = None, batch_size: int = 1000, instances=None,
-               conditions=None, condition_labels=None, per_instance: int | None = None, **kwargs) -> Samples:
-        """n samples, each conditioned on an instance drawn uniformly from a pool.
+    def plan(self, n, component, label, generator, instances=None, conditions=None, condition_labels=None,
+             per_instance: int | None = None, **request) -> SamplePlan:
+        """Each sample's instance, drawn uniformly from a pool.
 
         The pool is every stored instance, the stored ``instances`` (indices), or unseen instances
         given by their ``conditions`` (features from :meth:`embed_instances`). With
@@ -238,7 +242,7 @@ class ICGAN(GANModel):
         ``Samples.instance`` says which pool entry each sample came from: a stored instance's index,
         or a row of ``conditions``.
         """
-        self.check_request(component, label)
+        plan = super().plan(n, component, label, generator, **request)
         h, y, ids = self._pool(instances, conditions, condition_labels, label)
         if per_instance is not None:
             if per_instance < 1:
@@ -249,21 +253,17 @@ class ICGAN(GANModel):
             if n < 1:
                 raise MixganError(f"the number of samples must be >= 1, got {n}")
             pick = torch.randint(len(h), (n,), generator=generator, device=dev).cpu()
-        parts = []
-        for p in pick.split(batch_size):
-            dp = p.to(self.device)
-            yy = (torch.full((len(p),), label, dtype=torch.long, device=self.device) if label is not None
+        dp = pick.to(self.device)
+        labels = (torch.full((len(pick),), label, dtype=torch.long, device=self.device) if label is not None
                   else (y[dp] if y is not None else None))
-            parts.append(super().sample(len(p), None, scale, None, generator, len(p) + 1,
-                                        cond=self.condition(h[dp], yy), label_=yy, ids=ids[p]))
-        return Samples(**{k: torch.cat([getattr(s, k) for s in parts]) for k in vars(parts[0])
-                          if getattr(parts[0], k) is not None})
+        plan.n, plan.label = len(pick), None
+        plan.cond, plan.instance = self.condition(h[dp], labels), ids[pick]
+        plan.labels = labels if self.uses_labels else None
+        return plan
 
-    def sample_batch(self, n, component, scale, label, generator, cond=None, label_=None, ids=None,
-                     **kwargs) -> Samples:
-        eps, k = self.G.prior.draw(n, generator, device=self.device)
-        x = self.generator(eps, k, cond, scale=scale).float().cpu()
-        return Samples(x, label=label_.cpu() if label_ is not None and self.uses_labels else None, instance=ids)
+    def sample_batch(self, plan: SamplePlan, scale, generator) -> Samples:
+        eps, k = self.G.prior.draw(plan.n, generator, device=self.device)
+        return Samples(self.generator(eps, k, plan.cond, scale=scale), label=plan.labels, instance=plan.instance)
 
     def sample_grid(self, columns: int = 10, seed: int = 0) -> tuple[torch.Tensor, int]:
         """One row per instance (10, evenly spaced over the stored ones): the real instance first
@@ -285,62 +285,3 @@ class ClassICGAN(ICGAN):
     name = "icgan-class"
     uses_labels = True
     class_conditional = True
-
-
-# ---- choosing instances to condition on (``mixgan sample --instances``) ---------------------
-def read_instances_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Arrays ``x`` (instances) and, if present, ``y`` (their classes) of an .npz, never unpickled."""
-    import numpy as np
-
-    from ..data.npz import read_npz
-
-    arrays = read_npz(path, f"--instances {path}")
-    if "x" not in arrays:
-        raise MixganError(f"--instances {path}: no array 'x' in the file")
-    try:
-        x = torch.from_numpy(np.asarray(arrays["x"], dtype=np.float32))
-        y = torch.from_numpy(np.asarray(arrays["y"]).astype(np.int64)) if "y" in arrays else None
-    except (TypeError, ValueError) as exc:
-        raise MixganError(f"--instances {path}: cannot read it ({exc})") from None
-    return x, y
-
-
-def instance_request(model: ICGAN, value: str | int, seed: int = 0) -> tuple[dict, torch.Tensor | None]:
-    """Sampling arguments for ``--instances``: a count (that many k-means representatives of the
-    stored instances) or an .npz of unseen instances; with the instances' own data where known
-    (the unseen ones), for pictures."""
-    if not isinstance(model, ICGAN):
-        raise MixganError(f"--instances: model '{model.name}' is not instance-conditioned")
-    text = str(value)
-    if text.isdigit():
-        return {"instances": model.representatives(int(text), seed=seed)}, None
-    if text.lstrip("-").isdigit():
-        raise MixganError(f"--instances must be a positive count or an .npz file, got {text}")
-    x, y = read_instances_npz(text)
-    return {"conditions": model.embed_instances(x), "condition_labels": y}, x
-
-
-def instance_grid(model: ICGAN, kwargs: dict, real: torch.Tensor | None, train_x: torch.Tensor | None,
-                  seed: int = 0, rows: int = 10, per: int = 9) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Images for a grid with one row per conditioning instance: the instance (when its data is
-    known), then ``per`` samples. Returns (images, rows, the pool entries shown)."""
-    if "conditions" in kwargs:
-        size = len(kwargs["conditions"])
-        chosen = torch.arange(min(rows, size))
-        sub = {"conditions": kwargs["conditions"][chosen]}
-        if kwargs.get("condition_labels") is not None:
-            sub["condition_labels"] = kwargs["condition_labels"][chosen]
-        shown = real[chosen] if real is not None else None
-    else:
-        pool = kwargs.get("instances")
-        pool = torch.arange(model.instances) if pool is None else torch.as_tensor(pool).long()
-        chosen = pool[torch.linspace(0, len(pool) - 1, min(rows, len(pool))).round().long()]
-        sub = {"instances": chosen}
-        shown = train_x[chosen] if train_x is not None else None
-    gen = torch.Generator(model.device).manual_seed(seed)
-    s = model.sample(0, generator=gen, per_instance=per, **sub)
-    n_rows = len(chosen)
-    x = s.x.view(n_rows, per, *model.shape)
-    if shown is not None:
-        x = torch.cat([shown.float().view(n_rows, 1, *model.shape), x], 1)
-    return x.flatten(0, 1), n_rows, s.instance

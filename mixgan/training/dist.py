@@ -33,18 +33,30 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
+    """The torch device for ``auto``/``cpu``/``cuda``/``cuda:N``, made current on CUDA.
+
+    A bare ``cuda`` names this process's GPU: LOCAL_RANK's under torchrun, else the current one
+    (``torch.cuda.set_device`` needs an index). One GPU per process; a rank beyond the machine's
+    GPUs is one line, not a CUDA error.
+    """
+    name = str(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MixganError("device 'cuda' requested but no CUDA device is available")
-    if name == "cuda" and "LOCAL_RANK" in os.environ:
-        name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    device = torch.device(name)
+    if name == "cuda":
+        local = os.environ.get("LOCAL_RANK")
+        name = f"cuda:{int(local) if local is not None else torch.cuda.current_device()}"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MixganError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda":
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise MixganError(f"device {device} requested but this machine has {torch.cuda.device_count()} "
-                              "CUDA device(s): use --nproc_per_node <= the number of GPUs")
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise MixganError(f"device {device} requested but this machine has {count} CUDA device(s): "
+                              "use --nproc_per_node <= the number of GPUs, or --device cpu")
         torch.cuda.set_device(device)
     return device
 
@@ -98,15 +110,14 @@ def sync_buffers(modules) -> None:
             dist.broadcast(buf.data, src=0)
 
 
-def all_finite(flag: bool) -> bool:
-    """True when ``flag`` is True on every rank (so all ranks stop together on a NaN)."""
+def min_over_ranks(value: torch.Tensor) -> int:
+    """The smallest value of a 0-d integer tensor over every rank (so all ranks stop together on
+    a NaN, naming the same step); the one host read of a vote."""
     if world()[1] == 1:
-        return flag
-    t = torch.tensor([0 if flag else 1], dtype=torch.int32)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
-    return int(t.item()) == 0
+        return int(value)
+    t = value.detach().reshape(1).clone().to("cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
 
 def shutdown() -> None:

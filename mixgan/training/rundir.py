@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import Config, dump_toml, load_config
 from ..errors import MixganError
-from .checkpoint import atomic_write_text
+from ..io import atomic_write_text
 
 
 def default_run_dir(cfg: Config) -> Path:
