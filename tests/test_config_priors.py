@@ -112,11 +112,11 @@ def _prior_learns_from_g_alone(path, covariance):
     model = build_model(cfg, data.spec())
     model.attach_data(data)
     prior, gen = model.G.prior, torch.Generator().manual_seed(0)
-    fake, info = model.fake(32, gen, grad=False)
-    model.discriminator_loss(model.batch(torch.arange(32)), fake, info).backward()
+    fake = model.fake(32, gen, grad=False)
+    model.discriminator_loss(model.batch(torch.arange(32)), fake).backward()
     assert all(p.grad is None for p in prior.parameters())
-    fake, info = model.fake(32, gen, grad=True)
-    model.generator_loss(fake, info).backward()
+    fake = model.fake(32, gen, grad=True)
+    model.generator_loss(fake).backward()
     for name, p in prior.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     start = dict(build_prior(cfg, True, seed=cfg.train.seed).named_parameters())
