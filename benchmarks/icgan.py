@@ -104,15 +104,12 @@ def toy(args, out: Path) -> str:
     except mixgan.MixganError:
         run = mixgan.train(cfg)
         trained = f"trained in {time.perf_counter() - t0:.0f} s"
+    from mixgan.metrics.toy import conditioned_mode_share
+
     data = run.data
-    g = torch.Generator().manual_seed(args.seed)
     per = args.instances_per_mode
-    chosen = torch.cat([(data.y_train == m).nonzero()[:, 0][torch.randperm(int((data.y_train == m).sum()), generator=g)[:per]]
-                        for m in range(25)])
-    s = run.sample(0, instances=chosen, per_instance=100, seed=0)
-    mode = data.y_train[s.instance]
-    near = ((s.x - data.centers[mode]).norm(dim=1) <= 3 * data.std).float()
-    per_mode = [float(near[mode == m].mean()) for m in range(25)]
+    share = conditioned_mode_share(run, per_mode=per, per_instance=100, seed=args.seed)
+    chosen, near, per_mode = share["chosen"], share["near"], share["per_mode"]
     # the instance's own place in its mode: samples follow the instance, so one near the 3-std edge
     # has many of its samples beyond it
     offset = (data.x_train[chosen] - data.centers[data.y_train[chosen]]).norm(dim=1) / data.std

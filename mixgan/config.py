@@ -30,7 +30,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     name: str = "gmgan"
-    arch: str = "auto"  # auto | mlp | dcgan | cgan-mlp
+    arch: str = "auto"  # auto | mlp | dcgan | resnet | cgan-mlp
     loss: str = "ns"  # ns (non-saturating) | hinge
     spectral_norm: bool = False
     width: int = 64  # conv base channels, or hidden units of the MLP bodies
@@ -70,6 +70,9 @@ class TrainConfig:
     d_steps: int = 1
     ema: bool = False
     ema_decay: float = 0.999
+    augment: str = ""  # differentiable augmentation of every image D sees: "", or a comma list of translation, cutout
+    r1: float = 0.0  # weight gamma of the zero-centred R1 penalty gamma/2 * E|grad_x D(x)|^2 on real images (0: off)
+    max_seconds: float = 0.0  # stop after this much training wall-clock (0: off); resume is exact only for step-bounded runs
     seed: int = 0
     log_every: int = 50
     sample_every: int = 500
@@ -100,16 +103,21 @@ SECTIONS = ("data", "model", "prior", "train")
 PRESETS: dict[str, dict[str, Any]] = {
     "toy": {
         "model.arch": "mlp", "model.width": 128, "model.embedding": "pixels",
-        "prior.latent_dim": 16, "prior.c": 1.0, "prior.sigma": 0.1,
+        "prior.latent_dim": 16, "prior.c": 1.0, "prior.sigma": 0.01,
         "train.batch_size": 256, "train.lr_g": 1e-3, "train.lr_d": 1e-3, "train.lr_decay": "linear",
-        "train.steps": 10000, "train.beta1": 0.5, "train.ema": True,
+        "train.steps": 6000, "train.beta1": 0.5, "train.ema": True,
         "train.log_every": 100, "train.sample_every": 2500, "train.checkpoint_every": 1000,
     },
     "npz": {},  # vectors or images: arch "auto" picks by the data's shape
+    # the image recipe of docs/quality.md (chosen on fashion-mnist at equal wall-clock against a script DCGAN)
     "image": {
-        "model.arch": "dcgan", "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0, "train.ema": True,
+        "model.arch": "dcgan", "model.width": 64, "model.loss": "hinge", "model.spectral_norm": True,
+        "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0,
+        "train.lr_g": 2e-4, "train.lr_d": 4e-4, "train.beta1": 0.5, "train.beta2": 0.999, "train.ema": True,
     },
-    "digits": {"train.steps": 3000},
+    "ring": {"train.steps": 3000},
+    # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo)
+    "digits": {"train.steps": 3000, "model.loss": "ns", "model.spectral_norm": False, "train.lr_d": 2e-4},
 }
 
 
@@ -225,6 +233,15 @@ def build_config(values: dict[str, Any] | None = None, config_file: str | Path |
     return cfg
 
 
+AUGMENTS = ("translation", "cutout")
+
+
+def augment_error(policy: str) -> str:
+    """The one-line complaint about an augmentation policy, or "" when it is valid."""
+    bad = [p for p in policy.split(",") if p.strip() and p.strip() not in AUGMENTS]
+    return f"augment must be a comma list of {', '.join(AUGMENTS)}, got '{bad[0]}'" if bad else ""
+
+
 def validate(cfg: Config) -> None:
     p, t, m = cfg.prior, cfg.train, cfg.model
     checks = [
@@ -244,6 +261,9 @@ def validate(cfg: Config) -> None:
         (t.lr_decay in ("none", "linear"), f"lr_decay must be 'none' or 'linear', got '{t.lr_decay}'"),
         (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),
         (m.width >= 1 and m.k >= 1, "width and k must be >= 1"),
+        (not augment_error(t.augment), augment_error(t.augment)),
+        (t.r1 >= 0, f"r1 must be >= 0, got {t.r1}"),
+        (t.max_seconds >= 0, f"max_seconds must be >= 0, got {t.max_seconds}"),
         (m.info_weight >= 0, f"info_weight must be >= 0, got {m.info_weight}"),
         (min(m.encoder_ce, m.encoder_l2, m.encoder_real, m.encoder_entropy) >= 0,
          "encoder_ce, encoder_l2, encoder_real and encoder_entropy must be >= 0"),

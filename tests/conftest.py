@@ -41,6 +41,13 @@ def cli(capsys):
     return run
 
 
+def idx_bytes(array, code: int = 0x08) -> bytes:
+    """An IDX file: magic (0, the element type code, ndim), the big-endian sizes, then the data."""
+    import struct
+
+    return struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
 def small_config(tmp_path, device: str = "cpu", **values):
     """A small ring GM-GAN config; ``device`` is train.device (pass the ``device`` fixture where
     the test is about any device, keep "cpu" where it means the CPU)."""

@@ -102,6 +102,19 @@ def test_acgan_class_loss_is_taken_on_logits(tmp_path):
     assert loss.item() > 100 and torch.allclose(x.grad.flatten(1)[:, 2], torch.tensor([-0.5, -0.5]), atol=1e-4)
 
 
+def test_acgan_discriminator_class_head_learns_the_class_of_real_digits(tmp_path):
+    """D's share of the class loss: after 150 steps its aux head classifies real test digits
+    (78% measured). With the real-image term dropped from ``discriminator_loss`` (monkeypatched)
+    the head scored 7%: it learns the class from real data, not from G's samples."""
+    run = mixgan.train(small_config(tmp_path, **{"model.name": "acgan", "data.dataset": "digits", "model.width": 16,
+                                                 "prior.latent_dim": 16, "train.steps": 150, "train.batch_size": 64,
+                                                 "train.checkpoint_every": 150, "train.sample_every": 150}))
+    d = run.model.D.eval()
+    with torch.no_grad():
+        _, cls = d(run.data.x_test)
+    assert (cls.argmax(1) == run.data.y_test).float().mean() > 0.5
+
+
 @pytest.mark.parametrize("name", ["cgan", "acgan", "gmgan-supervised"])
 def test_class_conditional_models_refuse_unlabelled_data(tmp_path, name):
     path = tmp_path / "points.npz"
@@ -213,10 +226,11 @@ VECTOR_STEPS, MEAN_TOL, SPREAD_RANGE = 600, 0.1, (0.3, 1.6)
 
 
 # ---- trained on digits: the class is obeyed -----------------------------------------------
+# docs/conditional.md's K = N recipe at width 32 (0.976 measured; 0.986 at the table's width 64)
 DIGITS_RUN = {"model.name": "gmgan-supervised", "data.dataset": "digits", "prior.components": 10,
               "prior.sigma": 0.5, "train.ema": True, "train.ema_decay": 0.99, "train.steps": 800,
               "train.batch_size": 64, "train.log_every": 100, "train.sample_every": 800,
-              "train.checkpoint_every": 800}
+              "train.checkpoint_every": 800, "model.width": 32}
 
 
 @pytest.fixture(scope="module")
@@ -225,13 +239,30 @@ def digits_run(tmp_path_factory):
     return mixgan.train(mixgan.build_config({**DIGITS_RUN, "out": str(path)}))
 
 
-def test_digits_samples_are_classified_as_the_requested_class(digits_run):
+def class_hits(run) -> list[float]:
+    """Per class y: the share of 100 samples of class y that the reference classifier calls y."""
     from mixgan.metrics.classifier import get_classifier
 
-    clf = get_classifier(load_dataset("digits"))
-    hits = [(clf.probs(digits_run.sample(100, label=y, seed=y).x).argmax(1) == y).float().mean().item()
-            for y in range(10)]
+    clf = get_classifier(run.data)
+    return [(clf.probs(run.sample(100, label=y, seed=y).x).argmax(1) == y).float().mean().item() for y in range(10)]
+
+
+def test_digits_samples_are_classified_as_the_requested_class(digits_run):
+    hits = class_hits(digits_run)
     assert np.mean(hits) >= 0.95, hits
+
+
+@pytest.mark.slow
+@pytest.mark.fashion
+def test_fashion_samples_are_mostly_classified_as_the_requested_class(tmp_path):
+    """docs/conditional.md's lower bar at a test's budget: K = N, width 16, 400 steps (seed 0)
+    measured 0.774 (T-shirt 0.15 and pullover 0.00 the lowest classes); the 95% target needs about
+    3,000 steps at width 64."""
+    run = mixgan.train(mixgan.build_config({**DIGITS_RUN, "data.dataset": "fashion-mnist", "model.width": 16,
+                                            "train.steps": 400, "train.sample_every": 400,
+                                            "train.checkpoint_every": 400, "out": str(tmp_path / "run")}))
+    hits = class_hits(run)
+    assert np.mean(hits) >= 0.7, hits
 
 
 def test_sample_cli_class_and_grid_rows(digits_run, tmp_path, cli, device):

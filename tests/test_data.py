@@ -1,6 +1,5 @@
 import gzip
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -10,20 +9,26 @@ from mixgan.data import load_dataset, read_idx
 from mixgan.data.images import image_folder
 from mixgan.errors import MixganError
 
+from conftest import idx_bytes
 
-def write_idx(path, array, code=0x08, gz=False):
-    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    raw = header + array.astype(np.uint8).tobytes()
+
+def write_idx(path, array, gz=False):
+    raw = idx_bytes(array.astype(np.uint8))
     path.write_bytes(gzip.compress(raw) if gz else raw)
 
 
-def idx_folder(tmp_path, n_train=20, n_test=10, labels_train=None):
+def idx_arrays(n_train=20, n_test=10, labels_train=None):
     rng = np.random.default_rng(0)
-    write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n_train, 28, 28)), gz=True)
-    write_idx(tmp_path / "train-labels-idx1-ubyte.gz",
-              rng.integers(0, 10, labels_train or n_train), gz=True)
-    write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28)))
-    write_idx(tmp_path / "t10k-labels-idx1-ubyte", rng.integers(0, 10, n_test))
+    return {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28)),
+            "train-labels-idx1-ubyte.gz": rng.integers(0, 10, labels_train or n_train),
+            "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+            "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
+
+
+def idx_folder(tmp_path, **sizes):
+    arrays = idx_arrays(**sizes)
+    for name, array in arrays.items():
+        write_idx(tmp_path / name, array, gz=name.endswith(".gz"))
     return tmp_path
 
 
@@ -43,10 +48,14 @@ def test_digits_range_and_split():
     assert d.x_train.min() == -1 and d.x_train.max() == 1 and d.num_classes == 10
 
 
-def test_idx_roundtrip(tmp_path):
+def test_idx_round_trip_keeps_every_pixel_and_label_in_order(tmp_path):
     d = load_dataset("mnist", str(idx_folder(tmp_path)))
+    a = idx_arrays()
     assert d.x_train.shape == (20, 1, 28, 28) and d.x_test.shape == (10, 1, 28, 28)
-    assert d.x_train.min() >= -1 and d.x_train.max() <= 1
+    for x, y, images, labels in ((d.x_train, d.y_train, "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                                 (d.x_test, d.y_test, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")):
+        assert torch.equal(((x[:, 0] + 1) * 127.5).round().to(torch.int64), torch.from_numpy(a[images]))
+        assert y.tolist() == a[labels].tolist()
 
 
 def test_idx_wrong_magic(tmp_path):
@@ -85,14 +94,31 @@ def _png(path, size, value=128, mode="L"):
     Image.new(mode, size, value).save(path)
 
 
-def test_image_folder_with_classes(tmp_path):
-    for c in ("cat", "dog"):
+def test_image_folder_gives_sub_folders_sorted_class_numbers_and_keeps_pixels(tmp_path):
+    """Every image is one grey level that names its class (dog 10-14, cat 100-104): the loaded
+    images must come back with their own pixels and their folder's class, whatever the split."""
+    for c, base in (("dog", 10), ("cat", 100)):
         (tmp_path / c).mkdir()
         for i in range(5):
-            _png(tmp_path / c / f"{i}.png", (8, 8), value=40 * i)
+            _png(tmp_path / c / f"{i}.png", (8, 8), value=base + i)
     d = image_folder(tmp_path, test_fraction=0.2)
     assert d.num_classes == 2 and d.x_train.shape[1:] == (1, 8, 8)
-    assert len(d.x_train) + len(d.x_test) == 10
+    x, y = torch.cat([d.x_train, d.x_test]), torch.cat([d.y_train, d.y_test])
+    grey = ((x + 1) * 127.5).round().to(torch.int64)
+    assert (grey == grey[:, :, :1, :1]).all()  # each image one grey level
+    value = grey[:, 0, 0, 0]
+    assert sorted(value.tolist()) == [10, 11, 12, 13, 14, 100, 101, 102, 103, 104]
+    assert torch.equal(y, (value < 100).long())  # sorted folder names: cat 0, dog 1
+    assert len(d.x_test) == 2
+
+
+def test_image_folder_keeps_rgb_channels_apart(tmp_path):
+    _png(tmp_path / "a.png", (8, 6), value=(10, 120, 250), mode="RGB")
+    _png(tmp_path / "b.png", (8, 6), value=(10, 120, 250), mode="RGB")
+    d = image_folder(tmp_path, test_fraction=0.5)
+    assert d.x_train.shape == (1, 3, 6, 8) and d.y_train is None
+    channels = ((d.x_train[0] + 1) * 127.5).round().flatten(1)
+    assert channels.tolist() == [[10.0] * 48, [120.0] * 48, [250.0] * 48]
 
 
 def test_image_folder_other_size(tmp_path):
@@ -105,6 +131,19 @@ def test_image_folder_other_size(tmp_path):
 def test_image_folder_empty(tmp_path):
     with pytest.raises(MixganError, match="no PNG or JPEG"):
         image_folder(tmp_path)
+
+
+def test_cifar_rows_are_channel_planes_not_interleaved_pixels(tmp_path):
+    """A CIFAR row holds the 1024 red values, then green, then blue, each plane row by row."""
+    plane = np.arange(1024).reshape(32, 32) % 251
+    row = np.concatenate([plane, 255 - plane, (plane * 7) % 256]).reshape(-1).astype(np.uint8)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (tmp_path / name).write_bytes(pickle.dumps({b"data": np.stack([row, row[::-1]]), b"labels": [5, 6]}))
+    d = load_dataset("cifar10", str(tmp_path))
+    img = ((d.x_test[0] + 1) * 127.5).round().to(torch.int64).numpy()
+    assert img.shape == (3, 32, 32)
+    assert (img[0] == plane).all() and (img[1] == 255 - plane).all() and (img[2] == (plane * 7) % 256).all()
+    assert d.y_train.tolist() == [5, 6] * 5
 
 
 class _Payload:

@@ -10,7 +10,7 @@ import mixgan
 from mixgan.cli.evaluate import sample_run
 from mixgan.data import load_dataset
 from mixgan.errors import MixganError
-from mixgan.metrics import evaluate_samples, get_classifier
+from mixgan.metrics import evaluate_samples, get_classifier, mode_stats
 from mixgan.models import Samples
 
 from conftest import small_config
@@ -117,7 +117,10 @@ def test_evaluate_a_trained_run_writes_metrics_json_reproducibly(tmp_path, cli, 
     assert code == 0, err
     first = json.loads((run.path / "metrics.json").read_text())
     assert KEYS <= set(first) and first["n_fake"] == 300
-    assert first["fid"] > 0 and 0 <= first["precision"] <= 1
+    x, _ = sample_run(mixgan.load(run.path, device=device), 300, seed=0)  # the figures are those of the run's own samples
+    direct = evaluate_samples(x, load_dataset("digits"), metrics="fid,prdc")
+    assert (first["fid"], first["precision"], first["coverage"]) == (direct["fid"], direct["precision"],
+                                                                     direct["coverage"])
     code, _, _ = cli("evaluate", run.path, "--n", 300, "--metrics", "fid,is,prdc,qd", "--quiet", "--device", device)
     again = json.loads((run.path / "metrics.json").read_text())
     assert {k: again[k] for k in KEYS} == {k: first[k] for k in KEYS}
@@ -129,13 +132,34 @@ def test_evaluate_a_toy_run_reports_modes(tmp_path, cli):
     assert code == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
     assert {"modes", "high_quality", "kl", "precision", "recall", "n_fake"} <= set(m)
-    assert 0 <= m["modes"] <= 8 and "modes" in out
     ring = load_dataset("ring")
-    perfect = evaluate_samples(ring.x_test[:2500], ring)
-    # 2-D Gaussian: P(r < 3 std) = 1 - exp(-4.5) = 0.989
-    assert perfect["modes"] == 8 and perfect["high_quality"] > 0.98 and perfect["kl"] < 0.01
+    direct = evaluate_samples(run.sample(500, seed=0).x, ring)  # the figures are those of the run's samples
+    numbers = [k for k, v in direct.items() if isinstance(v, (int, float))]
+    assert "modes" in numbers and {k: float(m[k]) for k in numbers} == {k: direct[k] for k in numbers}
+    assert "modes" in out
     with pytest.raises(MixganError, match="unknown metric"):
         evaluate_samples(ring.x_test[:100], ring, metrics="fid")
+
+
+def test_toy_mode_metric_scores_collapsed_and_off_mode_samples_worse():
+    ring = load_dataset("ring")
+    x, y = ring.x_test[:2400], ring.y_test[:2400]
+    perfect = evaluate_samples(x, ring, metrics="modes")
+    # 2-D Gaussian: P(r < 3 std) = 1 - exp(-4.5) = 0.989
+    assert perfect["modes"] == 8 and perfect["high_quality"] > 0.98 and perfect["kl"] < 0.01
+    collapsed = evaluate_samples(x[y < 3], ring, metrics="modes")  # three of the eight modes
+    assert collapsed["modes"] == 3 and collapsed["kl"] > 0.9 > 100 * perfect["kl"]
+    between = (ring.centers + ring.centers.roll(1, 0)) / 2  # half-way between neighbouring modes
+    off = evaluate_samples(torch.cat([x[:1200], between[y[1200:]]]), ring, metrics="modes")
+    assert off["modes"] == 8 and abs(off["high_quality"] - perfect["high_quality"] / 2) < 0.02
+    # exact counts: points on the centres, mode 7 below the 20 samples that make a mode count
+    on = ring.centers[torch.tensor([0] * 200 + [1] * 100 + [7] * 19)]
+    s = mode_stats(torch.cat([on, torch.zeros(81, 2)]), ring.centers, ring.std)
+    assert s["counts"] == [200, 100, 0, 0, 0, 0, 0, 19] and s["modes"] == 2
+    assert s["high_quality"] == pytest.approx(319 / 400)
+    p = np.array([200, 100, 19]) / 319
+    assert s["kl"] == pytest.approx(float((p * np.log(8 * p)).sum()))
+    assert mode_stats(torch.zeros(10, 2), ring.centers, ring.std)["kl"] == float("inf")
 
 
 def test_evaluate_a_class_conditional_run_reports_conditional_metrics(tmp_path, cli):
@@ -146,7 +170,10 @@ def test_evaluate_a_class_conditional_run_reports_conditional_metrics(tmp_path, 
     assert code == 0, err
     m = json.loads((run.path / "metrics.json").read_text())
     assert {"conditional_accuracy", "intra_fid", "fid"} <= set(m) and "conditional_accuracy" in out
-    assert 0 <= m["conditional_accuracy"] <= 1 and m["intra_fid"] > 0
+    x, labels = sample_run(mixgan.load(run.path), 200, seed=0)
+    assert np.bincount(labels).tolist() == [20] * 10  # every class asked for equally
+    direct = evaluate_samples(x, load_dataset("digits"), labels=labels, metrics="fid")
+    assert (m["conditional_accuracy"], m["intra_fid"]) == (direct["conditional_accuracy"], direct["intra_fid"])
 
 
 def test_classifier_training_is_seeded_and_a_damaged_cache_entry_is_not_used(digits, tmp_path):

@@ -26,6 +26,8 @@ from mixgan.data.npz import npz_dataset
 from mixgan.errors import MixganError
 from mixgan.training.checkpoint import read_checkpoint, save_checkpoint
 
+from conftest import idx_bytes
+
 # CI runs a fixed, derandomised sample; MIXGAN_FUZZ_EXAMPLES=5000 searches deeper.
 FUZZ = settings(max_examples=int(os.environ.get("MIXGAN_FUZZ_EXAMPLES", 120)), deadline=None,
                 derandomize="MIXGAN_FUZZ_EXAMPLES" not in os.environ,
@@ -61,10 +63,6 @@ def settle(call):
     except MixganError as exc:
         assert str(exc) and "\n" not in str(exc)
         return None
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
 
 
 VALID_IMAGES = idx_bytes(np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28))
@@ -263,7 +261,7 @@ def test_checkpoint_readers(tmp_path, trained, data):
 
 def test_idx_dataset_refuses_non_byte_images(tmp_path):
     floats = np.zeros((3, 28, 28), ">f4")
-    raw = struct.pack(">HBB", 0, 0x0D, 3) + struct.pack(">3I", 3, 28, 28) + floats.tobytes()
+    raw = idx_bytes(floats, code=0x0D)
     for prefix in ("train", "t10k"):
         (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(raw)
         (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(VALID_LABELS)

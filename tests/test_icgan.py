@@ -78,6 +78,7 @@ def test_selfsup_encoder_learns_augmentation_invariance_and_is_cached(digits, mo
         b = torch.nn.functional.normalize(emb(selfsup.augment(x, g)), dim=1)
         return float(((a @ b.T).argmax(1) == torch.arange(len(x))).float().mean())
 
+    torch.manual_seed(0)  # the untrained encoder's init: without a seed the baseline depends on test order
     fresh = selfsup.SelfSupEmbedding(digits.spec(), steps=40, batch_size=128)
     fresh.fitted = True
     before = retrieval(fresh)
@@ -218,19 +219,18 @@ def test_class_conditional_icgan_samples_requested_class(tmp_path, digits, devic
 # ---- the toy claim: conditioned on a point of mode m, samples fall in mode m --------------
 @pytest.mark.slow
 def test_grid_samples_stay_in_the_conditioning_mode(tmp_path):
+    """docs/icgan.md's measurement at the 2,000-step budget: 20 random training points of every
+    mode, 100 samples each (seed 0 measured 0.940 overall, worst mode 0.68, 19/25 modes >= 0.9)."""
+    from mixgan.metrics.toy import conditioned_mode_share
+
     cfg = mixgan.build_config({"model.name": "icgan", "data.dataset": "grid", "train.steps": 2000,
                                "train.d_steps": 2, "train.ema": True, "train.ema_decay": 0.99,
                                "prior.latent_dim": 2, "train.sample_every": 2000, "train.checkpoint_every": 2000,
                                "out": str(tmp_path / "run")})
-    run = mixgan.train(cfg)
-    data = run.data
-    first = torch.stack([(data.y_train == m).nonzero()[0, 0] for m in range(25)])
-    s = run.sample(0, instances=first, per_instance=200, seed=0)
-    mode = data.y_train[s.instance]
-    near = (s.x - data.centers[mode]).norm(dim=1) <= 3 * data.std
-    per_mode = torch.stack([near[mode == m].float().mean() for m in range(25)])
-    assert near.float().mean() >= 0.9, per_mode
-    assert (per_mode >= 0.5).all(), per_mode
+    share = conditioned_mode_share(mixgan.train(cfg), per_mode=20, per_instance=100, seed=0)
+    assert len(share["chosen"].unique()) == 500 and len(share["samples"].x) == 50_000
+    assert share["overall"] >= 0.9, share["per_mode"]
+    assert min(share["per_mode"]) >= 0.5, share["per_mode"]
 
 
 # ---- CLI -------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from mixgan.embeddings import neighbors as knn_mod
 from mixgan.embeddings import faiss_available, knn
@@ -69,15 +71,54 @@ def test_kdtree_equals_torch_on_low_dimensional_data():
     assert torch.allclose(a[1], b[1], atol=1e-5)
 
 
-def test_faiss_backend_same_neighbours_or_clear_error():
+def test_faiss_backend_gives_the_exact_neighbours():
+    """faiss-cpu is in the dev extras, so CI compares it with the exact blocked backend."""
+    pytest.importorskip("faiss")
     x = torch.randn(1500, 32, generator=torch.Generator().manual_seed(5))
-    if not faiss_available():
-        with pytest.raises(MixganError, match="faiss-cpu"):
-            knn(x, 10, backend="faiss")
-        return
     a, b = knn(x, 10, backend="faiss"), knn(x, 10, backend="torch")
     assert torch.equal(a[0], b[0])
     assert np.allclose(a[1].numpy(), b[1].numpy(), atol=1e-5)
+
+
+def test_faiss_backend_without_faiss_names_the_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    assert not faiss_available()
+    with pytest.raises(MixganError, match="faiss-cpu"):
+        knn(torch.randn(20, 4), 3, backend="faiss")
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the most elements any torch operation produced (allocations included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("block, tile", [(64, None), (None, 20_000)])
+def test_blocked_knn_never_builds_an_m_by_m_matrix(monkeypatch, block, tile):
+    """Every tensor any operation makes stays at a block's worth of rows (explicit or from the tile
+    budget); the spy does see a brute-force M x M similarity matrix."""
+    if tile:
+        monkeypatch.setattr(knn_mod, "TILE", tile)
+    m = 2000
+    x = torch.randn(m, 16, generator=torch.Generator().manual_seed(6))
+    with LargestTensor() as spy:
+        idx, _ = knn(x, 5, backend="torch", block=block)
+    assert spy.numel <= 64 * (m + 16) < m * m // 10
+    assert torch.equal(idx, brute_force(x, 5)[0])
+    with LargestTensor() as spy:
+        brute_force(x, 5)
+    assert spy.numel >= m * m
 
 
 @pytest.mark.parametrize("args, message", [

@@ -142,6 +142,59 @@ def test_ms_ssim_is_one_for_identical_images_and_drops_with_noise():
     assert ms_ssim(torch.ones(2, 1, 28, 28), -torch.ones(2, 1, 28, 28)).max() < 0.01
 
 
+def reference_ms_ssim(x, y, win, sigma, scales, data_range=2.0):
+    """MS-SSIM of two C x H x W numpy images from Wang, Simoncelli & Bovik (2003), written out with a
+    loop over window positions: Gaussian-weighted means, variances and covariance at each position;
+    contrast-structure (2 s_xy + C2) / (s_x^2 + s_y^2 + C2) averaged at every scale, luminance times
+    contrast-structure at the coarsest; scales made by 2x2 averaging; negative terms count as 0."""
+    weights = np.array([0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:scales])
+    weights /= weights.sum()
+    g = np.exp(-((np.arange(win) - (win - 1) / 2) ** 2) / (2 * sigma ** 2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    value = 1.0
+    for j in range(scales):
+        cs, ssim = [], []
+        for ch in range(x.shape[0]):
+            for r in range(x.shape[1] - win + 1):
+                for c in range(x.shape[2] - win + 1):
+                    a, b = x[ch, r:r + win, c:c + win], y[ch, r:r + win, c:c + win]
+                    ma, mb = (w * a).sum(), (w * b).sum()
+                    va, vb, cov = (w * (a - ma) ** 2).sum(), (w * (b - mb) ** 2).sum(), (w * (a - ma) * (b - mb)).sum()
+                    cs.append((2 * cov + c2) / (va + vb + c2))
+                    ssim.append(cs[-1] * (2 * ma * mb + c1) / (ma ** 2 + mb ** 2 + c1))
+        value *= max(np.mean(ssim if j == scales - 1 else cs), 0.0) ** weights[j]
+        h, wd = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+        x, y = (t[:, :h, :wd].reshape(t.shape[0], h // 2, 2, wd // 2, 2).mean((2, 4)) for t in (x, y))
+    return value
+
+
+@pytest.mark.parametrize("shape, win, sigma, scales", [((1, 28, 28), 7, 1.5, 3), ((3, 32, 32), 7, 1.5, 3),
+                                                       ((1, 8, 8), 3, 1.0, 2)])
+def test_ms_ssim_equals_an_independent_implementation_of_the_definition(shape, win, sigma, scales):
+    """The window, sigma and scale count are the documented small-image setting (metrics/msssim.py)."""
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(3, *shape, generator=gen, dtype=torch.float64) * 2 - 1
+    y = (0.6 * x + 0.5 * torch.rand(3, *shape, generator=gen, dtype=torch.float64) - 0.1).clamp(-1, 1)
+    y[2] = -x[2]  # anti-correlated: the contrast-structure term is clamped at 0
+    got = ms_ssim(x, y)
+    want = [reference_ms_ssim(a.numpy(), b.numpy(), win, sigma, scales) for a, b in zip(x, y)]
+    assert 0.05 < want[0] < 0.95 and want[2] == 0
+    assert got.tolist() == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("a, b", [(0.6, 0.2), (-0.3, 0.9), (0.5, 0.5)])
+def test_ms_ssim_of_constant_images_is_the_luminance_term(a, b):
+    """Flat images have no contrast: every contrast-structure term is C2 / C2 = 1, so MS-SSIM is
+    the luminance (2ab + C1) / (a^2 + b^2 + C1) to the coarsest scale's weight (3 scales at 28x28),
+    or 0 where the luminance term is negative."""
+    c1 = (0.01 * 2) ** 2
+    weight = 0.3001 / (0.0448 + 0.2856 + 0.3001)
+    want = max((2 * a * b + c1) / (a * a + b * b + c1), 0.0) ** weight
+    got = ms_ssim(torch.full((1, 1, 28, 28), a), torch.full((1, 1, 28, 28), b))
+    assert float(got) == pytest.approx(want, abs=1e-6)
+
+
 def test_ms_ssim_scales_are_limited_for_small_images():
     assert msssim_setting(28, 28)[0] == 7 and len(msssim_setting(28, 28)[2]) == 3
     assert msssim_setting(8, 8)[0] == 3 and len(msssim_setting(8, 8)[2]) == 2

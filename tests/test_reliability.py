@@ -6,7 +6,6 @@ import os
 import pickle
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -21,14 +20,15 @@ import mixgan
 from mixgan.errors import MixganError
 from mixgan.training.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 
-from conftest import small_config
+from conftest import idx_bytes, small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 # ---- SIGKILL at random moments, then --resume ------------------------------------------------
 
-KILL_RUN = {"model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "model.width": 16,
+KILL_RUN = {"train.device": "cpu", "model.name": "gmgan",  # exact resume: the CPU is meant
+            "data.dataset": "ring", "prior.components": 8, "model.width": 16,
             "train.batch_size": 32, "train.steps": 80, "train.log_every": 5, "train.sample_every": 1000,
             "train.checkpoint_every": 2}
 
@@ -143,9 +143,7 @@ def test_cifar_batch_with_a_payload_is_refused_by_the_cli(tmp_path, cli, monkeyp
 # ---- bad settings and bad files: one line, exit 2, nothing touched -------------------------------
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    code = {np.uint8: 0x08}[array.dtype.type]
-    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.tobytes())
+    path.write_bytes(idx_bytes(array))
 
 
 def idx_folder(folder: Path, n: int = 12) -> Path:
@@ -310,3 +308,13 @@ def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path, cli):
         scalars = acc.Scalars(tag)
         assert [s.step for s in scalars] == [5, 10]
         assert [s.value for s in scalars] == pytest.approx([r[tag] for r in stats], rel=1e-5)
+
+
+def test_tensorboard_missing_is_one_line_and_leaves_no_run(tmp_path, cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError
+    out = tmp_path / "run"
+    code, _, err = cli("train", "--dataset", "ring", "--steps", 2, "--set", "width=16", "--out", out,
+                       "--tensorboard", "--quiet")
+    assert code == 2 and err == ("mixgan: error: --tensorboard needs the tensorboard package: "
+                                 "pip install 'mixgan[tensorboard]'\n")
+    assert not out.exists()  # nothing to clean up before a rerun with tensorboard installed

@@ -12,6 +12,16 @@ from mixgan.training.checkpoint import latest_checkpoint, list_checkpoints
 from conftest import small_config
 
 
+class Crash:
+    """A progress reporter that makes the process "die" at step 13, after the checkpoint of step 10."""
+
+    def start(self, initial, total): pass
+    def close(self): pass
+    def update(self, step, logs):
+        if step == 13:
+            raise KeyboardInterrupt
+
+
 def weights(run_dir):
     ckpt = list_checkpoints(run_dir / "checkpoints")[-1]
     return load_file(str(ckpt.with_suffix(".safetensors")))
@@ -24,13 +34,6 @@ def weights(run_dir):
 def test_resume_matches_uninterrupted_run(tmp_path, model, extra):
     full = small_config(tmp_path / "a", **{"model.name": model, **extra})
     mixgan.train(full)
-
-    class Crash:  # the process "dies" at step 13, after the checkpoint of step 10
-        def start(self, initial, total): pass
-        def close(self): pass
-        def update(self, step, logs):
-            if step == 13:
-                raise KeyboardInterrupt
 
     crashed = small_config(tmp_path / "b", **{"model.name": model, **extra})
     with pytest.raises(KeyboardInterrupt):
@@ -140,9 +143,35 @@ def test_sample_cli_on_points_writes_npz_and_scatter(tmp_path, cli):
     arrays = np.load(out)
     assert arrays["x"].dtype == np.float32 and arrays["x"].shape == (300, 2)
     assert (arrays["component"] == 2).all() and arrays["component"].dtype == np.int64
-    assert Image.open(png).size[0] > 100
+    from mixgan.viz import scatter
+
+    scatter(torch.from_numpy(arrays["x"]), tmp_path / "ref.png", colors=torch.from_numpy(arrays["component"]))
+    scatter(torch.from_numpy(arrays["x"]) + 0.5, tmp_path / "moved.png", colors=torch.from_numpy(arrays["component"]))
+    drawn, ref, moved = (np.asarray(Image.open(p)) for p in (png, tmp_path / "ref.png", tmp_path / "moved.png"))
+    assert np.array_equal(drawn, ref) and not np.array_equal(drawn, moved)  # a scatter of these very samples
     code, stdout, err = cli("sample", run.path, "--n", 5, "--component", 9, "--out", out)
     assert code == 2 and err.startswith("mixgan: error: component must be in [0, 7]")
+
+
+def test_info_cli_reports_model_data_progress_and_the_settings(tmp_path, cli):
+    import textwrap
+
+    from mixgan.config import load_config
+
+    cfg = small_config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        mixgan.train(cfg, progress=Crash())
+    path = tmp_path / "run"
+    code, out, err = cli("info", path)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[:4] == [f"run:      {path}", "model:    gmgan", "dataset:  ring", "steps:    10 of 20 (checkpointed)"]
+    last = json.loads((path / "stats.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 10 and lines[4].startswith(f"last log: step=10, loss_d={last['loss_d']}")
+    (tmp_path / "shown.toml").write_text(textwrap.dedent(out.split("settings:\n", 1)[1]))
+    assert load_config(tmp_path / "shown.toml") == load_config(path / "config.toml")
+    code, out, err = cli("info", tmp_path / "nothing")
+    assert code == 2 and err.startswith("mixgan: error: ") and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("name, extra", [("icgan", {"model.embedding": "pixels"}), ("cgan", {}), ("gmgan", {})])
@@ -188,3 +217,60 @@ def test_sampling_option_of_another_model_is_refused_in_one_line(tmp_path):
         run.sample(5, instances=[1])
     assert "\n" not in str(err.value)
     assert len(run.sample(5, instances=None).x) == 5  # an option left at None is no request
+
+
+def test_training_steps_read_nothing_back_between_votes(tmp_path, monkeypatch, device):
+    """The loop's only host reads are the NaN votes (every VOTE_EVERY steps and before each log
+    line, grid and checkpoint) and the log means; on CUDA a step runs under sync-debug "error",
+    so any hidden device->host sync inside a step fails the test."""
+    from mixgan.models.base import GANModel
+    from mixgan.training import dist, loop
+
+    votes, means = [], []
+    original_vote, original_mean, original_step = dist.min_over_ranks, loop.LossMonitor.mean, GANModel.train_step
+    monkeypatch.setattr(dist, "min_over_ranks", lambda v: votes.append(1) or original_vote(v))
+    monkeypatch.setattr(loop.LossMonitor, "mean", lambda self: means.append(1) or original_mean(self))
+
+    def strict_step(self, next_batch, gen):
+        if self.device.type != "cuda":
+            return original_step(self, next_batch, gen)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return original_step(self, next_batch, gen)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(GANModel, "train_step", strict_step)
+    steps = 4 * loop.VOTE_EVERY
+    mixgan.train(small_config(tmp_path, device, **{"train.steps": steps, "train.log_every": 2 * loop.VOTE_EVERY,
+                                                   "train.sample_every": steps, "train.checkpoint_every": steps,
+                                                   "train.ema": True}))
+    assert len(votes) == 4 and len(means) == 2  # steps 16, 32, 48, 64; logs at 32 and 64
+
+
+def test_nan_between_votes_is_named_at_its_own_step_before_any_checkpoint(tmp_path, monkeypatch):
+    """The vote comes later than the NaN (at the checkpoint due at step 10), but names step 3 and
+    writes no checkpoint of the poisoned weights."""
+    from mixgan.models.base import GANModel
+
+    original, calls = GANModel.train_step, {"n": 0}
+
+    def poisoned(self, next_batch, gen):
+        calls["n"] += 1
+        logs = original(self, next_batch, gen)
+        return {**logs, "loss_g": torch.tensor(float("inf"))} if calls["n"] == 3 else logs
+
+    monkeypatch.setattr(GANModel, "train_step", poisoned)
+    with pytest.raises(MixganError, match=r"loss_g became inf at step 3; stopped, no checkpoint had been written"):
+        mixgan.train(small_config(tmp_path, **{"train.log_every": 100, "train.sample_every": 100}))
+    assert calls["n"] == 10 and list_checkpoints(tmp_path / "run" / "checkpoints") == []
+
+
+def test_compile_on_cuda_is_refused_in_one_line_and_kept_on_cpu(tmp_path):
+    from mixgan.training.loop import _check_compile
+
+    cfg = small_config(tmp_path, **{"train.compile": True})
+    with pytest.raises(MixganError, match="train.compile=true is not supported on CUDA") as err:
+        _check_compile(cfg, torch.device("cuda", 0))
+    assert "\n" not in str(err.value)
+    _check_compile(cfg, torch.device("cpu"))

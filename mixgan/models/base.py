@@ -15,6 +15,7 @@ parameters. ``sample`` always returns :class:`Samples` on the CPU.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, fields, replace
 from typing import Callable
 
@@ -25,6 +26,7 @@ from ..config import Config
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
 from ..nets import LatentGenerator, build_discriminator, build_generator
+from ..nets.augment import attach_augment
 from ..priors import build_prior
 from . import losses
 
@@ -143,6 +145,7 @@ class GANModel:
                               self.g_cond_mode())
         self.G = LatentGenerator(prior, net)
         self.D = self.build_discriminator()
+        attach_augment(self.D, self.cfg.train.augment)
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.cfg.train.ema else None
         t = self.cfg.train
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
@@ -210,15 +213,22 @@ class GANModel:
     def attach_run(self, path) -> None:
         """Called once the run directory exists: a model may keep per-run files there (IC-GAN's instances)."""
 
-    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, float]:
-        """``d_steps`` discriminator updates, then one generator update."""
+    def discriminator_steps(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> tuple[Batch, torch.Tensor]:
+        """``d_steps`` discriminator updates; returns the last real batch and D's last loss."""
         for _ in range(self.cfg.train.d_steps):
             real = next_batch()
             fake = self.fake(len(real.x), gen, grad=False, batch=real)
             loss_d = self.discriminator_loss(real, fake)
+            if self.cfg.train.r1:
+                loss_d = loss_d + self.r1_penalty(real)
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
+        return real, loss_d
+
+    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """``d_steps`` discriminator updates, then one generator update; the losses stay on the device."""
+        real, loss_d = self.discriminator_steps(next_batch, gen)
         self.D.requires_grad_(False)
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
         loss_g = self.generator_loss(fake)
@@ -235,6 +245,15 @@ class GANModel:
     def generator_loss(self, fake: Batch) -> torch.Tensor:
         return losses.g_loss(self.d_logits(fake, train=False), self.loss_kind)
 
+    def r1_penalty(self, real: Batch) -> torch.Tensor:
+        """Zero-centred R1 (Mescheder et al. 2018): gamma/2 * E|grad_x D(x)|^2 on real images,
+        through whatever D's real/fake logit is for this model (the first output of a tuple)."""
+        x = real.x.detach().requires_grad_(True)
+        out = self.d_logits(dataclasses.replace(real, x=x))
+        out = out[0] if isinstance(out, tuple) else out
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        return self.cfg.train.r1 / 2 * grad.pow(2).flatten(1).sum(1).mean()
+
     @torch.no_grad()
     def update_ema(self) -> None:
         """EMA of G's weights; the decay ramps up as (1 + s) / (10 + s) so that a short run's
@@ -242,10 +261,10 @@ class GANModel:
         if self.G_ema is None:
             return
         decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - decay)
+        buffers = list(self.G.buffers())
+        if buffers:
+            torch._foreach_copy_(list(self.G_ema.buffers()), buffers)
 
     # ---- state ----------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:

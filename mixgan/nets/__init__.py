@@ -8,6 +8,9 @@ from ..errors import MixganError
 from .cgan_mlp import CGANMLPDiscriminator, CGANMLPGenerator
 from .conv import ConvDiscriminator, ConvGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
+from .resnet import ResNetDiscriminator, ResNetGenerator
+
+IMAGE_ARCHS = ("dcgan", "resnet")  # bodies that need images; their generators take conditional batch norm
 
 
 def resolve_arch(arch: str, shape: tuple[int, ...]) -> str:
@@ -15,8 +18,8 @@ def resolve_arch(arch: str, shape: tuple[int, ...]) -> str:
         return "dcgan" if len(shape) == 3 else "mlp"
     if arch not in ARCHS:
         raise MixganError(f"unknown arch '{arch}' (choose from auto, {', '.join(ARCHS)})")
-    if arch == "dcgan" and len(shape) != 3:
-        raise MixganError(f"arch 'dcgan' needs images, data has shape {shape}")
+    if arch in IMAGE_ARCHS and len(shape) != 3:
+        raise MixganError(f"arch '{arch}' needs images, data has shape {shape}")
     return arch
 
 
@@ -38,6 +41,8 @@ ARCHS = {
             lambda s, w, o, c, a, sn: MLPDiscriminator(s, w, o, c, a, sn)),
     "dcgan": (lambda d, s, w, c, m: ConvGenerator(d, s, w, c, m),
               lambda s, w, o, c, a, sn: ConvDiscriminator(s, w, o, c, a, sn)),
+    "resnet": (lambda d, s, w, c, m: ResNetGenerator(d, s, w, c, m),
+               lambda s, w, o, c, a, sn: ResNetDiscriminator(s, w, o, c, a, sn)),
     "cgan-mlp": (lambda d, s, w, c, m: CGANMLPGenerator(d, s, c, tanh=len(s) == 3),
                  lambda s, w, o, c, a, sn: CGANMLPDiscriminator(s, o, c, a, sn)),
 }
