@@ -41,7 +41,7 @@ def _planted_run(tmp_path, components, device):
     from conftest import small_config
 
     cfg = small_config(tmp_path, device, **{"prior.components": components, "prior.latent_dim": 4, "prior.c": 3.0,
-                                    "prior.means": "uniform", "prior.sigma": 0.1, "train.steps": 1, "train.checkpoint_every": 1})
+                                    "prior.sigma": 0.1, "train.steps": 1, "train.checkpoint_every": 1})
     run = mixgan.train(cfg)
     data = load_dataset("ring")
     run.model.generator.net = _PlantedNet(run.model.generator.prior, data.centers).to(run.model.device)
