@@ -106,8 +106,8 @@ def _prior_learns_from_g_alone(path, covariance):
 
     from conftest import small_config
 
-    cfg = small_config(path, **{"prior.dynamic": True, "prior.covariance": covariance, "train.steps": 5,
-                                "train.checkpoint_every": 5, "train.sample_every": 5})
+    cfg = small_config(path, **{"prior.dynamic": True, "prior.covariance": covariance,
+                                "train.steps": 5, "train.checkpoint_every": 5, "train.sample_every": 5})
     data = load_dataset("ring")
     model = build_model(cfg, data.spec())
     model.attach_data(data)

@@ -117,7 +117,7 @@ def test_evaluate_a_trained_run_writes_metrics_json_reproducibly(tmp_path, cli, 
     assert code == 0, err
     first = json.loads((run.path / "metrics.json").read_text())
     assert KEYS <= set(first) and first["n_fake"] == 300
-    x, _ = sample_run(mixgan.load(run.path, device=device), 300, seed=0)  # the figures are those of the run's own samples
+    x, _ = sample_run(mixgan.load(run.path, device=device), 300, seed=0)  # the figures are the run's own samples
     direct = evaluate_samples(x, load_dataset("digits"), metrics="fid,prdc")
     assert (first["fid"], first["precision"], first["coverage"]) == (direct["fid"], direct["precision"],
                                                                      direct["coverage"])
