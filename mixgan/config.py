@@ -116,7 +116,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.batch_size": 32, "train.lr_g": 2e-4, "train.lr_d": 4e-4, "train.beta1": 0.5, "train.beta2": 0.999,
         "train.ema": True,
     },
-    "ring": {"train.steps": 3000},
     # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo)
     "digits": {"train.steps": 3000, "model.loss": "ns", "model.spectral_norm": False, "train.lr_d": 2e-4,
                "train.batch_size": 64},
