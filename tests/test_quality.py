@@ -140,3 +140,15 @@ def test_old_network_checkpoint_into_the_resnet_is_one_clear_error(tmp_path):
     with pytest.raises(MixganError, match="another model.arch") as err:
         restore(new, model_states(old), {"model": "gmgan"})
     assert "\n" not in str(err.value)
+
+
+def test_r1_penalty_is_half_gamma_times_the_squared_input_gradient(tmp_path):
+    from mixgan.data import load_dataset
+
+    data = load_dataset("digits")
+    model = build_model(small_config(tmp_path, **IMAGE_SMALL, **{"model.name": "acgan", "train.r1": 4.0}), data.spec())
+    model.attach_data(data)
+    w = torch.randn(64)
+    model.d_logits = lambda b, train=True: ((b.x.flatten(1) * w).sum(1, keepdim=True), None)  # AC-GAN's tuple
+    penalty = model.r1_penalty(model.batch(torch.arange(8)))
+    assert torch.allclose(penalty, 4.0 / 2 * w.pow(2).sum())
