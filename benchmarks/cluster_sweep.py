@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
+
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
 
@@ -34,7 +36,7 @@ def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path
 
     tag = "".join(f"-{e.replace('=', '')}" for e in extra)
     path = out / f"{dataset}-K{k}-s{sigma}-n{steps}-seed{seed}{tag}"
-    cfg = mixgan.build_config({"model.name": "gmgan", "data.dataset": dataset,
+    cfg = mixgan.build_config({**PREVIOUS_IMAGE_RECIPE, "model.name": "gmgan", "data.dataset": dataset,
                                "data.data_dir": DATA_DIRS.get(dataset, ""), "prior.components": k,
                                "prior.sigma": sigma, "train.steps": steps, "train.seed": seed,
                                "train.sample_every": steps, "out": str(path)}, overrides=extra)

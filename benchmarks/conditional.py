@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
+
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 # name -> settings on top of the shared ones
 CONFIGS = {
@@ -40,7 +42,7 @@ CONFIGS = {
     "acgan": {"model.name": "acgan"},
     "cgan": {"model.name": "cgan"},
 }
-SHARED = {"model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
+SHARED = {**PREVIOUS_IMAGE_RECIPE, "model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
           "train.batch_size": 64, "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.ema": True,
           "train.ema_decay": 0.99, "train.log_every": 100}
 EVAL_VERSION = 2  # 2: samples shuffled before IS

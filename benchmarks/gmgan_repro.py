@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import mixgan
+from mixgan.config import PREVIOUS_IMAGE_RECIPE
 from mixgan.analysis import cluster_run, tradeoff_sweep
 from mixgan.metrics.suite import evaluate_samples
 
@@ -37,7 +38,7 @@ def variants(ks: list[int]) -> list[tuple[str, dict]]:
 def run_one(dataset: str, name: str, values: dict, seed: int, steps: int, out: Path, n_eval: int,
             overrides: list[str]) -> dict:
     path = out / dataset / f"{name}-s{seed}"
-    cfg = mixgan.build_config({**values, "data.dataset": dataset, "train.seed": seed, "train.steps": steps,
+    cfg = mixgan.build_config({**PREVIOUS_IMAGE_RECIPE, **values, "data.dataset": dataset, "train.seed": seed, "train.steps": steps,
                                "out": str(path)}, overrides=overrides)
     t0 = time.perf_counter()
     run = mixgan.train(cfg, resume=(path / "config.toml").is_file())

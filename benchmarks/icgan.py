@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from mixgan.config import PREVIOUS_IMAGE_RECIPE
+
 
 def instance_fidelity(model, n: int = 1000, top: int = 10, seed: int = 0, images: torch.Tensor | None = None) -> float:
     """Share of samples whose embedding has their own conditioning instance among its ``top``
@@ -63,7 +65,7 @@ def run_model(name: str, args, out: Path) -> dict:
             result["instance_fidelity_unseen"] = instance_fidelity(run.model, images=run.data.x_test)
             (folder / "result.json").write_text(json.dumps(result, indent=1))
         return result
-    values = {"model.name": name, "data.dataset": "fashion-mnist", "model.width": args.width,
+    values = {**PREVIOUS_IMAGE_RECIPE, "model.name": name, "data.dataset": "fashion-mnist", "model.width": args.width,
               "train.steps": args.steps, "train.batch_size": args.batch, "train.seed": args.seed,
               "train.sample_every": args.steps, "train.checkpoint_every": args.steps, "train.log_every": 100,
               "out": str(folder / "run")}

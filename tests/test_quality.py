@@ -103,14 +103,22 @@ def test_bad_augment_policy_is_one_line():
 IMAGE_SMALL = {"data.dataset": "digits", "model.width": 8, "prior.latent_dim": 8, "prior.components": 10}
 
 
-def test_recipe_trains_every_model_on_images(tmp_path):
+@pytest.mark.parametrize("name", ["gan", "gmgan", "gmgan-supervised", "cgan", "acgan"])
+def test_recipe_trains_every_model_on_images(tmp_path, name):
     """Hinge, augmentation, R1 and d_steps together, through each model's own D outputs."""
-    for name in ("gan", "gmgan", "gmgan-supervised", "cgan", "acgan"):
-        cfg = small_config(tmp_path / name, **IMAGE_SMALL, **{
-            "model.name": name, "model.arch": "resnet", "model.loss": "hinge", "model.spectral_norm": True,
-            "train.augment": "translation,cutout", "train.r1": 1.0, "train.d_steps": 2, "train.steps": 4})
-        run = mixgan.train(cfg)
-        assert mixgan.load(run.path).sample(4).x.shape == (4, 1, 8, 8)
+    from mixgan.data import load_dataset
+
+    data = load_dataset("digits")
+    cfg = small_config(tmp_path, **IMAGE_SMALL, **{
+        "model.name": name, "model.arch": "resnet", "model.loss": "hinge", "model.spectral_norm": True,
+        "train.augment": "translation,cutout", "train.r1": 1.0, "train.d_steps": 2})
+    model = build_model(cfg, data.spec())
+    model.attach_data(data)
+    before = [p.detach().clone() for p in model.D.parameters()]
+    gen = torch.Generator().manual_seed(0)
+    logs = model.train_step(lambda: model.batch(torch.arange(32)), gen)
+    assert all(torch.isfinite(torch.as_tensor(v)) for v in logs.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.D.parameters()))
 
 
 def test_max_seconds_ends_with_a_checkpoint_and_a_grid(tmp_path):
@@ -132,3 +140,15 @@ def test_old_network_checkpoint_into_the_resnet_is_one_clear_error(tmp_path):
     with pytest.raises(MixganError, match="another model.arch") as err:
         restore(new, model_states(old), {"model": "gmgan"})
     assert "\n" not in str(err.value)
+
+
+def test_r1_penalty_is_half_gamma_times_the_squared_input_gradient(tmp_path):
+    from mixgan.data import load_dataset
+
+    data = load_dataset("digits")
+    model = build_model(small_config(tmp_path, **IMAGE_SMALL, **{"model.name": "acgan", "train.r1": 4.0}), data.spec())
+    model.attach_data(data)
+    w = torch.randn(64)
+    model.d_logits = lambda b, train=True: ((b.x.flatten(1) * w).sum(1, keepdim=True), None)  # AC-GAN's tuple
+    penalty = model.r1_penalty(model.batch(torch.arange(8)))
+    assert torch.allclose(penalty, 4.0 / 2 * w.pow(2).sum())
