@@ -14,7 +14,8 @@ from torch import nn
 from .errors import MixganError
 
 # Bounds that keep a learned scale from collapsing to 0 or blowing up.
-MIN_SCALE, MAX_SCALE = 1e-2, 10.0
+MIN_SCALE, MAX_SCALE = 1e-3, 10.0
+_LOG_MIN, _LOG_MAX = math.log(MIN_SCALE), math.log(MAX_SCALE)
 
 
 class Prior(nn.Module):
@@ -62,7 +63,8 @@ class GaussianMixturePrior(Prior):
 
     Static: everything fixed (buffers). Dynamic: means and per-component scales are
     parameters trained with G through ``z = mu_k + A_k eps``; A_k is diagonal or full
-    lower-triangular, its diagonal kept in [MIN_SCALE, MAX_SCALE] by a scaled sigmoid and its
+    lower-triangular, its diagonal kept in [MIN_SCALE, MAX_SCALE] by a sigmoid in log-scale (so a small sigma,
+    such as the toy preset's 0.01, still sits where the scale's gradient is alive) and its
     off-diagonal in (-MAX_SCALE, MAX_SCALE) by a scaled tanh.
     """
 
@@ -98,11 +100,11 @@ class GaussianMixturePrior(Prior):
 
     @staticmethod
     def _bound(raw: torch.Tensor) -> torch.Tensor:
-        return MIN_SCALE + (MAX_SCALE - MIN_SCALE) * torch.sigmoid(raw)
+        return torch.exp(_LOG_MIN + (_LOG_MAX - _LOG_MIN) * torch.sigmoid(raw))
 
     @staticmethod
     def _inverse_bound(scale: torch.Tensor) -> torch.Tensor:
-        p = ((scale - MIN_SCALE) / (MAX_SCALE - MIN_SCALE)).clamp(1e-6, 1 - 1e-6)
+        p = ((torch.log(scale) - _LOG_MIN) / (_LOG_MAX - _LOG_MIN)).clamp(1e-6, 1 - 1e-6)
         return torch.log(p) - torch.log1p(-p)
 
     def draw_components(self, n, generator, device) -> torch.Tensor:

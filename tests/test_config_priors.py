@@ -106,17 +106,15 @@ def _prior_learns_from_g_alone(path, covariance):
 
     from conftest import small_config
 
-    cfg = small_config(path, **{"prior.dynamic": True, "prior.covariance": covariance, "train.steps": 5,
-                                "train.checkpoint_every": 5, "train.sample_every": 5})
+    cfg = small_config(path, **{"prior.dynamic": True, "prior.covariance": covariance,
+                                "train.steps": 5, "train.checkpoint_every": 5, "train.sample_every": 5})
     data = load_dataset("ring")
     model = build_model(cfg, data.spec())
     model.attach_data(data)
     prior, gen = model.G.prior, torch.Generator().manual_seed(0)
-    fake, info = model.fake(32, gen, grad=False)
-    model.discriminator_loss(model.batch(torch.arange(32)), fake, info).backward()
+    model.discriminator_loss(model.batch(torch.arange(32)), model.fake(32, gen, grad=False)).backward()
     assert all(p.grad is None for p in prior.parameters())
-    fake, info = model.fake(32, gen, grad=True)
-    model.generator_loss(fake, info).backward()
+    model.generator_loss(model.fake(32, gen, grad=True)).backward()
     for name, p in prior.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     start = dict(build_prior(cfg, True, seed=cfg.train.seed).named_parameters())

@@ -22,8 +22,9 @@ from mixgan.training.loop import BatchStream
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
-# Small settings every model trains with; per-model extras where a model needs them.
-BASE = {"data.dataset": "digits", "model.width": 8, "prior.latent_dim": 8, "prior.components": 10,
+# Small settings every model trains with; per-model extras where a model needs them. The CPU is
+# meant throughout (gloo, byte-identical weights), also where MIXGAN_TEST_DEVICE names a GPU.
+BASE = {"train.device": "cpu", "data.dataset": "digits", "model.width": 8, "prior.latent_dim": 8, "prior.components": 10,
         "train.steps": 6, "train.batch_size": 16, "train.log_every": 3, "train.sample_every": 100,
         "train.checkpoint_every": 3}
 EXTRA = {
@@ -33,7 +34,7 @@ EXTRA = {
     "icgan": {"model.embedding": "pixels"},
     "icgan-class": {"model.embedding": "pixels"},
 }
-RING = {"model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "model.width": 16,
+RING = {"train.device": "cpu", "model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "model.width": 16,
         "train.batch_size": 32, "train.steps": 20, "train.log_every": 5, "train.sample_every": 10,
         "train.checkpoint_every": 10, "train.lr_decay": "none"}  # a linear decay would change when the run is extended
 

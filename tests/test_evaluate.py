@@ -117,7 +117,7 @@ def test_evaluate_a_trained_run_writes_metrics_json_reproducibly(tmp_path, cli, 
     assert code == 0, err
     first = json.loads((run.path / "metrics.json").read_text())
     assert KEYS <= set(first) and first["n_fake"] == 300
-    x, _ = sample_run(mixgan.load(run.path, device=device), 300, seed=0)  # the figures are those of the run's own samples
+    x, _ = sample_run(mixgan.load(run.path, device=device), 300, seed=0)  # the figures are the run's own samples
     direct = evaluate_samples(x, load_dataset("digits"), metrics="fid,prdc")
     assert (first["fid"], first["precision"], first["coverage"]) == (direct["fid"], direct["precision"],
                                                                      direct["coverage"])
@@ -144,13 +144,13 @@ def test_evaluate_a_toy_run_reports_modes(tmp_path, cli):
 def test_toy_mode_metric_scores_collapsed_and_off_mode_samples_worse():
     ring = load_dataset("ring")
     x, y = ring.x_test[:2400], ring.y_test[:2400]
-    perfect = evaluate_samples(x, ring)
+    perfect = evaluate_samples(x, ring, metrics="modes")
     # 2-D Gaussian: P(r < 3 std) = 1 - exp(-4.5) = 0.989
     assert perfect["modes"] == 8 and perfect["high_quality"] > 0.98 and perfect["kl"] < 0.01
-    collapsed = evaluate_samples(x[y < 3], ring)  # three of the eight modes
+    collapsed = evaluate_samples(x[y < 3], ring, metrics="modes")  # three of the eight modes
     assert collapsed["modes"] == 3 and collapsed["kl"] > 0.9 > 100 * perfect["kl"]
     between = (ring.centers + ring.centers.roll(1, 0)) / 2  # half-way between neighbouring modes
-    off = evaluate_samples(torch.cat([x[:1200], between[y[1200:]]]), ring)
+    off = evaluate_samples(torch.cat([x[:1200], between[y[1200:]]]), ring, metrics="modes")
     assert off["modes"] == 8 and abs(off["high_quality"] - perfect["high_quality"] / 2) < 0.02
     # exact counts: points on the centres, mode 7 below the 20 samples that make a mode count
     on = ring.centers[torch.tensor([0] * 200 + [1] * 100 + [7] * 19)]

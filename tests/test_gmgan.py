@@ -92,20 +92,21 @@ def test_cluster_cli_writes_assignments_and_refuses_plain_gan(tmp_path, cli, dev
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset, components, min_modes", [("grid", 25, 24), ("ring", 8, 8)])
-def test_default_gmgan_covers_the_toy_mixture(tmp_path, dataset, components, min_modes):
-    """The foundation's promise: default settings, 2,500 samples, modes found and >= 90% high quality."""
+@pytest.mark.parametrize("dataset, components", [("grid", 25), ("ring", 8)])
+def test_default_gmgan_covers_the_toy_mixture(tmp_path, device, dataset, components):
+    """README's claim for the toy preset (seed 0 here; docs/toy.md has seeds 0-9 on the CPU): 2,500
+    samples reach every mode, and at least 95% of them lie within 3 std of one."""
     import mixgan
     from mixgan.data import load_dataset
     from mixgan.metrics import mode_stats
 
     cfg = mixgan.build_config({"model.name": "gmgan", "data.dataset": dataset, "prior.components": components,
-                               "out": str(tmp_path / "run")})
+                               "train.device": device, "out": str(tmp_path / "run")})
     run = mixgan.train(cfg)
     data = load_dataset(dataset)
-    stats = mode_stats(run.sample(2500, seed=1).x, data.centers, data.std)
-    assert stats["modes"] >= min_modes, stats
-    assert stats["high_quality"] >= 0.90, stats
+    stats = mode_stats(run.sample(2500, seed=1000).x, data.centers, data.std)
+    assert stats["modes"] == components, stats
+    assert stats["high_quality"] >= 0.95, stats
 
 
 def _monotone(values, increasing, slack=1):
@@ -162,27 +163,37 @@ def test_gaussian_purity_tells_mixed_gaussians_from_missing_classes():
     assert 0.3 < mixed["gaussian_purity"][1] < 0.7 and mixed["gaussian_class"][1] in (3, 5)
 
 
-def test_info_weight_makes_gaussians_tell_apart(tmp_path, device):
-    """The optional "which Gaussian" head: with G's share of the info term, D's head names the
-    Gaussian of G's samples; without the option D has no such head.
-
-    The Gaussians (sigma 0.25 in 16-d) overlap enough that G alone does not keep them apart: with
-    the info term dropped from ``generator_loss`` (monkeypatched, D's head still trained) the head
-    named 44-46% of the samples' Gaussians on seeds 0-2, against 93-99% with it."""
-    import torch
-
+def _info_head_accuracy(path, device):
+    """Share of G's samples whose Gaussian D's "which Gaussian" head names, after 500 steps on the
+    ring with overlapping Gaussians (sigma 0.25 in 16-d); also the samples, for the shape checks."""
     import mixgan
     from conftest import small_config
 
-    run = mixgan.train(small_config(tmp_path, device, **{"train.steps": 500, "train.batch_size": 128,
-                                                         "train.lr_g": 1e-3, "train.lr_d": 1e-3,
-                                                         "model.info_weight": 1.0, "model.width": 32,
-                                                         "prior.sigma": 0.25, "train.checkpoint_every": 500,
-                                                         "train.sample_every": 500}))
+    run = mixgan.train(small_config(path, device, **{"train.steps": 500, "train.batch_size": 128,
+                                                     "train.lr_g": 1e-3, "train.lr_d": 1e-3,
+                                                     "model.info_weight": 1.0, "model.width": 32,
+                                                     "prior.sigma": 0.25, "train.checkpoint_every": 500,
+                                                     "train.sample_every": 500}))
     s = run.sample(800, seed=1)
     _, which = run.model.D(s.x.to(run.model.device))  # Samples come back on the CPU
     assert which.shape == (800, 8)
-    assert (which.argmax(1).cpu() == s.component).float().mean() > 0.85
+    return float((which.argmax(1).cpu() == s.component).float().mean()), s
+
+
+def test_info_weight_makes_gaussians_tell_apart(tmp_path, device, monkeypatch):
+    """The optional "which Gaussian" head: with G's share of the info term, D's head names the
+    Gaussian of G's samples (93-99% on seeds 0-2). The Gaussians overlap enough that G alone does
+    not keep them apart: with the term dropped from ``generator_loss`` (D's head still trained)
+    the head names 44-46%. Without the option D has no such head."""
+    import mixgan
+    from conftest import small_config
+    from mixgan.models import losses
+    from mixgan.models.gmgan import GMGAN
+
+    accuracy, s = _info_head_accuracy(tmp_path / "info", device)
+    assert accuracy > 0.85
+    monkeypatch.setattr(GMGAN, "generator_loss", lambda self, fake: losses.g_loss(self.D(fake.x)[0], self.loss_kind))
+    assert _info_head_accuracy(tmp_path / "dropped", device)[0] < 0.6
     plain = mixgan.train(small_config(tmp_path / "plain", device, **{"train.steps": 1}))
     assert plain.model.D(s.x.to(plain.model.device)).shape == (800, 1)
 

@@ -27,7 +27,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 # ---- SIGKILL at random moments, then --resume ------------------------------------------------
 
-KILL_RUN = {"model.name": "gmgan", "data.dataset": "ring", "prior.components": 8, "model.width": 16,
+KILL_RUN = {"train.device": "cpu", "model.name": "gmgan",  # exact resume: the CPU is meant
+            "data.dataset": "ring", "prior.components": 8, "model.width": 16,
             "train.batch_size": 32, "train.steps": 80, "train.log_every": 5, "train.sample_every": 1000,
             "train.checkpoint_every": 2}
 

@@ -217,3 +217,60 @@ def test_sampling_option_of_another_model_is_refused_in_one_line(tmp_path):
         run.sample(5, instances=[1])
     assert "\n" not in str(err.value)
     assert len(run.sample(5, instances=None).x) == 5  # an option left at None is no request
+
+
+def test_training_steps_read_nothing_back_between_votes(tmp_path, monkeypatch, device):
+    """The loop's only host reads are the NaN votes (every VOTE_EVERY steps and before each log
+    line, grid and checkpoint) and the log means; on CUDA a step runs under sync-debug "error",
+    so any hidden device->host sync inside a step fails the test."""
+    from mixgan.models.base import GANModel
+    from mixgan.training import dist, loop
+
+    votes, means = [], []
+    original_vote, original_mean, original_step = dist.min_over_ranks, loop.LossMonitor.mean, GANModel.train_step
+    monkeypatch.setattr(dist, "min_over_ranks", lambda v: votes.append(1) or original_vote(v))
+    monkeypatch.setattr(loop.LossMonitor, "mean", lambda self: means.append(1) or original_mean(self))
+
+    def strict_step(self, next_batch, gen):
+        if self.device.type != "cuda":
+            return original_step(self, next_batch, gen)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return original_step(self, next_batch, gen)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    monkeypatch.setattr(GANModel, "train_step", strict_step)
+    steps = 4 * loop.VOTE_EVERY
+    mixgan.train(small_config(tmp_path, device, **{"train.steps": steps, "train.log_every": 2 * loop.VOTE_EVERY,
+                                                   "train.sample_every": steps, "train.checkpoint_every": steps,
+                                                   "train.ema": True}))
+    assert len(votes) == 4 and len(means) == 2  # steps 16, 32, 48, 64; logs at 32 and 64
+
+
+def test_nan_between_votes_is_named_at_its_own_step_before_any_checkpoint(tmp_path, monkeypatch):
+    """The vote comes later than the NaN (at the checkpoint due at step 10), but names step 3 and
+    writes no checkpoint of the poisoned weights."""
+    from mixgan.models.base import GANModel
+
+    original, calls = GANModel.train_step, {"n": 0}
+
+    def poisoned(self, next_batch, gen):
+        calls["n"] += 1
+        logs = original(self, next_batch, gen)
+        return {**logs, "loss_g": torch.tensor(float("inf"))} if calls["n"] == 3 else logs
+
+    monkeypatch.setattr(GANModel, "train_step", poisoned)
+    with pytest.raises(MixganError, match=r"loss_g became inf at step 3; stopped, no checkpoint had been written"):
+        mixgan.train(small_config(tmp_path, **{"train.log_every": 100, "train.sample_every": 100}))
+    assert calls["n"] == 10 and list_checkpoints(tmp_path / "run" / "checkpoints") == []
+
+
+def test_compile_on_cuda_is_refused_in_one_line_and_kept_on_cpu(tmp_path):
+    from mixgan.training.loop import _check_compile
+
+    cfg = small_config(tmp_path, **{"train.compile": True})
+    with pytest.raises(MixganError, match="train.compile=true is not supported on CUDA") as err:
+        _check_compile(cfg, torch.device("cuda", 0))
+    assert "\n" not in str(err.value)
+    _check_compile(cfg, torch.device("cpu"))

@@ -10,7 +10,8 @@ SWEEP_METRICS = ("quality", "diversity", "precision", "recall", "fid")
 
 def tradeoff_sweep(model: GANModel, data, scales: list[float], n: int = 2000, seed: int = 0,
                    n_real: int = 10_000, progress=None) -> dict:
-    """For each scale s: the quality and diversity scores, precision, recall and FID of n samples."""
+    """For each scale s: the quality and diversity scores, precision, recall and FID of n samples
+    (the metrics' networks run on the model's device)."""
     if not scales or any(s <= 0 for s in scales):
         raise MixganError(f"scales must be positive numbers, got {scales}")
     if not data.is_image:
@@ -20,7 +21,8 @@ def tradeoff_sweep(model: GANModel, data, scales: list[float], n: int = 2000, se
 
     for s in scales:
         x = model.sample(n, scale=s, generator=torch.Generator(model.device).manual_seed(seed)).x
-        m = evaluate_samples(x, data, metrics=["fid", "prdc", "qd"], n_real=n_real, seed=seed, progress=progress)
+        m = evaluate_samples(x, data, metrics=["fid", "prdc", "qd"], n_real=n_real, seed=seed, progress=progress,
+                             device=model.device)
         for key in SWEEP_METRICS:
             out[key].append(m[key])
     return out

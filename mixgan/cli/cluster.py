@@ -12,7 +12,7 @@ from ..analysis.cluster import resolve_method
 from ..api import load
 from ..metrics.clustering import confusion
 from ..viz import confusion_plot, labelled_rows
-from .common import BarProgress, add_device_option, format_table, write_json, write_npz
+from .common import BarProgress, add_analysis_options, format_table, write_json, write_npz
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -25,10 +25,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "classifier trained on generated images (the default otherwise)")
     p.add_argument("--per-component", type=int, default=1000, help="generated images per Gaussian (classifier)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the Gaussian classifier (classifier)")
-    p.add_argument("--json", help="also write the scores here")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
-    add_device_option(p)
+    add_analysis_options(p)
     return p
 
 

@@ -32,6 +32,14 @@ def add_device_option(p, default: str | None = "auto") -> None:
                    help="auto (a GPU where there is one, the default), cpu, cuda or cuda:N")
 
 
+def add_analysis_options(p) -> None:
+    """``--json``, ``--seed``, ``--quiet`` and ``--device``: what every command that measures a run shares."""
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_option(p)
+
+
 def format_table(rows: list[tuple[str, object]]) -> str:
     width = max(len(k) for k, _ in rows) if rows else 0
     out = []

@@ -9,7 +9,7 @@ import numpy as np
 from ..data.npz import read_npz
 from ..errors import MixganError
 from ..training.dist import resolve_device
-from .common import BarProgress, add_device_option, format_table, write_json
+from .common import BarProgress, add_analysis_options, format_table, write_json
 
 SHOWN = ["fid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
          "conditional_accuracy", "intra_fid", "cas", "modes", "high_quality", "kl",
@@ -32,10 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
     p.add_argument("--backbone", default="classifier", help="classifier (default) or inception")
     p.add_argument("--weights", help="weights file for --backbone inception (safetensors or a torch state dict)")
-    p.add_argument("--json", help="also write the results to this JSON file")
-    p.add_argument("--seed", type=int, default=0)
-    add_device_option(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_analysis_options(p)
     return p
 
 

@@ -8,7 +8,7 @@ from ..analysis import tradeoff_sweep
 from ..api import load
 from ..errors import MixganError
 from ..viz import tradeoff_plot
-from .common import BarProgress, add_device_option, write_json
+from .common import BarProgress, add_analysis_options, write_json
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,10 +17,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--scales", default="0.25,0.5,0.75,1,1.5,2")
     p.add_argument("--n", type=int, default=2000, help="samples per scale")
-    p.add_argument("--json", help="also write the results here")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
-    add_device_option(p)
+    add_analysis_options(p)
     return p
 
 

@@ -213,8 +213,8 @@ class GANModel:
     def attach_run(self, path) -> None:
         """Called once the run directory exists: a model may keep per-run files there (IC-GAN's instances)."""
 
-    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, float]:
-        """``d_steps`` discriminator updates, then one generator update."""
+    def discriminator_steps(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> tuple[Batch, torch.Tensor]:
+        """``d_steps`` discriminator updates; returns the last real batch and D's last loss."""
         for _ in range(self.cfg.train.d_steps):
             real = next_batch()
             fake = self.fake(len(real.x), gen, grad=False, batch=real)
@@ -224,6 +224,11 @@ class GANModel:
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self.opt_d.step()
+        return real, loss_d
+
+    def train_step(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """``d_steps`` discriminator updates, then one generator update; the losses stay on the device."""
+        real, loss_d = self.discriminator_steps(next_batch, gen)
         self.D.requires_grad_(False)
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
         loss_g = self.generator_loss(fake)
@@ -256,10 +261,10 @@ class GANModel:
         if self.G_ema is None:
             return
         decay = min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p, 1 - decay)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1 - decay)
+        buffers = list(self.G.buffers())
+        if buffers:
+            torch._foreach_copy_(list(self.G_ema.buffers()), buffers)
 
     # ---- state ----------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:

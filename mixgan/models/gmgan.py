@@ -160,19 +160,13 @@ class GMGAN(GANModel):
         adv, which = self.D(fake.x)
         return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
 
-    def train_step(self, next_batch, gen) -> dict[str, float]:
+    def train_step(self, next_batch, gen) -> dict[str, torch.Tensor]:
         """Without an encoder the base step; with one, ``d_steps`` D updates, then one joint update
         of G and E on the adversarial loss plus the encoder terms of the module docstring."""
         if self.E is None:
             return super().train_step(next_batch, gen)
         m = self.cfg.model
-        for _ in range(self.cfg.train.d_steps):
-            real = next_batch()
-            fake = self.fake(len(real.x), gen, grad=False, batch=real)
-            loss_d = self.discriminator_loss(real, fake)
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+        real, loss_d = self.discriminator_steps(next_batch, gen)
         self.D.requires_grad_(False)
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
         x, n = real.x, len(fake.x)

@@ -147,7 +147,7 @@ class ICGAN(GANModel):
 
     def batch(self, index: torch.Tensor) -> Batch:
         """Instances ``index``; x is a random real neighbour x_j of each, drawn from the step's seeded RNG."""
-        pick = torch.randint(self.neighbors.shape[1], (len(index),)).to(index.device)
+        pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
         j = self.neighbors[index, pick]
         return Batch(self.x_train[j], h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
 

@@ -110,15 +110,14 @@ def sync_buffers(modules) -> None:
             dist.broadcast(buf.data, src=0)
 
 
-def all_finite(flag: bool) -> bool:
-    """True when ``flag`` is True on every rank (so all ranks stop together on a NaN)."""
+def min_over_ranks(value: torch.Tensor) -> int:
+    """The smallest value of a 0-d integer tensor over every rank (so all ranks stop together on
+    a NaN, naming the same step); the one host read of a vote."""
     if world()[1] == 1:
-        return flag
-    t = torch.tensor([0 if flag else 1], dtype=torch.int32)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
-    dist.all_reduce(t)
-    return int(t.item()) == 0
+        return int(value)
+    t = value.detach().reshape(1).clone().to("cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
 
 
 def shutdown() -> None:

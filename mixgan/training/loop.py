@@ -3,6 +3,10 @@
 Every random draw of step s comes from generators seeded by (seed, s, rank), and batch
 indices are a pure function of the step, so a resumed run repeats exactly what an
 uninterrupted one would have done: resuming restores weights and optimizer moments only.
+
+No step waits for the device: batch indices are sliced from a per-epoch permutation already on
+the device, losses are summed there (:class:`LossMonitor`), and the host reads them only at a
+vote (every ``VOTE_EVERY`` steps and before every log line, grid and checkpoint) or a log line.
 """
 from __future__ import annotations
 
@@ -39,20 +43,30 @@ def step_seed(seed: int, step: int, rank: int = 0) -> int:
     return (seed * 0x9E3779B1 + step * 7919 + rank * 104729 + 1) % (2 ** 63)
 
 
-class BatchStream:
-    """Indices of the b-th batch: each epoch a permutation of this rank's shard, seeded by epoch."""
+VOTE_EVERY = 16  # steps between NaN votes (besides the one before every log line, grid and checkpoint)
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+
+class BatchStream:
+    """Indices of the b-th batch: each epoch a permutation of this rank's shard, seeded by epoch.
+
+    The permutation is drawn on the CPU (the same on every device) and moved to ``device`` once
+    per epoch, so a batch's indices are a slice already there."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 device: torch.device | str = "cpu"):
         self.shard = torch.arange(rank, n, world_size)
         if len(self.shard) == 0:
             raise MixganError(f"the training set ({n} items) is smaller than the number of processes")
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
         self._epoch, self._perm = -1, None
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(step_seed(self.seed, epoch, 7))
-            self._epoch, self._perm = epoch, self.shard[torch.randperm(len(self.shard), generator=g)]
+            perm = self.shard[torch.randperm(len(self.shard), generator=g)]
+            if self.device.type == "cuda":  # pinned + non_blocking: the copy does not wait for the GPU
+                perm = perm.pin_memory().to(self.device, non_blocking=True)
+            self._epoch, self._perm = epoch, perm.to(self.device)
         return self._perm
 
     def __call__(self, b: int) -> torch.Tensor:
@@ -63,6 +77,50 @@ class BatchStream:
             parts.append(self._permutation(epoch)[offset:offset + take])
             pos, need = pos + take, need - take
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class LossMonitor:
+    """A step's losses summed on the device, and the first step with a non-finite one.
+
+    ``add`` queues device ops only; ``first_bad`` (a vote over every rank) and ``mean`` are the
+    only host reads.
+    """
+
+    NONE = 2 ** 62  # no bad step yet (the identity of the MIN vote)
+
+    def __init__(self, device: torch.device):
+        self.device, self.names, self.count = device, None, 0
+        self.bad_step = torch.tensor(self.NONE, dtype=torch.long, device=device)
+
+    def add(self, step: int, out: dict) -> None:
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                              for v in out.values()])
+        if self.names is None:
+            self.names, self.bad_values = list(out), torch.zeros_like(values)
+            self.total = torch.zeros_like(values)
+        self.total += values
+        self.count += 1
+        newly = torch.isfinite(values).all().logical_not() & (self.bad_step == self.NONE)
+        self.bad_step = torch.where(newly, step, self.bad_step)
+        self.bad_values = torch.where(newly, values, self.bad_values)
+
+    def first_bad(self) -> str | None:
+        """None while every rank's losses are finite; else what went wrong first, and at which step."""
+        step = dist.min_over_ranks(self.bad_step)
+        if step == self.NONE:
+            return None
+        if int(self.bad_step) != step:
+            return f"a loss on another process became non-finite at step {step + 1}"
+        values = self.bad_values.tolist()
+        name = next(n for n, v in zip(self.names, values) if not math.isfinite(v))
+        return f"{name} became {values[self.names.index(name)]} at step {step + 1}"
+
+    def mean(self) -> dict[str, float]:
+        """Each loss's mean over the steps since the last call."""
+        values = (self.total / max(self.count, 1)).tolist()
+        self.total.zero_()
+        self.count = 0
+        return dict(zip(self.names, values))
 
 
 SETTINGS_FIXED_BY_RUN = ("data", "model", "prior")
@@ -181,6 +239,12 @@ def _memory_format(cfg: Config, data) -> torch.memory_format | None:
     return torch.channels_last if cfg.train.channels_last and data.is_image else None
 
 
+def _check_compile(cfg: Config, device: torch.device) -> None:
+    if cfg.train.compile and device.type == "cuda":
+        raise MixganError("train.compile=true is not supported on CUDA (inductor fails on these networks' "
+                          "channels-last convolution backward); train without it")
+
+
 def _compile(module: torch.nn.Module) -> None:
     """Compile a module's forward in place, so its state_dict keys and checkpoints stay the same."""
     if not hasattr(module, "compile"):
@@ -207,6 +271,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     rank, world_size = dist.world()
     main = rank == 0
     t = cfg.train
+    _check_compile(cfg, device)
     torch.manual_seed(t.seed)
     # data and model first: a bad file or setting must fail before a run directory is touched
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction)
@@ -237,10 +302,10 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     model.G_train, model.D_train = dist.wrap(model.G, device), dist.wrap(model.D, device)
     if getattr(model, "E", None) is not None:  # GM-GAN's encoder trains beside G
         model.E_train = dist.wrap(model.E, device)
-    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size)
+    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size, device)
 
-    def next_batch(b: int) -> dict:
-        batch = model.batch(stream(b).to(device))
+    def next_batch(b: int):
+        batch = model.batch(stream(b))
         if fmt is not None:
             batch.x = batch.x.contiguous(memory_format=fmt)
         return batch
@@ -250,6 +315,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 else contextlib.nullcontext())
     last_ckpt = start
     gen = torch.Generator(device)
+    monitor, logs = LossMonitor(device), {}
     if progress and main:
         progress.start(start, t.steps)
     tick, tick_step = time.perf_counter(), start
@@ -265,21 +331,24 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 set_lr_factor(model, 1 - step / t.steps)
             with autocast:
                 out = model.train_step(lambda: next_batch(next(draws)), gen)
-            values = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device).detach().reshape(())
-                                  for v in out.values()]).tolist()  # one device sync per step
-            logs = dict(zip(out, values))
-            bad = [k for k, v in logs.items() if not math.isfinite(v)]
-            if not dist.all_finite(not bad):  # under DDP every rank joins the vote
-                what = f"{bad[0]} became {logs[bad[0]]}" if bad else "a loss on another process became non-finite"
-                kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}" if last_ckpt
-                        else "no checkpoint had been written yet")
-                raise TrainingDiverged(f"{what} at step {step + 1}; stopped, {kept}")
+            monitor.add(step, out)
             done = step + 1
             # a wall-clock budget ends the run like its last step (the clock is host-side, no sync)
             last = done == t.steps or (t.max_seconds > 0 and time.perf_counter() - started >= t.max_seconds)
             if t.max_seconds > 0 and world_size > 1:
                 last = not dist.all_finite(not last)  # every rank stops at the same step
-            if main and (done % t.log_every == 0 or last):
+            log_due = done % t.log_every == 0 or last
+            grid_due = done % t.sample_every == 0 or last
+            ckpt_due = done % t.checkpoint_every == 0 or last
+            if done % VOTE_EVERY == 0 or log_due or grid_due or ckpt_due:  # the same steps on every rank
+                bad = monitor.first_bad()
+                if bad is not None:
+                    kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}" if last_ckpt
+                            else "no checkpoint had been written yet")
+                    raise TrainingDiverged(f"{bad}; stopped, {kept}")
+            if log_due:
+                logs = monitor.mean()
+            if main and log_due:
                 now = time.perf_counter()
                 rate = (done - tick_step) / max(now - tick, 1e-9)
                 record = {"step": done, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in logs.items()},
@@ -288,9 +357,9 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 if board:
                     board.log(record)
                 tick, tick_step = now, done
-            if main and (done % t.sample_every == 0 or last):
+            if main and grid_due:
                 _write_grid(model, run, done, data)
-            if done % t.checkpoint_every == 0 or last:
+            if ckpt_due:
                 if main:
                     save_checkpoint(run.checkpoints, done, model_states(model),
                                     {"model": model.name, "dataset": cfg.data.dataset,
