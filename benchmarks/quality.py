@@ -118,6 +118,8 @@ def entries(args) -> list[tuple[str, str, list[str]]]:
     out = [(name, name, []) for name in args.models.split(",") if name]
     for text in args.variant:
         label, _, rest = text.partition("=")
+        if not label or "/" in label or not rest.strip():
+            sys.exit(f"--variant '{text}': expected 'LABEL=MODEL key=value ...' with no '/' in LABEL")
         model, *settings = shlex.split(rest)
         out.append((label, model, settings))
     return out

@@ -121,7 +121,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "image": {
         "model.arch": "dcgan", "model.width": 64, "model.loss": "hinge", "model.spectral_norm": True,
         "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0,
-        "train.batch_size": 32, "train.lr_g": 2e-4, "train.lr_d": 4e-4, "train.beta1": 0.5, "train.beta2": 0.999,
+        "train.batch_size": 32, "train.lr_g": 5e-4, "train.lr_d": 1e-3, "train.beta1": 0.5, "train.beta2": 0.999,
         "train.ema": True,
     },
     # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo)
