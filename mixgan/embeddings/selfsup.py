@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
-from . import Embedding
+from .base import Embedding
 
 VERSION = 1
 FEATURE_DIM = 128

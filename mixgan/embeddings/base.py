@@ -1,0 +1,147 @@
+"""The embeddings themselves: f(x) -> features, with state fitted on the training set."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..data import DataSpec, Dataset
+from ..errors import MixganError
+
+
+class Embedding:
+    """f: data -> features. Subclasses set ``dim`` at construction and may learn state in ``fit``."""
+
+    name = "embedding"
+    dim = 0
+
+    def __init__(self, spec: DataSpec):
+        self.spec = spec
+
+    def fit(self, data: Dataset) -> None:
+        """Prepare from the training set (centring statistics, a trained encoder...)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        pass
+
+
+class PixelEmbedding(Embedding):
+    """Images: flattened pixels minus the training mean, so cosine similarity is a correlation.
+
+    Points: centred, scaled by the RMS radius, and lifted onto the unit sphere by inverse
+    stereographic projection, which keeps nearby points nearby; plain cosine on raw 2-D
+    coordinates would only compare angles and pair points of different modes on one ray.
+    """
+
+    name = "pixels"
+
+    def __init__(self, spec: DataSpec):
+        super().__init__(spec)
+        n = 1
+        for s in spec.shape:
+            n *= s
+        self.points = spec.kind != "image"
+        self.dim = n + 1 if self.points else n
+        self.mean = torch.zeros(n)
+        self.scale = torch.ones(())
+
+    def fit(self, data: Dataset) -> None:
+        x = data.x_train.flatten(1).double()
+        self.mean = x.mean(0).float()
+        if self.points:
+            self.scale = (x - x.mean(0)).pow(2).sum(1).mean().sqrt().clamp_min(1e-12).float()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        u = x.flatten(1).float() - self.mean.to(x.device)
+        if not self.points:
+            return u
+        u = u / self.scale.to(x.device)
+        r2 = u.pow(2).sum(1, keepdim=True)
+        return torch.cat([2 * u, r2 - 1], 1) / (r2 + 1)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean": self.mean, "scale": self.scale}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.mean, self.scale = state["mean"].float(), state["scale"].float()
+
+
+class ClassifierEmbedding(Embedding):
+    """The reference classifier's penultimate layer (mixgan.metrics.classifier): supervised."""
+
+    name = "classifier"
+
+    def __init__(self, spec: DataSpec):
+        super().__init__(spec)
+        from ..metrics.classifier import FEATURE_DIM
+
+        if spec.kind != "image":
+            raise MixganError(f"embedding 'classifier' needs images; dataset '{spec.name}' holds points "
+                              "(use model.embedding=pixels)")
+        if spec.num_classes < 2:
+            raise MixganError(f"embedding 'classifier' needs class labels, which '{spec.name}' lacks "
+                              "(use model.embedding=selfsup)")
+        self.dim, self.net = FEATURE_DIM, None
+
+    def _build(self):
+        from ..metrics.classifier import SmallCNN
+
+        return SmallCNN(tuple(self.spec.shape), self.spec.num_classes).eval()
+
+    def fit(self, data: Dataset) -> None:
+        from ..metrics.classifier import get_classifier
+
+        self.net = get_classifier(data).net.eval()
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.net is None:
+            raise MixganError("embedding 'classifier' is not fitted")
+        return self.net.to(x.device)(x.float())[0]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.net.state_dict().items()} if self.net is not None else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state:
+            self.net = self._build()
+            self.net.load_state_dict(state)
+
+
+class FunctionEmbedding(Embedding):
+    """Any callable N x ... -> N x d; its width is found by calling it on two zero inputs."""
+
+    def __init__(self, spec: DataSpec, fn: Callable[[torch.Tensor], torch.Tensor], name: str):
+        super().__init__(spec)
+        self.fn, self.name = fn, name
+        with torch.no_grad():
+            out = torch.as_tensor(fn(torch.zeros(2, *spec.shape)))
+        if out.ndim != 2 or len(out) != 2:
+            raise MixganError(f"embedding '{name}' must map N inputs to N x d features, "
+                              f"gave shape {tuple(out.shape)} for 2 inputs")
+        self.dim = out.shape[1]
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(self.fn(x)).float()
+
+
+@torch.no_grad()
+def embed(embedding: Embedding, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """L2-normalised features of ``x``, in batches."""
+    if len(x) == 0:
+        return torch.zeros(0, embedding.dim)
+    parts = [embedding(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    h = torch.cat(parts).float()
+    if h.shape[1] != embedding.dim:
+        raise MixganError(f"embedding '{embedding.name}' gave {h.shape[1]} features, expected {embedding.dim}")
+    if not torch.isfinite(h).all():
+        raise MixganError(f"embedding '{embedding.name}' gave NaN or infinite features")
+    return F.normalize(h, dim=1)
