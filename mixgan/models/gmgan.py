@@ -141,15 +141,15 @@ class GMGAN(GANModel):
     def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
         if not self.cond_d:
             return super().d_logits(b, train)
-        cond = F.one_hot(b.k, self.components).to(b.x.dtype)
+        k = b.k
+        if k is None:  # a real image is shown with E's cluster
+            with torch.no_grad():
+                k = self.E(b.x)[0].argmax(1)
+        cond = F.one_hot(k, self.components).to(b.x.dtype)
         return (self.D_train if train else self.D)(b.x, cond)
 
     def discriminator_loss(self, real, fake) -> torch.Tensor:
-        if self.cond_d:  # a real image is shown with E's cluster
-            with torch.no_grad():
-                real = EncoderBatch(real.x, y=real.y, k=self.E(real.x)[0].argmax(1))
-            return super().discriminator_loss(real, fake)
-        if not self.info_weight:
+        if self.cond_d or not self.info_weight:
             return super().discriminator_loss(real, fake)
         (adv_r, _), (adv_f, which) = self.D_train(real.x), self.D_train(fake.x)
         return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
