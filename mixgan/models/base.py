@@ -152,6 +152,11 @@ class GANModel:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
         self.G_train, self.D_train = self.G, self.D
 
+    def wrap_for_training(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Set the ``*_train`` modules, the ones called where a gradient must be synchronised:
+        ``wrap`` is DDP under torchrun (see training.dist.wrap), the identity otherwise."""
+        self.G_train, self.D_train = wrap(self.G), wrap(self.D)
+
     @property
     def device(self) -> torch.device:
         """Where the model's parameters (and so everything it holds) live."""

@@ -13,8 +13,8 @@ never does; docs/gmgan.md measures what it does to clustering.
 z-hat) trained with G so that the Gaussians become the clusters and every real image gets its
 Gaussian from E directly. G and E minimise ``encoder_ce`` * CE(E(G(z_k)), k) and
 ``encoder_l2`` * |z-hat - eps|^2 (ClusterGAN's terms); E also sees real images: it must give two
-random affine views of one image the same cluster (``encoder_real``, SCAN's consistency) while
-keeping all K clusters in use (``encoder_entropy`` times the entropy of its mean prediction).
+random views of one image (or of an image and one of its ``encoder_neighbors`` nearest) the
+same cluster (``encoder_real``, SCAN's consistency) while keeping all K clusters in use (``encoder_entropy`` times the entropy of its mean prediction).
 With ``encoder_cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
 cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
@@ -86,6 +86,11 @@ class GMGAN(GANModel):
             self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.E_train = self.E
 
+    def wrap_for_training(self, wrap) -> None:
+        super().wrap_for_training(wrap)
+        if self.E is not None:  # E trains beside G, so its gradients are synchronised like G's
+            self.E_train = wrap(self.E)
+
     @property
     def info_weight(self) -> float:
         return self.cfg.model.info_weight
@@ -96,7 +101,7 @@ class GMGAN(GANModel):
 
     def build_discriminator(self) -> nn.Module:
         m = self.cfg.model
-        if self.info_weight or (m.encoder and m.encoder_cond_d):
+        if self.info_weight or self.cond_d:
             k = self.cfg.prior.components
             return build_discriminator(m.arch, self.shape, m.width, cond_dim=k if m.encoder else 0,
                                        aux_classes=0 if m.encoder else k, spectral_norm=m.spectral_norm)

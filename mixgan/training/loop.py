@@ -64,9 +64,9 @@ class BatchStream:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(step_seed(self.seed, epoch, 7))
             perm = self.shard[torch.randperm(len(self.shard), generator=g)]
-            if self.device.type == "cuda":  # pinned + non_blocking: the copy does not wait for the GPU
-                perm = perm.pin_memory().to(self.device, non_blocking=True)
-            self._epoch, self._perm = epoch, perm.to(self.device)
+            if self.device.type == "cuda":  # pinned, so the non-blocking copy does not wait for the GPU
+                perm = perm.pin_memory()
+            self._epoch, self._perm = epoch, perm.to(self.device, non_blocking=True)
         return self._perm
 
     def __call__(self, b: int) -> torch.Tensor:
@@ -299,9 +299,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     if t.compile:
         _compile(model.G.net)
         _compile(model.D)
-    model.G_train, model.D_train = dist.wrap(model.G, device), dist.wrap(model.D, device)
-    if getattr(model, "E", None) is not None:  # GM-GAN's encoder trains beside G
-        model.E_train = dist.wrap(model.E, device)
+    model.wrap_for_training(lambda module: dist.wrap(module, device))
     stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size, device)
 
     def next_batch(b: int):
