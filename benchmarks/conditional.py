@@ -41,10 +41,17 @@ CONFIGS = {
     "gmgan-supervised K=3N": {"model.name": "gmgan-supervised", "prior.components": 30},
     "acgan": {"model.name": "acgan"},
     "cgan": {"model.name": "cgan"},
+    # the papers' wiring on the same bodies (the previous recipe always used it)
+    "acgan (concat)": {"model.name": "acgan", "model.condition": "concat"},
+    "cgan (concat)": {"model.name": "cgan", "model.condition": "concat"},
 }
 SHARED = {**PREVIOUS_IMAGE_RECIPE, "model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
           "train.batch_size": 64, "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.ema": True,
           "train.ema_decay": 0.99, "train.log_every": 100}
+# --recipe current: the library's own image preset (config.PRESETS["image"], docs/quality.md) with
+# nothing on top but the mixture's sigma, so the figures are what a user's defaults give
+CURRENT = {"prior.sigma": 0.5, "train.log_every": 100}
+RECIPES = {"previous": SHARED, "current": CURRENT}
 EVAL_VERSION = 2  # 2: samples shuffled before IS
 METRICS = [("is", "IS ↑"), ("fid", "FID ↓"), ("intra_fid", "intra-FID ↓"),
            ("conditional_accuracy", "cond. acc. ↑"), ("cas", "CAS ↑")]
@@ -70,17 +77,23 @@ def run_one(job: dict) -> dict:
             return done
     run_dir = Path(job["run"])
     try:
-        run, train_s = mixgan.load(run_dir, step=job["steps"]), json.loads(result_path.read_text())["train_s"]
+        run = mixgan.load(run_dir, step=None if job["seconds"] else job["steps"])
+        train_s = json.loads(result_path.read_text())["train_s"]
     except Exception:  # not trained to the end yet: (re)train
         run = None
     if run is None and run_dir.exists():  # an interrupted earlier attempt
         import shutil
 
         shutil.rmtree(run_dir)
-    values = {**SHARED, **CONFIGS[job["config"]], "model.width": job["width"], "data.dataset": job["dataset"],
+    recipe = RECIPES[job["recipe"]]
+    values = {**recipe, **CONFIGS[job["config"]], "data.dataset": job["dataset"],
               "data.data_dir": DATA_DIRS.get(job["dataset"], ""), "train.steps": job["steps"],
               "train.seed": job["seed"], "train.sample_every": job["steps"],
               "train.checkpoint_every": job["steps"], "out": str(run_dir)}
+    if job["width"]:
+        values["model.width"] = job["width"]
+    if job["seconds"]:  # a wall-clock budget: the loop stops at max_seconds and checkpoints there
+        values["train.max_seconds"] = job["seconds"]
     if run is None:
         t0 = time.perf_counter()
         run = mixgan.train(mixgan.build_config(values))
@@ -92,7 +105,7 @@ def run_one(job: dict) -> dict:
     order = np.random.default_rng(job["seed"]).permutation(len(x))
     x, labels = x[order], labels[order]
     scores = evaluate_samples(x, data, metrics="fid,is,cas", labels=labels, seed=job["seed"])
-    out = {"config": job["config"], "seed": job["seed"], "steps": job["steps"], "train_s": round(train_s, 1),
+    out = {"config": job["config"], "seed": job["seed"], "steps": run.step, "train_s": round(train_s, 1),
            **{k: scores.get(k) for k, _ in METRICS}, "n_fake": scores["n_fake"], "n_real": scores["n_real"],
            "classifier_accuracy": scores.get("classifier_accuracy"), "eval_version": EVAL_VERSION}
     from mixgan.io import atomic_write_text
@@ -148,8 +161,8 @@ def fmt(values: list[float], digits: int) -> str:
 
 
 def table(results: list[dict], configs: list[str]) -> str:
-    lines = ["| model | " + " | ".join(h for _, h in METRICS) + " | train s/run |",
-             "|---" * (len(METRICS) + 2) + "|"]
+    lines = ["| model | " + " | ".join(h for _, h in METRICS) + " | steps | train s/run |",
+             "|---" * (len(METRICS) + 3) + "|"]
     for name in configs:
         rows = [r for r in results if r["config"] == name]
         if not rows:
@@ -159,6 +172,7 @@ def table(results: list[dict], configs: list[str]) -> str:
             vals = [r[key] for r in rows if r.get(key) is not None]
             digits = 3 if key in ("conditional_accuracy", "cas") else 2
             cells.append(fmt(vals, digits) if vals else "–")
+        cells.append(fmt([r["steps"] for r in rows], 0))
         cells.append(fmt([r["train_s"] for r in rows], 0))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -170,6 +184,12 @@ def per_seed(results: list[dict], configs: list[str]) -> str:
         for r in sorted((r for r in results if r["config"] == name), key=lambda r: r["seed"]):
             lines.append(f"| {name} | {r['seed']} | {r['is']:.2f} | {r['conditional_accuracy']:.3f} |")
     return "\n".join(lines)
+
+
+def recipe_batch(recipe: str) -> int:
+    from mixgan.config import PRESETS
+
+    return RECIPES[recipe].get("train.batch_size", PRESETS["image"]["train.batch_size"])
 
 
 def write_doc(doc: Path, dataset: str, block: str) -> None:
@@ -190,8 +210,12 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--steps", type=int, default=1000, help="generator updates per run (the equal budget)")
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--configs", default=",".join(CONFIGS), help="comma list of: " + ", ".join(CONFIGS))
-    p.add_argument("--width", type=int, default=SHARED["model.width"], help="conv base channels of G and D")
+    p.add_argument("--configs", default=",".join(list(CONFIGS)[:4]), help="comma list of: " + ", ".join(CONFIGS))
+    p.add_argument("--width", type=int, default=0, help="conv base channels of G and D (0: the recipe's, 64 for both)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="previous",
+                   help="previous: the recipe the older tables were measured with; current: the library's image preset")
+    p.add_argument("--seconds", type=float, default=0,
+                   help="a wall-clock budget per run instead of --steps (train.max_seconds; --steps caps it)")
     p.add_argument("--n", type=int, default=5000, help="samples scored per run (n/N per class)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
     p.add_argument("--out", default="bench-out/conditional", help="run directories and per-run JSON")
@@ -203,7 +227,9 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown config {unknown[0]!r}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    out = Path(args.out) / f"{args.dataset}-{args.steps}-w{args.width}"
+    budget = f"{args.seconds:g}s" if args.seconds else str(args.steps)
+    out = Path(args.out) / (f"{args.dataset}-{budget}-w{args.width or 64}"
+                            + ("" if args.recipe == "previous" else f"-{args.recipe}"))
     out.mkdir(parents=True, exist_ok=True)
     cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conditional.py " + shlex.join(argv or sys.argv[1:])
     machine = lambda: (f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), load average "  # noqa: E731
@@ -221,7 +247,7 @@ def main(argv=None) -> int:
         for name in configs:
             slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
             jobs.append({"config": name, "seed": seed, "dataset": args.dataset, "steps": args.steps, "n": args.n,
-                         "width": args.width,
+                         "width": args.width, "recipe": args.recipe, "seconds": args.seconds,
                          "run": str(out / f"{slug}-s{seed}"), "result": str(out / f"{slug}-s{seed}.json")})
     t0 = time.perf_counter()
     if args.jobs > 1:
@@ -238,8 +264,10 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     clf_acc = next((r["classifier_accuracy"] for r in results if r.get("classifier_accuracy")), None)
     block = "\n".join([
-        f"**{args.dataset}**, {args.steps} generator steps per run, batch {SHARED['train.batch_size']}, "
-        f"conv width {args.width}, "
+        f"**{args.dataset}**, "
+        + (f"{args.seconds:g} s of training per run (train.max_seconds), " if args.seconds
+           else f"{args.steps} generator steps per run, ")
+        + f"{args.recipe} recipe (batch {recipe_batch(args.recipe)}), conv width {args.width or 64}, "
         f"seeds {args.seeds}, {args.n} samples per run ({args.n // 10} per class) scored against "
         f"{results[0]['n_real']} real training images; mean ± std over seeds"
         + (f"; reference classifier test accuracy {clf_acc:.3f}." if clf_acc else "."),

@@ -36,6 +36,8 @@ class ModelConfig:
     width: int = 64  # conv base channels, or hidden units of the MLP bodies
     k: int = 5  # IC-GAN: neighbours per instance
     embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
+    # cgan/acgan on conv bodies: auto = conditional BatchNorm in G, projection in D (cgan); concat = the papers'
+    condition: str = "auto"
     info_weight: float = 0.0  # gmgan: weight of the "which Gaussian made this" head (0: the paper's model)
     # gmgan with an encoder E(x) -> (K logits, z-hat) trained with G (docs/gmgan.md, "Clustering with an encoder")
     encoder: bool = False
@@ -45,6 +47,8 @@ class ModelConfig:
     encoder_neighbors: int = 0  # k > 0: pair each real image with one of its k nearest (pixel) neighbours
     encoder_entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
     encoder_cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
+    encoder_balance: str = "entropy"  # agreement of two views: entropy (SCAN) | sinkhorn (equal-share targets, SwAV)
+    encoder_selflabel: float = 0.0  # > 0: a view confident above this gives the other view its cluster as a label
 
 
 @dataclass
@@ -103,7 +107,7 @@ SECTIONS = ("data", "model", "prior", "train")
 # IC-GAN and GM-GAN benchmarks on fashion-mnist) were measured with it, and their benchmarks pin it.
 PREVIOUS_IMAGE_RECIPE: dict[str, Any] = {
     "model.arch": "dcgan", "model.width": 64, "model.loss": "ns", "model.spectral_norm": False,
-    "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.batch_size": 64,
+    "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.batch_size": 64, "model.condition": "concat",
 }
 
 # Per dataset family, then per dataset: settings chosen by measurement (docs/toy.md, docs/gmgan.md).
@@ -278,6 +282,10 @@ def validate(cfg: Config) -> None:
         (min(m.encoder_ce, m.encoder_l2, m.encoder_real, m.encoder_entropy) >= 0,
          "encoder_ce, encoder_l2, encoder_real and encoder_entropy must be >= 0"),
         (m.encoder_neighbors >= 0, f"encoder_neighbors must be >= 0, got {m.encoder_neighbors}"),
+        (m.condition in ("auto", "concat"), f"condition must be 'auto' or 'concat', got '{m.condition}'"),
+        (m.encoder_balance in ("entropy", "sinkhorn"),
+         f"encoder_balance must be 'entropy' or 'sinkhorn', got '{m.encoder_balance}'"),
+        (0 <= m.encoder_selflabel < 1, f"encoder_selflabel must be in [0, 1), got {m.encoder_selflabel}"),
         (not m.encoder or m.name == "gmgan", f"model.encoder is for model 'gmgan', not '{m.name}'"),
         (not (m.encoder and m.info_weight), "model.encoder and model.info_weight are alternatives: set one"),
         (p.means in ("uniform", "onehot"), f"means must be 'uniform' or 'onehot', got '{p.means}'"),
@@ -298,9 +306,15 @@ def dump_toml(cfg: Config) -> str:
     return tomli_w.dumps({"out": out, **tree})
 
 
+# Settings added after runs were already being made, with the value that reproduces those runs:
+# a resolved config.toml that lacks one was trained with this behaviour, not with today's default.
+LEGACY_VALUES: dict[str, Any] = {"model.condition": "concat"}
+
+
 def load_config(path: str | Path) -> Config:
-    """Read a resolved ``config.toml`` back (no presets: every value is in the file)."""
+    """Read a resolved ``config.toml`` back (no presets: every value is in the file, or it predates
+    the setting and takes its ``LEGACY_VALUES`` entry)."""
     cfg = Config()
-    for key, value in read_toml(path).items():
+    for key, value in {**LEGACY_VALUES, **read_toml(path)}.items():
         set_value(cfg, key, value)
     return cfg

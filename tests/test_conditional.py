@@ -125,9 +125,19 @@ def test_class_conditional_models_refuse_unlabelled_data(tmp_path, name):
         build_model(cfg, load_dataset(f"npz:{path}").spec())
 
 
-@pytest.mark.parametrize("name, arch", [("cgan", "dcgan"), ("cgan", "cgan-mlp"), ("acgan", "dcgan")])
-def test_label_models_feed_the_class_to_g_and_d(tmp_path, name, arch, device):
-    m = digits_model(tmp_path, name, device, **{"model.arch": arch})
+@pytest.mark.parametrize("name, arch, condition", [("cgan", "dcgan", "concat"), ("cgan", "dcgan", "auto"),
+                                                   ("cgan", "resnet", "auto"), ("cgan", "cgan-mlp", "auto"),
+                                                   ("acgan", "dcgan", "concat"), ("acgan", "dcgan", "auto")])
+def test_label_models_feed_the_class_to_g_and_d(tmp_path, name, arch, condition, device):
+    from mixgan.nets.layers import CondBatchNorm
+
+    m = digits_model(tmp_path, name, device, **{"model.arch": arch, "model.condition": condition})
+    torch.manual_seed(0)
+    for layer in m.G.modules():  # conditional BN starts as the identity (zero gain and shift): give it weights
+        if isinstance(layer, CondBatchNorm):
+            torch.nn.init.normal_(layer.gain.weight, std=0.5)
+    if m.G_ema is not None:
+        m.G_ema.load_state_dict(m.G.state_dict())
     m.G.eval()
     eps, k = m.G.prior.draw(4, torch.Generator(m.device).manual_seed(0), device=m.device)
     a, b = (m.G(eps, k, m.one_hot(torch.full((4,), y, device=m.device))) for y in (2, 5))
@@ -139,6 +149,23 @@ def test_label_models_feed_the_class_to_g_and_d(tmp_path, name, arch, device):
         x = torch.zeros(4, 1, 8, 8, device=m.device)
         da, db = (m.d_logits(Batch(x, y=torch.full((4,), y, device=m.device))) for y in (2, 5))
         assert not torch.allclose(da, db)  # ... and D
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_modern_condition_is_conditional_batchnorm_in_g_and_projection_in_d(tmp_path, arch):
+    from mixgan.models.cgan import ConcatCondition
+    from mixgan.nets.layers import CondBatchNorm
+
+    modern = digits_model(tmp_path, "cgan", **{"model.arch": arch, "model.condition": "auto"})
+    assert any(isinstance(layer, CondBatchNorm) for layer in modern.G.net.modules())
+    assert not isinstance(modern.D, ConcatCondition) and modern.D.heads.project.in_features == 10
+    paper = digits_model(tmp_path, "cgan", **{"model.arch": arch, "model.condition": "concat"})
+    assert not any(isinstance(layer, CondBatchNorm) for layer in paper.G.net.modules())
+    assert isinstance(paper.D, ConcatCondition)
+    acgan = digits_model(tmp_path, "acgan", **{"model.arch": arch, "model.condition": "auto"})
+    assert any(isinstance(layer, CondBatchNorm) for layer in acgan.G.net.modules())
+    with pytest.raises(MixganError, match="condition must be"):
+        digits_model(tmp_path, "cgan", **{"model.condition": "film"})
 
 
 def test_cgan_mlp_is_the_papers_network(tmp_path):
@@ -313,3 +340,18 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, name, extra):
     a, b = full.sample(20, seed=4), resumed.sample(20, seed=4)
     assert torch.equal(a.x, b.x) and all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("label", "cond")
                                          if getattr(a, f) is not None)
+
+
+def test_a_run_made_before_model_condition_existed_still_loads(tmp_path, cli):
+    """Runs whose resolved config.toml predates ``model.condition`` were trained with concatenation:
+    they load as such; the same checkpoint under today's default is one clear line, not a traceback."""
+    cfg = small_config(tmp_path, **{"model.name": "cgan", "data.dataset": "digits", "model.width": 8,
+                                    "prior.latent_dim": 8, "model.condition": "concat", "train.steps": 2,
+                                    "train.checkpoint_every": 2})
+    run = mixgan.train(cfg)
+    toml = run.path / "config.toml"
+    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith("condition")))
+    assert mixgan.load(run.path).cfg.model.condition == "concat"
+    toml.write_text(toml.read_text().replace("[model]", '[model]\ncondition = "auto"'))
+    code, _, err = cli("sample", run.path, "--n", 4, "--out", tmp_path / "s.npz")
+    assert code == 2 and "model.condition" in err and len(err.strip().splitlines()) == 1

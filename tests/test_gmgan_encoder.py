@@ -82,7 +82,47 @@ def test_resume_with_encoder_matches_uninterrupted_run(tmp_path):
     ({"model.encoder": True, "model.encoder_ce": -1.0}, "must be >= 0"),
     ({"prior.means": "onehot", "prior.latent_dim": 4}, "latent_dim >= components"),
     ({"prior.means": "grid"}, "means must be"),
+    ({"model.encoder": True, "model.encoder_balance": "kmeans"}, "encoder_balance must be"),
+    ({"model.encoder": True, "model.encoder_selflabel": 1.0}, "encoder_selflabel must be in"),
 ])
 def test_bad_encoder_settings_are_refused(tmp_path, values, message):
     with pytest.raises(MixganError, match=message):
         small_config(tmp_path, **values)
+
+
+def test_balanced_targets_give_every_cluster_an_equal_share_even_when_one_cluster_holds_all():
+    """Sinkhorn targets for a batch that E puts almost entirely in cluster 0: every cluster gets n/K of
+    the mass, each item's target is a distribution, and the item E ranks highest for a cluster gets it."""
+    from mixgan.models.gmgan import balanced_targets
+
+    torch.manual_seed(0)
+    logits = torch.randn(60, 4)
+    logits[:, 0] += 6.0
+    q = balanced_targets(logits, iters=30)
+    assert torch.allclose(q.sum(1), torch.ones(60), atol=1e-4)
+    assert torch.allclose(q.sum(0), torch.full((4,), 15.0), atol=0.5)
+    assert logits.softmax(1).argmax(1).eq(0).all() and q.argmax(1).bincount(minlength=4).min() > 0
+    for k in range(1, 4):
+        assert q[(logits[:, k] - logits[:, 0]).argmax(), k] > 0.5
+
+
+def test_self_label_loss_uses_only_confident_items():
+    from mixgan.models.gmgan import self_label_loss
+
+    a = torch.tensor([[9.0, 0.0, 0.0], [0.1, 0.0, 0.0]])  # item 0 confident in cluster 0, item 1 not
+    b = torch.tensor([[0.0, 5.0, 0.0], [0.0, 0.0, 5.0]], requires_grad=True)
+    loss = self_label_loss(a, b, 0.99)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(b[:1], torch.tensor([0])).item())
+    loss.backward()
+    assert b.grad[1].abs().sum() == 0 and b.grad[0].abs().sum() > 0
+    assert self_label_loss(a[1:], b[1:], 0.99).item() == 0.0
+
+
+@pytest.mark.parametrize("extra", [{"model.encoder_balance": "sinkhorn"}, {"model.encoder_selflabel": 0.9}])
+def test_encoder_variants_assign_each_gaussians_samples_to_that_gaussian(tmp_path, extra):
+    """The balanced and self-labelled agreement keep the encoder's claim on the toy ring."""
+    run = mixgan.train(small_config(tmp_path, **ENCODER, **extra, **{"train.steps": 400, "train.checkpoint_every": 400,
+                                                                     "train.batch_size": 128, "prior.latent_dim": 8,
+                                                                     "prior.c": 2.0}))
+    hits = [float((run.cluster(run.sample(200, component=k, seed=k).x) == k).mean()) for k in range(8)]
+    assert min(hits) > 0.9, hits

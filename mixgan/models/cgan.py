@@ -1,10 +1,12 @@
 """Conditional GAN (Mirza & Osindero 2014): the condition is fed to both G and D.
 
 The condition is a one-hot class label, or any real vector when the data carries one
-(``npz:PATH`` with an array ``c``). In G it joins z at the input of the first hidden layer
-(or, with ``arch=cgan-mlp``, the paper's separate z and y layers meet in a joint hidden
-layer). In D it joins x: as constant extra channels of an image, extra inputs of a vector,
-or the paper's y maxout branch with ``arch=cgan-mlp``.
+(``npz:PATH`` with an array ``c``). On conv bodies (``model.condition=auto``, the default) it
+enters G through conditional BatchNorm and D through a projection head, as in the SNGAN/BigGAN
+family: concatenation at D's input measured 0.88 conditional accuracy on fashion-mnist where the
+projection is the modern fix (docs/conditional.md). ``model.condition=concat`` gives the paper's
+wiring: the condition joins z at G's input and x at D's (constant extra channels of an image,
+extra inputs of a vector); ``arch=cgan-mlp`` is the paper's MNIST network.
 
 Vector-conditioned models keep up to ``BANK_ROWS`` training conditions in their checkpoint,
 so sampling without conditions draws them from the data: p(x) = mean_i p(x | c_i).
@@ -17,7 +19,7 @@ from torch import nn
 
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
-from ..nets import build_discriminator, resolve_arch
+from ..nets import IMAGE_ARCHS, build_discriminator, resolve_arch
 from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
 
 BANK_ROWS = 10_000
@@ -49,6 +51,16 @@ class LabelConditioned(GANModel):
 
     def g_cond_dim(self) -> int:
         return self.num_classes
+
+    @property
+    def modern_condition(self) -> bool:
+        """``model.condition=auto`` on a conv body: the condition enters G by conditional BatchNorm and
+        D by projection (Miyato & Koyama 2018), not by concatenation as in the papers."""
+        m = self.cfg.model
+        return m.condition == "auto" and resolve_arch(m.arch, self.shape) in IMAGE_ARCHS
+
+    def g_cond_mode(self) -> str:
+        return "cbn" if self.modern_condition else "concat"
 
     def one_hot(self, y: torch.Tensor) -> torch.Tensor:
         return F.one_hot(y, self.num_classes).float()
@@ -103,7 +115,7 @@ class CGAN(LabelConditioned):
 
     def build_discriminator(self) -> nn.Module:
         m, cd = self.cfg.model, self.g_cond_dim()
-        if resolve_arch(m.arch, self.shape) == "cgan-mlp":
+        if self.modern_condition or resolve_arch(m.arch, self.shape) == "cgan-mlp":
             return build_discriminator(m.arch, self.shape, m.width, cond_dim=cd, spectral_norm=m.spectral_norm)
         shape = (self.shape[0] + cd, *self.shape[1:]) if len(self.shape) == 3 else (sum(self.shape) + cd,)
         return ConcatCondition(build_discriminator(m.arch, shape, m.width, spectral_norm=m.spectral_norm))

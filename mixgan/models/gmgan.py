@@ -20,6 +20,7 @@ cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -62,13 +63,47 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x + 0.05 * x.std(0, keepdim=True) * torch.randn(x.shape, generator=gen, device=x.device)
 
 
-def consistency_terms(logits_a: torch.Tensor, logits_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(agreement loss, marginal entropy) of two views' cluster logits: -mean log <p_a, p_b>, and
-    H of the mean prediction, which is largest when every cluster is used equally."""
+SINKHORN_TEMPERATURE = 0.1  # sharpens the targets: at 1 they stay as flat as E's early predictions,
+# and the swapped prediction settles on uniform predictions for every item (measured on digits)
+
+
+def balanced_targets(logits: torch.Tensor, iters: int = 10, temperature: float = SINKHORN_TEMPERATURE) -> torch.Tensor:
+    """Soft assignments of a batch to K clusters with every cluster given an equal share (Sinkhorn-Knopp,
+    as SwAV and SeLa use): softmax(logits / temperature) rescaled alternately per cluster and per
+    item, in log space so that a cluster no item favours does not underflow to 0 / 0."""
+    n, k = logits.shape
+    log_q = logits.float() / temperature
+    for _ in range(iters):
+        log_q = log_q - torch.logsumexp(log_q, 0, keepdim=True) - math.log(k)
+        log_q = log_q - torch.logsumexp(log_q, 1, keepdim=True)
+    return log_q.exp()
+
+
+def consistency_terms(logits_a: torch.Tensor, logits_b: torch.Tensor,
+                      balance: str = "entropy") -> tuple[torch.Tensor, torch.Tensor]:
+    """(agreement loss, marginal entropy) of two views' cluster logits. 'entropy': -mean log <p_a, p_b>
+    (SCAN); 'sinkhorn': each view predicts the other's equal-share assignment (SwAV's swapped
+    prediction), so a cluster cannot hold two classes while another class is split. The entropy is
+    that of the mean prediction, largest when every cluster is used equally."""
     pa, pb = logits_a.softmax(1), logits_b.softmax(1)
-    agree = -torch.log((pa * pb).sum(1).clamp_min(1e-8)).mean()
+    if balance == "sinkhorn":
+        with torch.no_grad():
+            qa, qb = balanced_targets(logits_a.detach()), balanced_targets(logits_b.detach())
+        agree = -0.5 * ((qb * logits_a.log_softmax(1)).sum(1) + (qa * logits_b.log_softmax(1)).sum(1)).mean()
+    else:
+        agree = -torch.log((pa * pb).sum(1).clamp_min(1e-8)).mean()
     mean = torch.cat([pa, pb]).mean(0)
     return agree, -(mean * torch.log(mean.clamp_min(1e-8))).sum()
+
+
+def self_label_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, threshold: float) -> torch.Tensor:
+    """SCAN's self-labelling: where view a is confident (max p > threshold), view b must predict its
+    cluster; 0 when no item is confident."""
+    with torch.no_grad():
+        conf, target = logits_a.softmax(1).max(1)
+        keep = (conf > threshold).float()
+    ce = F.cross_entropy(logits_b, target, reduction="none")
+    return (ce * keep).sum() / keep.sum().clamp_min(1.0)
 
 
 class GMGAN(GANModel):
@@ -179,9 +214,12 @@ class GMGAN(GANModel):
         logits, zhat = self.E_train(torch.cat([fake.x, augment(x, gen), augment(pair, gen)]))
         ce = F.cross_entropy(logits[:n], fake.k)
         l2 = (zhat[:n] - fake.eps).pow(2).mean()
-        agree, entropy = consistency_terms(logits[n:n + len(x)], logits[n + len(x):])
+        la, lb = logits[n:n + len(x)], logits[n + len(x):]
+        agree, entropy = consistency_terms(la, lb, m.encoder_balance)
         adv = self.generator_loss(fake)
         loss = adv + m.encoder_ce * ce + m.encoder_l2 * l2 + m.encoder_real * agree - m.encoder_entropy * entropy
+        if m.encoder_selflabel:
+            loss = loss + 0.5 * (self_label_loss(la, lb, m.encoder_selflabel) + self_label_loss(lb, la, m.encoder_selflabel))
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_e.zero_grad(set_to_none=True)
         loss.backward()

@@ -145,7 +145,7 @@ def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], w
     if missing or extra:
         detail = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
         raise MixganError(f"checkpoint does not fit this model's {what} ({detail}): "
-                          "is it from another model or another model.arch?")
+                          "is it from another model, model.arch or model.condition?")
     for key, value in state.items():
         if tuple(own[key].shape) != tuple(value.shape) or own[key].is_floating_point() != value.is_floating_point():
             raise MixganError(f"checkpoint does not fit this model's {what}: {key} is {value.dtype} "
