@@ -41,8 +41,7 @@ CONFIGS = {
     "gmgan-supervised K=3N": {"model.name": "gmgan-supervised", "prior.components": 30},
     "acgan": {"model.name": "acgan"},
     "cgan": {"model.name": "cgan"},
-    # the papers' wiring on the same bodies (the previous recipe always used it)
-    "acgan (concat)": {"model.name": "acgan", "model.condition": "concat"},
+    # the paper's wiring on the same bodies (the previous recipe always used it)
     "cgan (concat)": {"model.name": "cgan", "model.condition": "concat"},
 }
 SHARED = {**PREVIOUS_IMAGE_RECIPE, "model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,

@@ -36,7 +36,7 @@ class ModelConfig:
     width: int = 64  # conv base channels, or hidden units of the MLP bodies
     k: int = 5  # IC-GAN: neighbours per instance
     embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
-    # cgan/acgan on conv bodies: auto = conditional BatchNorm in G, projection in D (cgan); concat = the papers'
+    # cgan on conv bodies: auto = conditional BatchNorm in G, projection in D; concat = the paper's
     condition: str = "auto"
     info_weight: float = 0.0  # gmgan: weight of the "which Gaussian made this" head (0: the paper's model)
     # gmgan with an encoder E(x) -> (K logits, z-hat) trained with G (docs/gmgan.md, "Clustering with an encoder")
@@ -48,6 +48,7 @@ class ModelConfig:
     encoder_entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
     encoder_cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
     encoder_balance: str = "entropy"  # agreement of two views: entropy (SCAN) | sinkhorn (equal-share targets, SwAV)
+    encoder_heads: int = 1  # cluster heads trained side by side; the lowest-loss one is used (SCAN)
     encoder_selflabel: float = 0.0  # > 0: a view confident above this gives the other view its cluster as a label
 
 
@@ -285,6 +286,7 @@ def validate(cfg: Config) -> None:
         (m.condition in ("auto", "concat"), f"condition must be 'auto' or 'concat', got '{m.condition}'"),
         (m.encoder_balance in ("entropy", "sinkhorn"),
          f"encoder_balance must be 'entropy' or 'sinkhorn', got '{m.encoder_balance}'"),
+        (m.encoder_heads >= 1, f"encoder_heads must be >= 1, got {m.encoder_heads}"),
         (0 <= m.encoder_selflabel < 1, f"encoder_selflabel must be in [0, 1), got {m.encoder_selflabel}"),
         (not m.encoder or m.name == "gmgan", f"model.encoder is for model 'gmgan', not '{m.name}'"),
         (not (m.encoder and m.info_weight), "model.encoder and model.info_weight are alternatives: set one"),

@@ -24,7 +24,7 @@ from mixgan.data.idx import load_idx_dataset, read_idx
 from mixgan.data.images import _cifar_batch, image_folder
 from mixgan.data.npz import npz_dataset
 from mixgan.errors import MixganError
-from mixgan.training.checkpoint import read_checkpoint, save_checkpoint
+from mixgan.training.checkpoint import read_checkpoint
 
 from conftest import idx_bytes
 

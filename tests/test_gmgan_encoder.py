@@ -53,10 +53,12 @@ def test_report_shows_generated_beside_assigned_images(tmp_path, cli):
     assert code == 0 and "real images assigned to it" in html and "cluster-assigned.png" in html
 
 
-def test_resume_with_encoder_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("heads", [1, 3])
+def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads):
     from test_training import weights
 
-    extra = {**ENCODER, "data.dataset": "digits", "model.width": 8, "prior.components": 10}
+    extra = {**ENCODER, "data.dataset": "digits", "model.width": 8, "prior.components": 10,
+             "model.encoder_heads": heads, "train.steps": 80}  # heads are chosen until step 20
     mixgan.train(small_config(tmp_path / "a", **extra))
 
     class Crash:  # the process "dies" at step 13, after the checkpoint of step 10
@@ -118,7 +120,8 @@ def test_self_label_loss_uses_only_confident_items():
     assert self_label_loss(a[1:], b[1:], 0.99).item() == 0.0
 
 
-@pytest.mark.parametrize("extra", [{"model.encoder_balance": "sinkhorn"}, {"model.encoder_selflabel": 0.9}])
+@pytest.mark.parametrize("extra", [{"model.encoder_balance": "sinkhorn"}, {"model.encoder_selflabel": 0.9},
+                                   {"model.encoder_heads": 3}])
 def test_encoder_variants_assign_each_gaussians_samples_to_that_gaussian(tmp_path, extra):
     """The balanced and self-labelled agreement keep the encoder's claim on the toy ring."""
     run = mixgan.train(small_config(tmp_path, **ENCODER, **extra, **{"train.steps": 400, "train.checkpoint_every": 400,
@@ -126,3 +129,21 @@ def test_encoder_variants_assign_each_gaussians_samples_to_that_gaussian(tmp_pat
                                                                      "prior.c": 2.0}))
     hits = [float((run.cluster(run.sample(200, component=k, seed=k).x) == k).mean()) for k in range(8)]
     assert min(hits) > 0.9, hits
+
+
+def test_the_head_in_use_is_the_lowest_loss_one_until_selection_ends():
+    from mixgan.models.gmgan import Encoder
+
+    enc = Encoder("mlp", (2,), 16, components=4, latent_dim=3, heads=3)
+    x = torch.randn(5, 2)
+    for _ in range(50):
+        enc.track(torch.tensor([3.0, 1.0, 2.0]), selecting=True)
+    assert enc.head.item() == 1
+    logits, zhat = enc(x)
+    every, _ = enc(x, all_heads=True)
+    assert every.shape == (5, 3, 4) and zhat.shape == (5, 3) and torch.equal(logits, every[:, 1])
+    for _ in range(500):  # head 0 becomes the best, but selection is over: the Gaussians keep their clusters
+        enc.track(torch.tensor([0.0, 5.0, 5.0]), selecting=False)
+    assert enc.head.item() == 1 and enc.head_loss.argmin().item() == 0
+    assert {"head", "head_loss"} <= set(enc.state_dict())
+    assert "head" not in Encoder("mlp", (2,), 16, components=4, latent_dim=3).state_dict()

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 import mixgan
 from mixgan.errors import MixganError
-from mixgan.training.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
+from mixgan.training.checkpoint import list_checkpoints, read_checkpoint
 
 from conftest import idx_bytes, small_config
 

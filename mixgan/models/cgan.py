@@ -3,8 +3,8 @@
 The condition is a one-hot class label, or any real vector when the data carries one
 (``npz:PATH`` with an array ``c``). On conv bodies (``model.condition=auto``, the default) it
 enters G through conditional BatchNorm and D through a projection head, as in the SNGAN/BigGAN
-family: concatenation at D's input measured 0.88 conditional accuracy on fashion-mnist where the
-projection is the modern fix (docs/conditional.md). ``model.condition=concat`` gives the paper's
+family: on fashion-mnist at 10 CPU-minutes that took FID 35.9 to 15.5 and conditional accuracy
+0.879 to 0.928 against concatenation (docs/conditional.md). ``model.condition=concat`` gives the paper's
 wiring: the condition joins z at G's input and x at D's (constant extra channels of an image,
 extra inputs of a vector); ``arch=cgan-mlp`` is the paper's MNIST network.
 
@@ -51,16 +51,6 @@ class LabelConditioned(GANModel):
 
     def g_cond_dim(self) -> int:
         return self.num_classes
-
-    @property
-    def modern_condition(self) -> bool:
-        """``model.condition=auto`` on a conv body: the condition enters G by conditional BatchNorm and
-        D by projection (Miyato & Koyama 2018), not by concatenation as in the papers."""
-        m = self.cfg.model
-        return m.condition == "auto" and resolve_arch(m.arch, self.shape) in IMAGE_ARCHS
-
-    def g_cond_mode(self) -> str:
-        return "cbn" if self.modern_condition else "concat"
 
     def one_hot(self, y: torch.Tensor) -> torch.Tensor:
         return F.one_hot(y, self.num_classes).float()
@@ -112,6 +102,16 @@ class CGAN(LabelConditioned):
 
     def g_cond_dim(self) -> int:
         return self.spec.cond_dim if self.vector else self.num_classes
+
+    @property
+    def modern_condition(self) -> bool:
+        """``model.condition=auto`` on a conv body: the condition enters G by conditional BatchNorm and
+        D by projection (Miyato & Koyama 2018), not by concatenation as in the paper."""
+        m = self.cfg.model
+        return m.condition == "auto" and resolve_arch(m.arch, self.shape) in IMAGE_ARCHS
+
+    def g_cond_mode(self) -> str:
+        return "cbn" if self.modern_condition else "concat"
 
     def build_discriminator(self) -> nn.Module:
         m, cd = self.cfg.model, self.g_cond_dim()

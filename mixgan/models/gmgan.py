@@ -43,16 +43,44 @@ class EncoderBatch(Batch):
 
 
 class Encoder(nn.Module):
-    """A discriminator body with K + d outputs, read as (cluster logits, z-hat)."""
+    """A discriminator body with H·K + d outputs, read as H cluster heads of K logits and z-hat.
 
-    def __init__(self, arch: str, shape, width: int, components: int, latent_dim: int):
+    With several heads (``encoder_heads``, SCAN's remedy for a clustering stuck in a poor optimum)
+    every head is trained on the real-image terms, and the one in use (``head``, a buffer, so it is
+    checkpointed) is the one with the lowest running loss: a label-free choice, frozen after the
+    first ``SELECT_FRACTION`` of training so that the Gaussians keep one set of clusters to follow.
+    """
+
+    SELECT_FRACTION = 0.25
+    LOSS_DECAY = 0.99
+
+    def __init__(self, arch: str, shape, width: int, components: int, latent_dim: int, heads: int = 1):
         super().__init__()
-        self.components = components
-        self.net = build_discriminator(arch, shape, width, out_dim=components + latent_dim)
+        self.components, self.heads = components, heads
+        self.net = build_discriminator(arch, shape, width, out_dim=components * heads + latent_dim)
+        if heads > 1:  # (one head keeps the buffer-free state of runs made before heads existed)
+            self.register_buffer("head_loss", torch.zeros(heads))
+            self.register_buffer("head", torch.zeros(1, dtype=torch.long))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, all_heads: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K logits of the head in use, or B x H x K logits of every head; z-hat)."""
         out = self.net(x)
-        return out[:, :self.components], out[:, self.components:]
+        k = self.components * self.heads
+        logits, zhat = out[:, :k].unflatten(1, (self.heads, self.components)), out[:, k:]
+        return (logits if all_heads else self.in_use(logits)), zhat
+
+    def in_use(self, logits: torch.Tensor) -> torch.Tensor:
+        """The head in use from B x H x K logits."""
+        return logits[:, 0] if self.heads == 1 else logits.index_select(1, self.head).squeeze(1)
+
+    @torch.no_grad()
+    def track(self, losses: torch.Tensor, selecting: bool) -> None:
+        """Update each head's running loss and, while ``selecting``, use the lowest (on the device: no sync)."""
+        if self.heads == 1:
+            return
+        self.head_loss.mul_(self.LOSS_DECAY).add_((1 - self.LOSS_DECAY) * losses.detach())
+        if selecting:
+            self.head.copy_(self.head_loss.argmin().view(1))
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -117,7 +145,7 @@ class GMGAN(GANModel):
         self.E = self.opt_e = None
         if self.cfg.model.encoder:
             m, t, p = self.cfg.model, self.cfg.train, self.cfg.prior
-            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim)
+            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim, m.encoder_heads)
             self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.E_train = self.E
 
@@ -211,20 +239,30 @@ class GMGAN(GANModel):
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
         x, n = real.x, len(fake.x)
         pair = x if real.pair is None else real.pair
-        logits, zhat = self.E_train(torch.cat([fake.x, augment(x, gen), augment(pair, gen)]))
+        heads, zhat = self.E_train(torch.cat([fake.x, augment(x, gen), augment(pair, gen)]), all_heads=True)
+        logits = self.E.in_use(heads)
         ce = F.cross_entropy(logits[:n], fake.k)
         l2 = (zhat[:n] - fake.eps).pow(2).mean()
-        la, lb = logits[n:n + len(x)], logits[n + len(x):]
-        agree, entropy = consistency_terms(la, lb, m.encoder_balance)
+        real_terms = []
+        for h in range(self.E.heads):
+            la, lb = heads[n:n + len(x), h], heads[n + len(x):, h]
+            agree, entropy = consistency_terms(la, lb, m.encoder_balance)
+            term = m.encoder_real * agree - m.encoder_entropy * entropy
+            if m.encoder_selflabel:
+                term = term + 0.5 * (self_label_loss(la, lb, m.encoder_selflabel)
+                                     + self_label_loss(lb, la, m.encoder_selflabel))
+            real_terms.append((term, agree, entropy))
+        terms = torch.stack([t[0] for t in real_terms])
+        agree, entropy = (torch.stack([t[i] for t in real_terms]).mean() for i in (1, 2))  # logged: mean over heads
         adv = self.generator_loss(fake)
-        loss = adv + m.encoder_ce * ce + m.encoder_l2 * l2 + m.encoder_real * agree - m.encoder_entropy * entropy
-        if m.encoder_selflabel:
-            loss = loss + 0.5 * (self_label_loss(la, lb, m.encoder_selflabel) + self_label_loss(lb, la, m.encoder_selflabel))
+        loss = adv + m.encoder_ce * ce + m.encoder_l2 * l2 + terms.sum()
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_e.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         self.opt_e.step()
+        # after backward, which needs the head index as it was
+        self.E.track(terms, selecting=self.step < Encoder.SELECT_FRACTION * self.cfg.train.steps)
         self.D.requires_grad_(True)
         self.update_ema()
         return {"loss_d": loss_d.detach(), "loss_g": adv.detach(), "enc_ce": ce.detach(), "enc_l2": l2.detach(),
