@@ -4,8 +4,8 @@ The condition is a one-hot class label, or any real vector when the data carries
 (``npz:PATH`` with an array ``c``). On conv bodies (``model.condition=auto``, the default) it
 enters G through conditional BatchNorm and D through a projection head, as in the SNGAN/BigGAN
 family: on fashion-mnist at 10 CPU-minutes that took FID 35.9 to 15.5 and conditional accuracy
-0.879 to 0.928 against concatenation (docs/conditional.md). ``model.condition=concat`` gives the paper's
-wiring: the condition joins z at G's input and x at D's (constant extra channels of an image,
+0.879 to 0.928 against concatenation (seed 0, docs/conditional.md). ``model.condition=concat``
+gives the paper's wiring: the condition joins z at G's input and x at D's (constant extra channels of an image,
 extra inputs of a vector); ``arch=cgan-mlp`` is the paper's MNIST network.
 
 Vector-conditioned models keep up to ``BANK_ROWS`` training conditions in their checkpoint,

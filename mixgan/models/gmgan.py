@@ -99,7 +99,7 @@ def balanced_targets(logits: torch.Tensor, iters: int = 10, temperature: float =
     """Soft assignments of a batch to K clusters with every cluster given an equal share (Sinkhorn-Knopp,
     as SwAV and SeLa use): softmax(logits / temperature) rescaled alternately per cluster and per
     item, in log space so that a cluster no item favours does not underflow to 0 / 0."""
-    n, k = logits.shape
+    k = logits.shape[1]
     log_q = logits.float() / temperature
     for _ in range(iters):
         log_q = log_q - torch.logsumexp(log_q, 0, keepdim=True) - math.log(k)
