@@ -25,7 +25,7 @@ from torch import nn
 from ..config import Config
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
-from ..nets import LatentGenerator, build_discriminator, build_generator
+from ..nets import IMAGE_ARCHS, LatentGenerator, build_discriminator, build_generator, resolve_arch
 from ..nets.augment import attach_augment
 from ..priors import build_prior
 from . import losses
@@ -156,6 +156,11 @@ class GANModel:
         """Set the ``*_train`` modules, the ones called where a gradient must be synchronised:
         ``wrap`` is DDP under torchrun (see training.dist.wrap), the identity otherwise."""
         self.G_train, self.D_train = wrap(self.G), wrap(self.D)
+
+    @property
+    def conv_body(self) -> bool:
+        """G and D are conv bodies (``IMAGE_ARCHS``), which take conditional BatchNorm and a projection head."""
+        return resolve_arch(self.cfg.model.arch, self.shape) in IMAGE_ARCHS
 
     @property
     def device(self) -> torch.device:

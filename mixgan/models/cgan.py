@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
-from ..nets import IMAGE_ARCHS, build_discriminator, resolve_arch
+from ..nets import build_discriminator, resolve_arch
 from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
 
 BANK_ROWS = 10_000
@@ -107,8 +107,7 @@ class CGAN(LabelConditioned):
     def modern_condition(self) -> bool:
         """``model.condition=auto`` on a conv body: the condition enters G by conditional BatchNorm and
         D by projection (Miyato & Koyama 2018), not by concatenation as in the paper."""
-        m = self.cfg.model
-        return m.condition == "auto" and resolve_arch(m.arch, self.shape) in IMAGE_ARCHS
+        return self.cfg.model.condition == "auto" and self.conv_body
 
     def g_cond_mode(self) -> str:
         return "cbn" if self.modern_condition else "concat"

@@ -14,7 +14,8 @@ z-hat) trained with G so that the Gaussians become the clusters and every real i
 Gaussian from E directly. G and E minimise ``encoder_ce`` * CE(E(G(z_k)), k) and
 ``encoder_l2`` * |z-hat - eps|^2 (ClusterGAN's terms); E also sees real images: it must give two
 random views of one image (or of an image and one of its ``encoder_neighbors`` nearest) the
-same cluster (``encoder_real``, SCAN's consistency) while keeping all K clusters in use (``encoder_entropy`` times the entropy of its mean prediction).
+same cluster (``encoder_real``, SCAN's consistency) while keeping all K clusters in use
+(``encoder_entropy`` times the entropy of its mean prediction).
 With ``encoder_cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
 cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
@@ -116,7 +117,7 @@ def consistency_terms(logits_a: torch.Tensor, logits_b: torch.Tensor,
     pa, pb = logits_a.softmax(1), logits_b.softmax(1)
     if balance == "sinkhorn":
         with torch.no_grad():
-            qa, qb = balanced_targets(logits_a.detach()), balanced_targets(logits_b.detach())
+            qa, qb = balanced_targets(logits_a), balanced_targets(logits_b)
         agree = -0.5 * ((qb * logits_a.log_softmax(1)).sum(1) + (qa * logits_b.log_softmax(1)).sum(1)).mean()
     else:
         agree = -torch.log((pa * pb).sum(1).clamp_min(1e-8)).mean()

@@ -25,7 +25,7 @@ from torch import nn
 from ..data import DataSpec, Dataset
 from ..embeddings import embed, get_embedding, knn
 from ..errors import MixganError
-from ..nets import IMAGE_ARCHS, build_discriminator, resolve_arch
+from ..nets import build_discriminator
 from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
 
 INSTANCES_FILE = "instances.safetensors"
@@ -66,7 +66,7 @@ class ICGAN(GANModel):
         return self.h_dim + (self.num_classes if self.uses_labels else 0)
 
     def g_cond_mode(self) -> str:
-        return "cbn" if resolve_arch(self.cfg.model.arch, self.shape) in IMAGE_ARCHS else "concat"
+        return "cbn" if self.conv_body else "concat"
 
     def build_discriminator(self) -> nn.Module:
         m = self.cfg.model
