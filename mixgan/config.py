@@ -44,7 +44,9 @@ class ModelConfig:
     encoder_ce: float = 10.0  # weight of CE(E(G(z_k)), k), for G and E
     encoder_l2: float = 0.0  # weight of |z-hat - eps|^2 on generated images, for G and E
     encoder_real: float = 1.0  # weight of the agreement of E on two augmentations of a real image
-    encoder_neighbors: int = 0  # k > 0: pair each real image with one of its k nearest (pixel) neighbours
+    encoder_neighbors: int = 0  # k > 0: pair each real image with one of its k nearest neighbours
+    encoder_space: str = "pixels"  # the embedding those neighbours are found in: pixels | selfsup (no labels)
+    encoder_init: str = "scratch"  # E's body: D's, from scratch | selfsup: the contrastive encoder, pretrained
     encoder_entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
     encoder_cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
     encoder_balance: str = "entropy"  # agreement of two views: entropy (SCAN) | sinkhorn (equal-share targets, SwAV)
@@ -286,6 +288,10 @@ def validate(cfg: Config) -> None:
         (m.condition in ("auto", "concat"), f"condition must be 'auto' or 'concat', got '{m.condition}'"),
         (m.encoder_balance in ("entropy", "sinkhorn"),
          f"encoder_balance must be 'entropy' or 'sinkhorn', got '{m.encoder_balance}'"),
+        (m.encoder_space in ("pixels", "selfsup"),
+         f"encoder_space must be 'pixels' or 'selfsup', got '{m.encoder_space}'"),
+        (m.encoder_init in ("scratch", "selfsup"),
+         f"encoder_init must be 'scratch' or 'selfsup', got '{m.encoder_init}'"),
         (m.encoder_heads >= 1, f"encoder_heads must be >= 1, got {m.encoder_heads}"),
         (0 <= m.encoder_selflabel < 1, f"encoder_selflabel must be in [0, 1), got {m.encoder_selflabel}"),
         (not m.encoder or m.name == "gmgan", f"model.encoder is for model 'gmgan', not '{m.name}'"),

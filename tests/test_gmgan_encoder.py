@@ -53,12 +53,24 @@ def test_report_shows_generated_beside_assigned_images(tmp_path, cli):
     assert code == 0 and "real images assigned to it" in html and "cluster-assigned.png" in html
 
 
-@pytest.mark.parametrize("heads", [1, 3])
-def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads):
+@pytest.fixture
+def quick_selfsup(monkeypatch):
+    """'selfsup' trained for 40 steps (cached like the real one), so that tests can afford it."""
+    from mixgan import embeddings
+    from mixgan.embeddings.selfsup import SelfSupEmbedding
+
+    monkeypatch.setitem(embeddings.EMBEDDINGS, "selfsup", lambda spec: SelfSupEmbedding(spec, steps=40, batch_size=128))
+
+
+SELFSUP = {"model.encoder_init": "selfsup", "model.encoder_space": "selfsup", "model.encoder_neighbors": 3}
+
+
+@pytest.mark.parametrize("heads, extra", [(1, {}), (3, {}), (2, SELFSUP)])
+def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads, extra, quick_selfsup):
     from test_training import weights
 
     extra = {**ENCODER, "data.dataset": "digits", "model.width": 8, "prior.components": 10,
-             "model.encoder_heads": heads, "train.steps": 80}  # heads are chosen until step 20
+             "model.encoder_heads": heads, "train.steps": 80, **extra}  # heads are chosen until step 20
     mixgan.train(small_config(tmp_path / "a", **extra))
 
     class Crash:  # the process "dies" at step 13, after the checkpoint of step 10
@@ -86,10 +98,52 @@ def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads):
     ({"prior.means": "grid"}, "means must be"),
     ({"model.encoder": True, "model.encoder_balance": "kmeans"}, "encoder_balance must be"),
     ({"model.encoder": True, "model.encoder_selflabel": 1.0}, "encoder_selflabel must be in"),
+    ({"model.encoder": True, "model.encoder_space": "classifier"}, "encoder_space must be"),
+    ({"model.encoder": True, "model.encoder_init": "imagenet"}, "encoder_init must be"),
 ])
 def test_bad_encoder_settings_are_refused(tmp_path, values, message):
     with pytest.raises(MixganError, match=message):
         small_config(tmp_path, **values)
+
+
+def test_selfsup_settings_on_points_are_one_clear_error(tmp_path, cli):
+    cfg = small_config(tmp_path, **ENCODER, **{"model.encoder_init": "selfsup"})
+    with pytest.raises(MixganError, match="need images"):
+        mixgan.train(cfg)
+    code, out, err = cli("train", "--dataset", "ring", "--set", "model.encoder=true", "--set",
+                         "model.encoder_space=selfsup", "--set", "model.encoder_neighbors=3", "--out", tmp_path / "c")
+    assert code == 2 and "need images" in err and len(err.strip().splitlines()) == 1
+
+
+def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_clusters(quick_selfsup, tmp_path):
+    """encoder_init=selfsup: before any step E's body is the contrastive encoder, and every head puts
+    each training image in the cluster of its nearest k-means centre on that body's features
+    (restart h for head h), so the heads differ; neighbours are found in the same features."""
+    from sklearn.cluster import KMeans
+
+    from mixgan.data import load_dataset
+    from mixgan.embeddings import get_embedding
+    from mixgan.models import build_model
+
+    cfg = small_config(tmp_path, **ENCODER, **SELFSUP, **{"data.dataset": "digits", "prior.components": 10,
+                                                          "model.encoder_heads": 2})
+    data = load_dataset("digits")
+    model = build_model(cfg, data.spec(), "cpu")
+    model.attach_data(data)
+    emb = get_embedding("selfsup", data.spec())
+    emb.fit(data)
+    for key, value in emb.net.state_dict().items():
+        assert torch.equal(model.E.net[0].state_dict()[key], value), key
+    feats = emb.net(data.x_train.float()).double().numpy()
+    model.E.eval()
+    with torch.no_grad():
+        heads = model.E(data.x_train.float(), all_heads=True)[0]
+    for h in range(2):
+        km = KMeans(10, n_init=10, random_state=cfg.train.seed + h).fit(feats)
+        assert (heads[:, h].argmax(1).numpy() == km.labels_).mean() > 0.99
+    assert (heads[:, 0].argmax(1) != heads[:, 1].argmax(1)).any()
+    same = data.y_train[model.neighbors] == data.y_train[:, None]
+    assert same.float().mean() > 0.8  # labels only score the neighbours here
 
 
 def test_balanced_targets_give_every_cluster_an_equal_share_even_when_one_cluster_holds_all():

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..embeddings import knn, selfsup
+from ..embeddings import embed, get_embedding, knn, selfsup
+from ..errors import MixganError
 from ..nets import build_discriminator
 from . import losses
 from .base import Batch, GANModel, held
@@ -55,10 +56,15 @@ class Encoder(nn.Module):
     SELECT_FRACTION = 0.25
     LOSS_DECAY = 0.99
 
-    def __init__(self, arch: str, shape, width: int, components: int, latent_dim: int, heads: int = 1):
+    def __init__(self, arch: str, shape, width: int, components: int, latent_dim: int, heads: int = 1,
+                 init: str = "scratch"):
         super().__init__()
         self.components, self.heads = components, heads
-        self.net = build_discriminator(arch, shape, width, out_dim=components * heads + latent_dim)
+        out = components * heads + latent_dim
+        if init == "selfsup":  # the contrastive encoder's body (its weights come in attach_data) + a linear head
+            self.net = nn.Sequential(selfsup.Encoder(shape[0]), nn.Linear(selfsup.FEATURE_DIM, out))
+        else:
+            self.net = build_discriminator(arch, shape, width, out_dim=out)
         if heads > 1:  # (one head keeps the buffer-free state of runs made before heads existed)
             self.register_buffer("head_loss", torch.zeros(heads))
             self.register_buffer("head", torch.zeros(1, dtype=torch.long))
@@ -135,18 +141,28 @@ def self_label_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, threshold: f
     return (ce * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+KMEANS_MARGIN = 2.0  # logit gap of the k-means head initialisation between an item's two nearest centres
+
+
 class GMGAN(GANModel):
     name = "gmgan"
     mixture = True
 
     neighbors = held()  # with encoder_neighbors = k: each training image's k nearest, M x k
 
+    def check(self, spec) -> None:
+        m = self.cfg.model
+        if m.encoder and "selfsup" in (m.encoder_init, m.encoder_space) and spec.kind != "image":
+            raise MixganError(f"model.encoder_init and model.encoder_space 'selfsup' need images; dataset "
+                              f"'{spec.name}' holds points (use 'scratch' and 'pixels')")
+
     def build_networks(self) -> None:
         super().build_networks()
         self.E = self.opt_e = None
         if self.cfg.model.encoder:
             m, t, p = self.cfg.model, self.cfg.train, self.cfg.prior
-            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim, m.encoder_heads)
+            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim, m.encoder_heads,
+                             m.encoder_init)
             self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.E_train = self.E
 
@@ -186,8 +202,44 @@ class GMGAN(GANModel):
 
     def attach_data(self, data) -> None:
         super().attach_data(data)
-        k = self.cfg.model.encoder_neighbors
-        self.neighbors = knn(self.x_train.flatten(1), k)[0] if self.E is not None and k else None
+        m = self.cfg.model
+        self.neighbors = None
+        if self.E is None:
+            return
+        uses_selfsup = "selfsup" in (m.encoder_init, m.encoder_space if m.encoder_neighbors else "")
+        emb = get_embedding("selfsup", self.spec) if uses_selfsup else None
+        if emb is not None:
+            emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
+        if m.encoder_init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
+            self.init_encoder(emb.net)
+        if m.encoder_neighbors:
+            feats = self.x_train.flatten(1) if m.encoder_space == "pixels" else embed(emb, self.x_train)
+            self.neighbors = knn(feats, m.encoder_neighbors)[0]
+
+    @torch.no_grad()
+    def init_encoder(self, body: nn.Module) -> None:
+        """E from the contrastive encoder: its body's weights, and every cluster head set to the
+        k-means clustering of the body's features of the training images (restart h of head h,
+        seeded by ``train.seed``), so that clustering starts where k-means on those features ends
+        instead of from a random head, which on digits merged whole digits on some seeds."""
+        from sklearn.cluster import KMeans
+
+        self.E.net[0].load_state_dict(body.state_dict())
+        body = self.E.net[0].eval()
+        feats = torch.cat([body(self.x_train[i:i + 1000].float()) for i in range(0, len(self.x_train), 1000)])
+        body.train()
+        f = feats.double().cpu().numpy()
+        head, k = self.E.net[1], self.components
+        for h in range(self.E.heads):
+            km = KMeans(k, n_init=10, random_state=self.cfg.train.seed + h).fit(f)
+            centres = torch.as_tensor(km.cluster_centers_)
+            # logits alpha * (c_k . f - |c_k|^2 / 2) rank clusters as the distance to c_k does; alpha
+            # makes the gap between the nearest and the next centre KMEANS_MARGIN on the median item
+            dist = torch.cdist(torch.as_tensor(f), centres).pow(2).sort(1).values
+            alpha = 2 * KMEANS_MARGIN / (dist[:, 1] - dist[:, 0]).median()
+            rows = slice(h * k, (h + 1) * k)
+            head.weight[rows] = (alpha * centres).to(head.weight)
+            head.bias[rows] = (-alpha * centres.pow(2).sum(1) / 2).to(head.bias)
 
     def batch(self, index: torch.Tensor) -> Batch:
         """The real batch; with neighbours also ``pair``: for each image one of its k nearest
