@@ -134,7 +134,7 @@ def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_cluster
     emb.fit(data)
     for key, value in emb.net.state_dict().items():
         assert torch.equal(model.E.net[0].state_dict()[key], value), key
-    feats = emb.net(data.x_train.float()).double().numpy()
+    feats = emb(data.x_train).double().numpy()
     model.E.eval()
     with torch.no_grad():
         heads = model.E(data.x_train.float(), all_heads=True)[0]
