@@ -15,7 +15,10 @@ Gaussian from E directly. G and E minimise ``encoder_ce`` * CE(E(G(z_k)), k) and
 ``encoder_l2`` * |z-hat - eps|^2 (ClusterGAN's terms); E also sees real images: it must give two
 random views of one image (or of an image and one of its ``encoder_neighbors`` nearest) the
 same cluster (``encoder_real``, SCAN's consistency) while keeping all K clusters in use
-(``encoder_entropy`` times the entropy of its mean prediction).
+(``encoder_entropy`` times the entropy of its mean prediction). On images the neighbours can come
+from the label-free contrastive embedding (``encoder_space``), and E can start from that
+embedding's encoder with heads at its features' k-means clusters (``encoder_init``), as SCAN
+starts from a pretext network: on digits that is what lifts clustering past 0.9.
 With ``encoder_cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
 cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
