@@ -49,6 +49,8 @@ def config(dataset: str, batch: int, steps: int, out: str, device: str, extra: d
               "train.ema": False, "train.lr_decay": "none", "train.device": device, "out": out}
     if dataset in ("ring", "grid"):
         values.update({"prior.components": 8 if dataset == "ring" else 25, "prior.latent_dim": 2})
+    else:
+        values["prior.components"] = 10
     values.update(extra or {})
     return mixgan.build_config(values)
 
