@@ -209,9 +209,9 @@ class GMGAN(GANModel):
         self.neighbors = None
         if self.E is None:
             return
-        uses_selfsup = "selfsup" in (m.encoder_init, m.encoder_space if m.encoder_neighbors else "")
-        emb = get_embedding("selfsup", self.spec) if uses_selfsup else None
-        if emb is not None:
+        emb = None
+        if m.encoder_init == "selfsup" or (m.encoder_neighbors and m.encoder_space == "selfsup"):
+            emb = get_embedding("selfsup", self.spec)
             emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
         if m.encoder_init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
             self.init_encoder(emb.net)
