@@ -39,6 +39,8 @@ DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 CONFIGS = {
     "gmgan-supervised K=N": {"model.name": "gmgan-supervised", "prior.components": 10},
     "gmgan-supervised K=3N": {"model.name": "gmgan-supervised", "prior.components": 30},
+    # with --recipe current: what `mixgan train --model gmgan-supervised` gives (the preset's K = 30, sigma 1)
+    "gmgan-supervised defaults": {"model.name": "gmgan-supervised", "prior.sigma": 1.0},
     "acgan": {"model.name": "acgan"},
     "cgan": {"model.name": "cgan"},
     # the paper's wiring on the same bodies (the previous recipe always used it)
