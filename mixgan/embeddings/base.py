@@ -134,8 +134,8 @@ class FunctionEmbedding(Embedding):
 
 
 @torch.no_grad()
-def embed(embedding: Embedding, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """L2-normalised features of ``x``, in batches."""
+def embed(embedding: Embedding, x: torch.Tensor, batch_size: int = 1000, normalize: bool = True) -> torch.Tensor:
+    """Features of ``x``, in batches; L2-normalised unless ``normalize`` is false."""
     if len(x) == 0:
         return torch.zeros(0, embedding.dim)
     parts = [embedding(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
@@ -144,4 +144,4 @@ def embed(embedding: Embedding, x: torch.Tensor, batch_size: int = 1000) -> torc
         raise MixganError(f"embedding '{embedding.name}' gave {h.shape[1]} features, expected {embedding.dim}")
     if not torch.isfinite(h).all():
         raise MixganError(f"embedding '{embedding.name}' gave NaN or infinite features")
-    return F.normalize(h, dim=1)
+    return F.normalize(h, dim=1) if normalize else h

@@ -209,28 +209,27 @@ class GMGAN(GANModel):
         self.neighbors = None
         if self.E is None:
             return
-        emb = None
+        feats = self.x_train.flatten(1)
         if m.encoder_init == "selfsup" or (m.encoder_neighbors and m.encoder_space == "selfsup"):
             emb = get_embedding("selfsup", self.spec)
             emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
-        if m.encoder_init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
-            self.init_encoder(emb.net)
+            selfsup_feats = embed(emb, self.x_train, normalize=False)  # one pass, for k-means and kNN
+            if m.encoder_init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
+                self.init_encoder(emb.net, selfsup_feats)
+            if m.encoder_space == "selfsup":
+                feats = selfsup_feats
         if m.encoder_neighbors:
-            feats = self.x_train.flatten(1) if m.encoder_space == "pixels" else embed(emb, self.x_train)
-            self.neighbors = knn(feats, m.encoder_neighbors)[0]
+            self.neighbors = knn(feats, m.encoder_neighbors)[0]  # (knn compares directions: cosine)
 
     @torch.no_grad()
-    def init_encoder(self, body: nn.Module) -> None:
-        """E from the contrastive encoder: its body's weights, and every cluster head set to the
-        k-means clustering of the body's features of the training images (restart h of head h,
-        seeded by ``train.seed``), so that clustering starts where k-means on those features ends
-        instead of from a random head, which on digits merged whole digits on some seeds."""
+    def init_encoder(self, body: nn.Module, feats: torch.Tensor) -> None:
+        """E from the contrastive encoder: the weights of its ``body``, and every cluster head set to
+        the k-means clustering of that body's features of the training images, ``feats`` (restart h
+        of head h, seeded by ``train.seed``), so that clustering starts where k-means on those
+        features ends instead of from a random head, which on digits merged whole digits on some seeds."""
         from sklearn.cluster import KMeans
 
         self.E.net[0].load_state_dict(body.state_dict())
-        body = self.E.net[0].eval()
-        feats = torch.cat([body(self.x_train[i:i + 1000].float()) for i in range(0, len(self.x_train), 1000)])
-        body.train()
         f = feats.double().cpu().numpy()
         head, k = self.E.net[1], self.components
         for h in range(self.E.heads):
