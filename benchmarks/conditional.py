@@ -45,6 +45,10 @@ CONFIGS = {
     "cgan": {"model.name": "cgan"},
     # the paper's wiring on the same bodies (the previous recipe always used it)
     "cgan (concat)": {"model.name": "cgan", "model.condition": "concat"},
+    # the two levers toward class fidelity (docs/conditional.md): a matching-aware D, an auxiliary class head
+    "cgan mismatch=1": {"model.name": "cgan", "model.mismatch": 1.0},
+    "cgan class_weight=0.5": {"model.name": "cgan", "model.class_weight": 0.5},
+    "gmgan-supervised defaults mismatch=1": {"model.name": "gmgan-supervised", "prior.sigma": 1.0, "model.mismatch": 1.0},
 }
 DEFAULT_CONFIGS = ["gmgan-supervised K=N", "gmgan-supervised K=3N", "acgan", "cgan"]
 SHARED = {**PREVIOUS_IMAGE_RECIPE, "model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,

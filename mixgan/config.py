@@ -38,6 +38,11 @@ class ModelConfig:
     embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
     # cgan on conv bodies: auto = conditional BatchNorm in G, projection in D; concat = the paper's
     condition: str = "auto"
+    # cgan, gmgan-supervised: weight of real images paired with a wrong class, scored as fakes by D
+    # (a matching-aware D, Reed et al. 2016); cgan: weight of an auxiliary class head on D
+    # (cross-entropy of real images for D, of G's samples for G)
+    mismatch: float = 0.0
+    class_weight: float = 0.0
     info_weight: float = 0.0  # gmgan: weight of the "which Gaussian made this" head (0: the paper's model)
     # gmgan with an encoder E(x) -> (K logits, z-hat) trained with G (docs/gmgan.md, "Clustering with an encoder")
     encoder: bool = False
@@ -288,6 +293,7 @@ def validate(cfg: Config) -> None:
          "encoder_ce, encoder_l2, encoder_real and encoder_entropy must be >= 0"),
         (m.encoder_neighbors >= 0, f"encoder_neighbors must be >= 0, got {m.encoder_neighbors}"),
         (m.condition in ("auto", "concat"), f"condition must be 'auto' or 'concat', got '{m.condition}'"),
+        (min(m.class_weight, m.mismatch) >= 0, "class_weight and mismatch must be >= 0"),
         (m.encoder_balance in ("entropy", "sinkhorn"),
          f"encoder_balance must be 'entropy' or 'sinkhorn', got '{m.encoder_balance}'"),
         (m.encoder_space in ("pixels", "selfsup"),

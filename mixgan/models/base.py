@@ -98,6 +98,12 @@ def check_labelled(name: str, spec: DataSpec, hint: str = "") -> None:
         raise MixganError(f"model '{name}' needs class labels; dataset '{spec.name}' has none{hint}")
 
 
+def wrong_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """For each label another class: offsets 1..N-1 cycle over the batch, so no RNG is drawn."""
+    offset = 1 + torch.arange(len(y), device=y.device) % (num_classes - 1)
+    return (y + offset) % num_classes
+
+
 class held:
     """A model attribute stored as a non-persistent buffer of ``model.held`` (kept out of
     checkpoints, moved by ``model.to``); assigning a tensor puts it on the model's device."""

@@ -20,7 +20,8 @@ from torch import nn
 from ..data import DataSpec, Dataset
 from ..errors import MixganError
 from ..nets import build_discriminator, resolve_arch
-from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
+from . import losses
+from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held, wrong_labels
 
 BANK_ROWS = 10_000
 BANK_VALUES = 2_000_000  # cap on rows x cond_dim kept in a checkpoint
@@ -99,6 +100,8 @@ class CGAN(LabelConditioned):
     def check(self, spec: DataSpec) -> None:
         if spec.cond_dim == 0:
             check_labelled(self.name, spec)
+        elif self.cfg.model.class_weight or self.cfg.model.mismatch:
+            raise MixganError("class_weight and mismatch need class labels; this cgan is conditioned on vectors")
 
     def g_cond_dim(self) -> int:
         return self.spec.cond_dim if self.vector else self.num_classes
@@ -114,13 +117,51 @@ class CGAN(LabelConditioned):
 
     def build_discriminator(self) -> nn.Module:
         m, cd = self.cfg.model, self.g_cond_dim()
+        aux = self.num_classes if m.class_weight else 0
         if self.modern_condition or resolve_arch(m.arch, self.shape) == "cgan-mlp":
-            return build_discriminator(m.arch, self.shape, m.width, cond_dim=cd, spectral_norm=m.spectral_norm)
+            return build_discriminator(m.arch, self.shape, m.width, cond_dim=cd, aux_classes=aux,
+                                       spectral_norm=m.spectral_norm)
         shape = (self.shape[0] + cd, *self.shape[1:]) if len(self.shape) == 3 else (sum(self.shape) + cd,)
-        return ConcatCondition(build_discriminator(m.arch, shape, m.width, spectral_norm=m.spectral_norm))
+        return ConcatCondition(build_discriminator(m.arch, shape, m.width, aux_classes=aux,
+                                                   spectral_norm=m.spectral_norm))
 
-    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
+    def d_logits(self, b: Batch, train: bool = True):
+        """D's real/fake logits for (x, condition); with ``class_weight``, also its class logits."""
         return (self.D_train if train else self.D)(b.x, self.condition(b))
+
+    def discriminator_loss(self, real: Batch, fake: Batch) -> torch.Tensor:
+        m = self.cfg.model
+        if not (m.class_weight or m.mismatch):
+            return super().discriminator_loss(real, fake)
+        adv_r, cls_r, adv_wrong = self.real_outputs(real)
+        loss = losses.d_loss(adv_r, self.split(self.d_logits(fake))[0], self.loss_kind)
+        if m.class_weight:
+            loss = loss + m.class_weight * F.cross_entropy(cls_r, real.y)
+        if m.mismatch:
+            loss = loss + m.mismatch * losses.d_fake(adv_wrong, self.loss_kind)
+        return loss
+
+    def real_outputs(self, real: Batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """D on real images: logits of the true pairs, class logits (``class_weight``), and with
+        ``mismatch`` the logits of each image paired with a wrong class."""
+        if not self.cfg.model.mismatch:
+            return (*self.split(self.d_logits(real)), None)
+        wrong = self.one_hot(wrong_labels(real.y, self.num_classes))
+        if self.modern_condition:  # the projection is linear in the condition: both pairs from one pass
+            adv, cls = self.split(self.D_train(real.x, torch.stack([self.condition(real), wrong], 1)))
+            return adv[:, :1], cls, adv[:, 1:]
+        adv, cls = self.split(self.d_logits(real))
+        return adv, cls, self.split(self.D_train(real.x, wrong))[0]
+
+    def generator_loss(self, fake: Batch) -> torch.Tensor:
+        if not self.cfg.model.class_weight:
+            return super().generator_loss(fake)
+        adv, cls = self.d_logits(fake, train=False)
+        return losses.g_loss(adv, self.loss_kind) + self.cfg.model.class_weight * F.cross_entropy(cls, fake.y)
+
+    @staticmethod
+    def split(out) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return out if isinstance(out, tuple) else (out, None)
 
     # ---- vector conditions ----------------------------------------------------------
     def attach_data(self, data: Dataset) -> None:

@@ -14,7 +14,8 @@ from torch import nn
 from ..data import DataSpec
 from ..errors import MixganError
 from ..nets import build_discriminator
-from .base import Batch, GANModel, SamplePlan, Samples, check_labelled
+from . import losses
+from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, wrong_labels
 
 
 class SupervisedGMGAN(GANModel):
@@ -45,6 +46,15 @@ class SupervisedGMGAN(GANModel):
         """The logit of each sample's own class (y for real data, f(k) for fakes)."""
         logits = (self.D_train if train else self.D)(b.x)
         return logits.gather(1, b.y[:, None])[:, 0]
+
+    def discriminator_loss(self, real: Batch, fake: Batch) -> torch.Tensor:
+        """With ``model.mismatch``, D also pushes down the logit of a wrong class of each real image."""
+        w = self.cfg.model.mismatch
+        if not w:
+            return super().discriminator_loss(real, fake)
+        logits = self.D_train(real.x)
+        own, wrong = (logits.gather(1, y[:, None])[:, 0] for y in (real.y, wrong_labels(real.y, self.num_classes)))
+        return losses.d_loss(own, self.d_logits(fake), self.loss_kind) + w * losses.d_fake(wrong, self.loss_kind)
 
     def plan(self, n, component, label, generator, **request) -> SamplePlan:
         if component is not None and label is not None and component % self.num_classes != label:

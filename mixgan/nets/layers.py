@@ -56,7 +56,10 @@ class Heads(nn.Module):
     def forward(self, feat: torch.Tensor, cond: torch.Tensor | None = None):
         logits = self.out(feat)
         if self.project is not None:
-            logits = logits + (self.project(cond) * feat).sum(1, keepdim=True)
+            if cond.ndim == 3:  # n x m conditions per sample: one logit for each, from one pass of the body
+                logits = logits + torch.einsum("nmf,nf->nm", self.project(cond), feat)
+            else:
+                logits = logits + (self.project(cond) * feat).sum(1, keepdim=True)
         if self.aux is not None:
             return logits, self.aux(feat)
         return logits
