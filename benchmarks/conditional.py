@@ -37,18 +37,24 @@ from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 # name -> settings on top of the shared ones
 CONFIGS = {
-    "gmgan-supervised K=N": {"model.name": "gmgan-supervised", "prior.components": 10},
-    "gmgan-supervised K=3N": {"model.name": "gmgan-supervised", "prior.components": 30},
-    # with --recipe current: what `mixgan train --model gmgan-supervised` gives (the preset's K = 30, sigma 1)
-    "gmgan-supervised defaults": {"model.name": "gmgan-supervised", "prior.sigma": 1.0},
+    # mismatch 0: these rows were measured before model.mismatch existed (the image preset now sets 1)
+    "gmgan-supervised K=N": {"model.name": "gmgan-supervised", "prior.components": 10, "model.mismatch": 0.0},
+    "gmgan-supervised K=3N": {"model.name": "gmgan-supervised", "prior.components": 30, "model.mismatch": 0.0},
+    "gmgan-supervised sigma=1": {"model.name": "gmgan-supervised", "prior.sigma": 1.0, "model.mismatch": 0.0},
+    # configs/fashion-supervised.toml under the image preset (K = 3N, sigma 0.5, the matching-aware D)
+    "gmgan-supervised K=3N mismatch=1": {"model.name": "gmgan-supervised", "prior.components": 30, "model.mismatch": 1.0},
     "acgan": {"model.name": "acgan"},
-    "cgan": {"model.name": "cgan"},
+    "cgan": {"model.name": "cgan", "model.mismatch": 0.0},
     # the paper's wiring on the same bodies (the previous recipe always used it)
-    "cgan (concat)": {"model.name": "cgan", "model.condition": "concat"},
-    # the two levers toward class fidelity (docs/conditional.md): a matching-aware D, an auxiliary class head
+    "cgan (concat)": {"model.name": "cgan", "model.condition": "concat", "model.mismatch": 0.0},
+    # toward class fidelity (docs/conditional.md): a matching-aware D (with --recipe current, mismatch=1 and
+    # sigma=1 mismatch=1 are what `mixgan train` gives), or an auxiliary class head
     "cgan mismatch=1": {"model.name": "cgan", "model.mismatch": 1.0},
-    "cgan class_weight=0.5": {"model.name": "cgan", "model.class_weight": 0.5},
-    "gmgan-supervised defaults mismatch=1": {"model.name": "gmgan-supervised", "prior.sigma": 1.0, "model.mismatch": 1.0},
+    "cgan mismatch=3": {"model.name": "cgan", "model.mismatch": 3.0},
+    "cgan class_weight=0.5": {"model.name": "cgan", "model.class_weight": 0.5, "model.mismatch": 0.0},
+    **{f"gmgan-supervised sigma={s:g} mismatch={w:g}": {"model.name": "gmgan-supervised", "prior.sigma": s,
+                                                        "model.mismatch": w}
+       for s, w in ((1.0, 1.0), (1.0, 3.0), (1.0, 10.0), (0.75, 1.0))},
 }
 DEFAULT_CONFIGS = ["gmgan-supervised K=N", "gmgan-supervised K=3N", "acgan", "cgan"]
 SHARED = {**PREVIOUS_IMAGE_RECIPE, "model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
@@ -238,6 +244,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="bench-out/conditional", help="run directories and per-run JSON")
     p.add_argument("--doc", help="markdown file whose table block for this dataset is replaced")
     p.add_argument("--block", help="name of the block in --doc (default: the dataset's name)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="table the (config, seed) runs already scored under --out; train nothing")
     args = p.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
@@ -266,6 +274,10 @@ def main(argv=None) -> int:
             jobs.append({"config": name, "seed": seed, "dataset": args.dataset, "steps": args.steps, "n": args.n,
                          "width": args.width, "recipe": args.recipe, "seconds": args.seconds,
                          "run": str(out / f"{slug}-s{seed}"), "result": str(out / f"{slug}-s{seed}.json")})
+    if args.finished_only:
+        jobs = [j for j in jobs if Path(j["result"]).exists()]
+        if not jobs:
+            p.error(f"no finished runs under {out}")
     t0 = time.perf_counter()
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
@@ -285,7 +297,7 @@ def main(argv=None) -> int:
         + (f"{args.seconds:g} s of training per run (train.max_seconds), " if args.seconds
            else f"{args.steps} generator steps per run, ")
         + f"{args.recipe} recipe (batch {recipe_batch(args.recipe)}), conv width {args.width or 64}, "
-        f"seeds {args.seeds}, {args.n} samples per run ({args.n // 10} per class) scored against "
+        f"seeds {args.seeds}{' (the finished runs: see per seed)' if args.finished_only else ''}, {args.n} samples per run ({args.n // 10} per class) scored against "
         f"{results[0]['n_real']} real training images; mean ± std over seeds"
         + (f"; reference classifier test accuracy {clf_acc:.3f}" if clf_acc else "")
         + f"; it names the class of {real_accuracy(args.dataset):.3f} of the first 10,000 real training images.",

@@ -426,3 +426,17 @@ def test_a_run_made_before_model_condition_existed_still_loads(tmp_path, cli):
     toml.write_text(toml.read_text().replace("[model]", '[model]\ncondition = "auto"'))
     code, _, err = cli("sample", run.path, "--n", 4, "--out", tmp_path / "s.npz")
     assert code == 2 and "model.condition" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_made_before_model_mismatch_existed_loads_with_it_off(tmp_path):
+    """The image preset turns the matching-aware D on; a resolved config.toml without the key was
+    trained without it, and loads that way."""
+    assert mixgan.build_config({"model.name": "cgan", "data.dataset": "fashion-mnist"}).model.mismatch == 1.0
+    assert mixgan.build_config({"model.name": "cgan", "data.dataset": "digits"}).model.mismatch == 0.0
+    run = mixgan.train(small_config(tmp_path, **{"model.name": "cgan", "data.dataset": "digits", "model.width": 8,
+                                                 "prior.latent_dim": 8, "model.mismatch": 1.0, "train.steps": 2,
+                                                 "train.checkpoint_every": 2}))
+    toml = run.path / "config.toml"
+    assert mixgan.load(run.path).cfg.model.mismatch == 1.0
+    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith("mismatch")))
+    assert mixgan.load(run.path).cfg.model.mismatch == 0.0

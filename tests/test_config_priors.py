@@ -29,6 +29,15 @@ def test_dataset_family_preset_applies_and_the_user_wins(dataset, family):
     assert build_config({"data.dataset": dataset, "model.width": 7}).model.width == 7
 
 
+def test_model_preset_sits_between_the_family_and_the_dataset():
+    sigma = lambda **v: build_config(v).prior.sigma  # noqa: E731
+    assert sigma(dataset="fashion-mnist", name="gmgan-supervised") == 0.75
+    assert sigma(dataset="fashion-mnist", name="gmgan") == 1.0
+    assert sigma(dataset="digits", name="gmgan-supervised") == 1.0  # digits keeps the recipe of its figures
+    assert sigma(dataset="fashion-mnist", name="gmgan-supervised", sigma=0.5) == 0.5
+    assert sigma(**{"data.dataset": "fashion-mnist", "model.name": "gmgan-supervised"}) == 0.75
+
+
 @pytest.mark.parametrize("override, message", [
     (["nope=1"], "unknown setting 'nope'"),
     (["components=0"], "components must be >= 1"),
