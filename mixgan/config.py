@@ -141,7 +141,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.batch_size": 32, "train.lr_g": 5e-4, "train.lr_d": 1e-3, "train.beta1": 0.5, "train.beta2": 0.999,
         "train.ema": True,
         # cgan, gmgan-supervised: a matching-aware D; on fashion-mnist at 10 CPU-minutes it took cGAN's
-        # conditional accuracy 0.931 -> 0.992 and FID 15.3 -> 11.2 (docs/conditional.md)
+        # conditional accuracy 0.931 -> 0.991 and FID 15.3 -> 10.6 (docs/conditional.md)
         "model.mismatch": 1.0,
     },
     # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo)
@@ -151,7 +151,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Per dataset family and model: what one model needs beyond its family's preset (a dataset's own preset still wins).
 MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # the supervised model's Gaussians tighter than gmgan's: on fashion-mnist at 10 CPU-minutes
-    # conditional accuracy 0.91 at sigma 1 -> 0.98 at 0.75, FID 16 -> 22 (docs/conditional.md)
+    # conditional accuracy 0.91 at sigma 1 -> 0.97 at 0.75, FID 17 -> 22 (docs/conditional.md)
     ("image", "gmgan-supervised"): {"prior.sigma": 0.75},
 }
 
