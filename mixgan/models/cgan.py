@@ -166,6 +166,7 @@ class CGAN(LabelConditioned):
 
     @staticmethod
     def split(out) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(real/fake logits, class logits or None) from D's output, with or without a class head."""
         return out if isinstance(out, tuple) else (out, None)
 
     # ---- vector conditions ----------------------------------------------------------
