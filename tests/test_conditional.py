@@ -139,9 +139,10 @@ def test_cgan_mismatch_scores_each_real_image_with_a_wrong_class_as_a_fake(tmp_p
     assert len(set(wrong.argmax(1).tolist())) == 10  # the wrong classes vary over the batch
 
 
-def test_cgan_mismatch_on_a_projection_d_scores_both_pairs_in_one_pass(tmp_path):
-    m = digits_model(tmp_path, "cgan", **{"model.mismatch": 1.0, "model.condition": "auto", "model.class_weight": 1.0})
-    x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 10
+def test_cgan_mismatch_on_a_projection_d_scores_both_pairs_in_one_pass(tmp_path, device):
+    m = digits_model(tmp_path, "cgan", device, **{"model.mismatch": 1.0, "model.condition": "auto",
+                                                  "model.class_weight": 1.0})
+    x, y = torch.randn(12, 1, 8, 8, device=m.device), torch.arange(12, device=m.device) % 10
     true, cls, wrong = m.real_outputs(Batch(x, y=y))
     true2, cls2 = m.D(x, m.one_hot(y))
     wrong2, _ = m.D(x, m.one_hot(wrong_labels(y, 10)))
