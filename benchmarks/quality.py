@@ -18,6 +18,8 @@ coverage in the reference classifier's feature space).
 step, the regime of a GPU, where the script and the library's small nets make about as many steps in
 the same minutes (issue #13: 8,850 and 10,650 in 120 s on an H200).
 
+With ``--steps``, an entry already trained and scored in ``--out`` by the same command is reused.
+
 ``--variant 'LABEL=MODEL key=value ...'`` adds a library model with its own settings beside the
 others (how the presets' values were chosen); ``--set key=value`` applies to every library model.
 """
@@ -165,6 +167,13 @@ def run_all(cmds: list[list[str]], logs: list[Path], jobs: int) -> None:
                     sys.exit(f"failed ({proc.returncode}), see {log}:\n{log.read_text()[-2000:]}")
 
 
+def scored(out: Path, label: str, cmd: list[str]) -> bool:
+    """Entry ``label`` in ``out`` was trained by ``cmd`` and scored (--steps: reused, not retrained;
+    its result does not depend on what ran beside it)."""
+    entry = out / f"{label}.entry.json"
+    return (out / label / "quality.json").exists() and entry.exists() and json.loads(entry.read_text()) == cmd[2:]
+
+
 def steps_of(run: Path) -> int:
     if (run / "steps.json").exists():
         return json.loads((run / "steps.json").read_text())["steps"]
@@ -204,13 +213,17 @@ def main() -> None:
         train_baseline(args.dataset, args.seconds, args.device, out, max_steps=args.steps)
         return
     todo = entries(args)
+    cmds = {label: command(label, model, s, args, out) for label, model, s in todo}
+    fresh = [e for e in todo if not (args.steps and scored(out, e[0], cmds[e[0]]))]
+    out.mkdir(parents=True, exist_ok=True)
+    for label, _, _ in fresh:
+        (out / f"{label}.entry.json").write_text(json.dumps(cmds[label][2:]))
     load = os.getloadavg()
-    run_all([command(label, model, s, args, out) for label, model, s in todo],
-            [out / f"{label}.train.log" for label, _, _ in todo],
-            jobs=args.jobs or (os.cpu_count() if args.steps else len(todo)))
+    run_all([cmds[label] for label, _, _ in fresh], [out / f"{label}.train.log" for label, _, _ in fresh],
+            jobs=args.jobs or (os.cpu_count() if args.steps else len(fresh)))
     load_after = os.getloadavg()
-    py, evals, jsons = sys.executable, [], []
-    for label, model, _ in todo:
+    py, evals = sys.executable, []
+    for label, model, _ in fresh:
         samples = out / label / "samples.npz"
         steps = []
         if model != BASELINE:
@@ -220,11 +233,10 @@ def main() -> None:
         if args.dataset in DATA_DIRS:
             ev += ["--data-dir", DATA_DIRS[args.dataset]]
         evals.append(["bash", "-c", " && ".join(shlex.join(c) for c in (steps, ev) if c)])
-        jsons.append(out / label / "quality.json")
-    run_all(evals, [out / f"{label}.eval.log" for label, _, _ in todo], jobs=args.eval_jobs)
+    run_all(evals, [out / f"{label}.eval.log" for label, _, _ in fresh], jobs=args.eval_jobs)
     rows = []
-    for (label, model, settings), path in zip(todo, jsons):
-        result = json.loads(path.read_text())
+    for label, model, settings in todo:
+        result = json.loads((out / label / "quality.json").read_text())
         rows.append({"label": label, "model": model, "settings": args.set + settings,
                      "steps": steps_of(out / label), **{k: result[k] for k, _ in COLUMNS[1:] if k in result}})
     base = next((r for r in rows if r["model"] == BASELINE), None)
@@ -234,6 +246,9 @@ def main() -> None:
     text = table(rows)
     budget = (f"{args.steps} steps each, {args.jobs or os.cpu_count()} at a time" if args.steps
               else f"{args.seconds:g} s each, {len(todo)} processes side by side")
+    reused = [e[0] for e in todo if e not in fresh]
+    if reused:
+        budget += f" ({', '.join(reused)} reused from an earlier call)"
     head = (f"{budget} (1 thread each), device {args.device}, "
             f"dataset {args.dataset}, load average {load[0]:.2f} before, {load_after[0]:.2f} at the end of training")
     print(head + "\n\n" + text)
