@@ -135,7 +135,7 @@ def entries(args) -> list[tuple[str, str, list[str]]]:
 def command(label: str, model: str, settings: list[str], args, out: Path) -> list[str]:
     py = sys.executable
     if model == BASELINE:
-        return [py, __file__, "--baseline-worker", "--seconds", str(args.seconds), "--steps", str(args.steps),
+        return [py, __file__, "--baseline-worker", "--seconds", f"{args.seconds:g}", "--steps", str(args.steps),
                 "--dataset", args.dataset, "--device", args.device, "--out", str(out / label)]
     budget = ([f"train.steps={args.steps}", "train.max_seconds=0"] if args.steps
               else [f"train.max_seconds={args.seconds}", "train.steps=1000000000"])
