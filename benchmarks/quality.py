@@ -141,11 +141,9 @@ def command(label: str, model: str, settings: list[str], args, out: Path) -> lis
               else [f"train.max_seconds={args.seconds}", "train.steps=1000000000"])
     cmd = [py, "-m", "mixgan", "train", "--model", model, "--dataset", args.dataset, "--out", str(out / label),
            "--device", args.device, "--quiet", "--set", "train.sample_every=1000000"]
-    for s in budget:
-        cmd += ["--set", s]
     if args.dataset in DATA_DIRS:
         cmd += ["--data-dir", DATA_DIRS[args.dataset]]
-    for s in args.set + settings:
+    for s in budget + args.set + settings:
         cmd += ["--set", s]
     return cmd
 
@@ -167,11 +165,16 @@ def run_all(cmds: list[list[str]], logs: list[Path], jobs: int) -> None:
                     sys.exit(f"failed ({proc.returncode}), see {log}:\n{log.read_text()[-2000:]}")
 
 
+def entry_key(cmd: list[str]) -> list[str]:
+    """What identifies an entry's training: its command without the interpreter and script paths."""
+    return cmd[2:]
+
+
 def scored(out: Path, label: str, cmd: list[str]) -> bool:
     """Entry ``label`` in ``out`` was trained by ``cmd`` and scored (--steps: reused, not retrained;
     its result does not depend on what ran beside it)."""
     entry = out / f"{label}.entry.json"
-    return (out / label / "quality.json").exists() and entry.exists() and json.loads(entry.read_text()) == cmd[2:]
+    return (out / label / "quality.json").exists() and entry.exists() and json.loads(entry.read_text()) == entry_key(cmd)
 
 
 def steps_of(run: Path) -> int:
@@ -217,10 +220,10 @@ def main() -> None:
     fresh = [e for e in todo if not (args.steps and scored(out, e[0], cmds[e[0]]))]
     out.mkdir(parents=True, exist_ok=True)
     for label, _, _ in fresh:
-        (out / f"{label}.entry.json").write_text(json.dumps(cmds[label][2:]))
+        (out / f"{label}.entry.json").write_text(json.dumps(entry_key(cmds[label])))
+    jobs = args.jobs or (os.cpu_count() if args.steps else len(fresh))
     load = os.getloadavg()
-    run_all([cmds[label] for label, _, _ in fresh], [out / f"{label}.train.log" for label, _, _ in fresh],
-            jobs=args.jobs or (os.cpu_count() if args.steps else len(fresh)))
+    run_all([cmds[label] for label, _, _ in fresh], [out / f"{label}.train.log" for label, _, _ in fresh], jobs=jobs)
     load_after = os.getloadavg()
     py, evals = sys.executable, []
     for label, model, _ in fresh:
@@ -244,7 +247,7 @@ def main() -> None:
         if base is not None:
             r["fid_ratio"] = r["fid"] / base["fid"]
     text = table(rows)
-    budget = (f"{args.steps} steps each, {args.jobs or os.cpu_count()} at a time" if args.steps
+    budget = (f"{args.steps} steps each, {jobs} at a time" if args.steps
               else f"{args.seconds:g} s each, {len(todo)} processes side by side")
     reused = [e[0] for e in todo if e not in fresh]
     if reused:
