@@ -170,11 +170,25 @@ def entry_key(cmd: list[str]) -> list[str]:
     return cmd[2:]
 
 
+def same_settings(run: Path, cmd: list[str]) -> bool:
+    """A library run in ``run`` holds the settings ``cmd`` resolves to today (a changed default
+    retrains it); the baseline's settings live in this file."""
+    if cmd[1] == __file__:
+        return True
+    from mixgan.cli import build_parser
+    from mixgan.cli.train import resolve
+    from mixgan.config import load_config
+
+    wanted = resolve(build_parser().parse_args(cmd[3:]))[0].to_dict()
+    return load_config(run / "config.toml").to_dict() == wanted
+
+
 def scored(out: Path, label: str, cmd: list[str]) -> bool:
-    """Entry ``label`` in ``out`` was trained by ``cmd`` and scored (--steps: reused, not retrained;
-    its result does not depend on what ran beside it)."""
+    """Entry ``label`` in ``out`` was trained by ``cmd`` with today's defaults and scored (--steps:
+    reused, not retrained; its result does not depend on what ran beside it)."""
     entry = out / f"{label}.entry.json"
-    return (out / label / "quality.json").exists() and entry.exists() and json.loads(entry.read_text()) == entry_key(cmd)
+    return ((out / label / "quality.json").exists() and entry.exists()
+            and json.loads(entry.read_text()) == entry_key(cmd) and same_settings(out / label, cmd))
 
 
 def steps_of(run: Path) -> int:
