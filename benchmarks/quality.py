@@ -21,7 +21,9 @@ the same minutes (issue #13: 8,850 and 10,650 in 120 s on an H200).
 With ``--steps``, an entry already trained and scored in ``--out`` by the same command is reused.
 
 ``--variant 'LABEL=MODEL key=value ...'`` adds a library model with its own settings beside the
-others (how the presets' values were chosen); ``--set key=value`` applies to every library model.
+others (how the presets' values were chosen); a setting ending in ``.toml`` is a config file
+(``mixgan train --config``), which the ``key=value`` settings override. ``--set key=value``
+applies to every library model.
 """
 from __future__ import annotations
 
@@ -144,7 +146,7 @@ def command(label: str, model: str, settings: list[str], args, out: Path) -> lis
     if args.dataset in DATA_DIRS:
         cmd += ["--data-dir", DATA_DIRS[args.dataset]]
     for s in budget + args.set + settings:
-        cmd += ["--set", s]
+        cmd += ["--config", s] if s.endswith(".toml") else ["--set", s]
     return cmd
 
 
@@ -179,8 +181,11 @@ def same_settings(run: Path, cmd: list[str]) -> bool:
     from mixgan.cli.train import resolve
     from mixgan.config import load_config
 
-    wanted = resolve(build_parser().parse_args(cmd[3:]))[0].to_dict()
-    return load_config(run / "config.toml").to_dict() == wanted
+    wanted, held = resolve(build_parser().parse_args(cmd[3:]))[0].to_dict(), load_config(run / "config.toml").to_dict()
+    for cfg in (wanted, held):  # without the encoder its settings are inert (and their defaults have moved)
+        if not cfg["model"]["encoder"]:
+            cfg["model"] = {k: v for k, v in cfg["model"].items() if not k.startswith("encoder_")}
+    return held == wanted
 
 
 def scored(out: Path, label: str, cmd: list[str]) -> bool:
@@ -214,7 +219,7 @@ def main() -> None:
                    help="entries trained at once (default: all with --seconds, the core count with --steps)")
     p.add_argument("--models", default="dcgan,gan,gmgan", help=f"comma list; '{BASELINE}' is the script baseline")
     p.add_argument("--variant", action="append", default=[], metavar="'LABEL=MODEL key=value ...'",
-                   help="a library model with its own settings, trained beside the others")
+                   help="a library model with its own settings (key=value, or a .toml config file), trained beside the others")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every library model")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--device", default="cpu")

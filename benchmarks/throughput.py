@@ -46,7 +46,8 @@ def config(dataset: str, batch: int, steps: int, out: str, device: str, extra: d
     """
     values = {"model.name": "gmgan", "data.dataset": dataset, "train.batch_size": batch, "train.steps": steps,
               "train.log_every": steps, "train.sample_every": 10 ** 9, "train.checkpoint_every": 10 ** 9,
-              "train.ema": False, "train.lr_decay": "none", "train.device": device, "out": out}
+              "train.ema": False, "train.lr_decay": "none", "train.device": device, "out": out,
+              "model.encoder": False}  # the hand-written loop has no encoder step
     if dataset in ("ring", "grid"):
         values.update({"prior.components": 8 if dataset == "ring" else 25, "prior.latent_dim": 2})
     else:

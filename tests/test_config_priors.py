@@ -18,10 +18,10 @@ def test_toml_then_overrides_win(tmp_path):
 @pytest.mark.parametrize("dataset, family", [("grid", "toy"), ("ring", "toy"), ("digits", "image"),
                                              ("fashion-mnist", "image")])
 def test_dataset_family_preset_applies_and_the_user_wins(dataset, family):
-    from mixgan.config import PRESETS
+    from mixgan.config import MODEL_PRESETS, PRESETS
 
     cfg = build_config({"data.dataset": dataset})
-    preset = {**PRESETS[family], **PRESETS.get(dataset, {})}
+    preset = {**PRESETS[family], **MODEL_PRESETS.get((family, cfg.model.name), {}), **PRESETS.get(dataset, {})}
     for key, value in preset.items():
         section, name = key.split(".")
         assert getattr(getattr(cfg, section), name) == value, key
@@ -32,10 +32,20 @@ def test_dataset_family_preset_applies_and_the_user_wins(dataset, family):
 def test_model_preset_sits_between_the_family_and_the_dataset():
     sigma = lambda **v: build_config(v).prior.sigma  # noqa: E731
     assert sigma(dataset="fashion-mnist", name="gmgan-supervised") == 0.75
-    assert sigma(dataset="fashion-mnist", name="gmgan") == 1.0
+    assert sigma(dataset="fashion-mnist", name="gmgan") == 0.15  # the encoder's one-hot Gaussians
+    assert sigma(dataset="fashion-mnist", name="gan") == 1.0
     assert sigma(dataset="digits", name="gmgan-supervised") == 1.0  # digits keeps the recipe of its figures
     assert sigma(dataset="fashion-mnist", name="gmgan-supervised", sigma=0.5) == 0.5
     assert sigma(**{"data.dataset": "fashion-mnist", "model.name": "gmgan-supervised"}) == 0.75
+
+
+def test_gmgan_on_images_clusters_with_an_encoder_except_on_digits():
+    fashion, digits = (build_config({"data.dataset": d, "model.name": "gmgan"}) for d in ("fashion-mnist", "digits"))
+    assert fashion.model.encoder and fashion.prior.means == "onehot" and fashion.prior.components == 10
+    assert not digits.model.encoder and digits.prior.means == "uniform"
+    assert not build_config({"data.dataset": "fashion-mnist", "model.name": "gan"}).model.encoder
+    paper = build_config({"model.name": "gmgan"}, config_file=Path(__file__).parents[1] / "configs" / "fashion-gmgan-paper.toml")
+    assert (paper.model.encoder, paper.prior.means, paper.prior.components, paper.prior.sigma) == (False, "uniform", 30, 1.0)
 
 
 @pytest.mark.parametrize("override, message", [

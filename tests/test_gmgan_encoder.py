@@ -10,7 +10,9 @@ from mixgan.errors import MixganError
 
 from conftest import small_config
 
-ENCODER = {"model.encoder": True, "prior.means": "onehot", "prior.sigma": 0.15}
+# the CE term on and no neighbour pairs: the settings these tests were written with
+ENCODER = {"model.encoder": True, "prior.means": "onehot", "prior.sigma": 0.15, "model.encoder_ce": 10.0,
+           "model.encoder_neighbors": 0}
 
 
 def test_encoder_assigns_each_gaussians_samples_to_that_gaussian(tmp_path):
@@ -125,7 +127,7 @@ def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_cluster
     from mixgan.embeddings import get_embedding
     from mixgan.models import build_model
 
-    cfg = small_config(tmp_path, **ENCODER, **SELFSUP, **{"data.dataset": "digits", "prior.components": 10,
+    cfg = small_config(tmp_path, **{**ENCODER, **SELFSUP}, **{"data.dataset": "digits", "prior.components": 10,
                                                           "model.encoder_heads": 2})
     data = load_dataset("digits")
     model = build_model(cfg, data.spec(), "cpu")
