@@ -1,8 +1,10 @@
 """Typed settings: dataclasses, loadable from TOML, overridable with ``key=value``.
 
-Resolution order: dataclass defaults, then the dataset family's preset, then a TOML
-file, then command-line overrides. The resolved config is written into every run
-directory as ``config.toml`` and read back by :func:`load_config`.
+Resolution order: dataclass defaults, then the presets (the dataset family's, the family and
+model's, the dataset's), then a TOML file, then command-line overrides; settings that come with a
+switch a preset turned on (``WITH_SWITCH``) apply unless the user turned it off or set them. The
+resolved config is written into every run directory as ``config.toml`` and read back by
+:func:`load_config`.
 """
 from __future__ import annotations
 
@@ -136,8 +138,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the image recipe of docs/quality.md (chosen on fashion-mnist at equal wall-clock against a script DCGAN)
     "image": {
         "model.arch": "dcgan", "model.width": 64, "model.loss": "hinge", "model.spectral_norm": True,
-        # K = 30: on fashion-mnist at 10 CPU-minutes gmgan's recall stays at the baseline's or above
-        # (3 seeds; K = 10: under it on 3 of 4), and the supervised model gets K = 3N (docs/quality.md)
+        # K = 30: on fashion-mnist at 10 CPU-minutes the paper's GM-GAN keeps its recall at the baseline's or
+        # above (3 seeds; K = 10: under it on 3 of 4), and the supervised model gets K = 3N (docs/quality.md);
+        # gmgan itself takes the encoder's K = 10 (MODEL_PRESETS)
         "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0, "prior.components": 30,
         "train.batch_size": 32, "train.lr_g": 5e-4, "train.lr_d": 1e-3,
         # Adam beta (0, 0.9), SNGAN's: at 5,000 steps gmgan FID 70.9 -> 50.8 and 80.5 -> 42.1 (seeds 0, 1);
@@ -159,8 +162,14 @@ MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("image", "gmgan-supervised"): {"prior.sigma": 0.75},
     # GM-GAN with an encoder whose clusters condition D (docs/gmgan.md): on fashion-mnist, FID 24.0 against
     # the paper's model's 42-54 at 5,000 steps, 0.22x the script DCGAN's at 10 CPU-minutes (docs/quality.md);
-    # the paper's model is `model.encoder=false` with configs/fashion-gmgan-paper.toml's prior
-    ("image", "gmgan"): {"model.encoder": True, "prior.means": "onehot", "prior.components": 10, "prior.sigma": 0.15},
+    # `model.encoder=false` is the paper's model with the family's prior
+    ("image", "gmgan"): {"model.encoder": True},
+}
+
+# Settings that come with a switch a preset turns on, and go with it when the user turns it off:
+# the encoder's Gaussians are K = 10 one-hot means at sigma 0.15, apart enough to be its clusters.
+WITH_SWITCH: dict[str, dict[str, Any]] = {
+    "model.encoder": {"prior.means": "onehot", "prior.components": 10, "prior.sigma": 0.15},
 }
 
 
@@ -271,10 +280,17 @@ def build_config(values: dict[str, Any] | None = None, config_file: str | Path |
     dataset = str(given.get(("data", "dataset"), cfg.data.dataset))
     model = str(given.get(("model", "name"), cfg.model.name))
     family = dataset_family(dataset)
-    for key, value in {**PRESETS[family], **MODEL_PRESETS.get((family, model), {}), **PRESETS.get(dataset, {})}.items():
+    presets = {**PRESETS[family], **MODEL_PRESETS.get((family, model), {}), **PRESETS.get(dataset, {})}
+    for key, value in presets.items():
         set_value(cfg, key, value)
     for key, value in user.items():
         set_value(cfg, key, value)
+    for switch, group in WITH_SWITCH.items():
+        section, name = _resolve_key(switch)
+        if presets.get(switch) and getattr(getattr(cfg, section), name):  # a preset turned it on, the user left it
+            for key, value in group.items():
+                if _resolve_key(key) not in given and key not in PRESETS.get(dataset, {}):
+                    set_value(cfg, key, value)
     validate(cfg)
     return cfg
 

@@ -18,10 +18,11 @@ def test_toml_then_overrides_win(tmp_path):
 @pytest.mark.parametrize("dataset, family", [("grid", "toy"), ("ring", "toy"), ("digits", "image"),
                                              ("fashion-mnist", "image")])
 def test_dataset_family_preset_applies_and_the_user_wins(dataset, family):
-    from mixgan.config import MODEL_PRESETS, PRESETS
+    from mixgan.config import MODEL_PRESETS, PRESETS, WITH_SWITCH
 
     cfg = build_config({"data.dataset": dataset})
     preset = {**PRESETS[family], **MODEL_PRESETS.get((family, cfg.model.name), {}), **PRESETS.get(dataset, {})}
+    preset.update({k: v for switch, group in WITH_SWITCH.items() if preset.get(switch) for k, v in group.items()})
     for key, value in preset.items():
         section, name = key.split(".")
         assert getattr(getattr(cfg, section), name) == value, key
@@ -41,11 +42,17 @@ def test_model_preset_sits_between_the_family_and_the_dataset():
 
 def test_gmgan_on_images_clusters_with_an_encoder_except_on_digits():
     fashion, digits = (build_config({"data.dataset": d, "model.name": "gmgan"}) for d in ("fashion-mnist", "digits"))
-    assert fashion.model.encoder and fashion.prior.means == "onehot" and fashion.prior.components == 10
+    assert fashion.model.encoder and (fashion.prior.means, fashion.prior.components, fashion.prior.sigma) == ("onehot", 10, 0.15)
     assert not digits.model.encoder and digits.prior.means == "uniform"
     assert not build_config({"data.dataset": "fashion-mnist", "model.name": "gan"}).model.encoder
+    prior = lambda cfg: (cfg.model.encoder, cfg.prior.means, cfg.prior.components, cfg.prior.sigma)  # noqa: E731
     paper = build_config({"model.name": "gmgan"}, config_file=Path(__file__).parents[1] / "configs" / "fashion-gmgan-paper.toml")
-    assert (paper.model.encoder, paper.prior.means, paper.prior.components, paper.prior.sigma) == (False, "uniform", 30, 1.0)
+    assert prior(paper) == (False, "uniform", 30, 1.0)
+    # turning the encoder off takes its Gaussians with it; the user's own prior settings stay
+    off = build_config({"data.dataset": "fashion-mnist"}, overrides=["encoder=false"])
+    assert prior(off) == prior(paper)
+    mine = build_config({"data.dataset": "fashion-mnist"}, overrides=["sigma=0.3", "components=12"])
+    assert prior(mine) == (True, "onehot", 12, 0.3)
 
 
 @pytest.mark.parametrize("override, message", [
