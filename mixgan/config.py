@@ -161,7 +161,7 @@ MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # conditional accuracy 0.91 at sigma 1 -> 0.97 at 0.75, FID 17 -> 22 (docs/conditional.md)
     ("image", "gmgan-supervised"): {"prior.sigma": 0.75},
     # GM-GAN with an encoder whose clusters condition D (docs/gmgan.md): on fashion-mnist, FID 24.0 against
-    # the paper's model's 42-54 at 5,000 steps, 0.22x the script DCGAN's at 10 CPU-minutes (docs/quality.md);
+    # the paper's model's 42-54 at 5,000 steps, 0.22-0.25x the script DCGAN's at 10 CPU-minutes (docs/quality.md);
     # `model.encoder=false` is the paper's model with the family's prior
     ("image", "gmgan"): {"model.encoder": True},
 }
