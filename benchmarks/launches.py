@@ -1,7 +1,7 @@
 """Kernel launches per training step, estimated on the CPU: what a small GAN's step costs on a GPU.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/launches.py [--dataset fashion-mnist] \
-        [--variant 'LABEL=MODEL key=value ...'] [--steps 10]
+        [--variant 'LABEL=MODEL key=value ...'] [--steps 10]   (variants as in benchmarks/quality.py)
 
 On a GPU these networks are bound by kernel launches, not arithmetic (docs/quality.md), so a
 step's cost is about the number of device operations it issues. This counts them with the
@@ -16,7 +16,6 @@ timed), and any ``--variant``.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mixgan  # noqa: E402
 from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
-from quality import DATA_DIRS, train_baseline  # noqa: E402
+from quality import DATA_DIRS, train_baseline, variant  # noqa: E402
 
 # leaf operations that only make views or allocate, with no kernel of their own
 NO_KERNEL = {"empty", "empty_strided", "empty_like", "view", "_unsafe_view", "as_strided", "reshape",
@@ -70,7 +69,9 @@ def library(model: str, settings: list[str], dataset: str, steps: int):
             values = {"model.name": model, "data.dataset": dataset, "data.data_dir": DATA_DIRS.get(dataset, ""),
                       "train.steps": steps, "train.log_every": 10 ** 9, "train.sample_every": 10 ** 9,
                       "train.checkpoint_every": 10 ** 9, "out": tmp}
-            mixgan.train(mixgan.build_config(values, overrides=settings))
+            files = [s for s in settings if s.endswith(".toml")]  # as in quality.py's variants
+            overrides = [s for s in settings if not s.endswith(".toml")]
+            mixgan.train(mixgan.build_config(values, config_file=files[-1] if files else None, overrides=overrides))
     return run
 
 
@@ -92,10 +93,7 @@ def main() -> None:
     previous = [f"{k}={v}" for k, v in PREVIOUS_IMAGE_RECIPE.items()]
     entries = [("script DCGAN", None, []), ("gan", "gan", []), ("gmgan", "gmgan", []),
                ("gan, previous recipe", "gan", previous), ("gmgan, previous recipe", "gmgan", previous)]
-    for text in args.variant:
-        label, _, rest = text.partition("=")
-        model, *settings = shlex.split(rest)
-        entries.append((label, model, settings))
+    entries += [variant(text) for text in args.variant]
     rows = []
     for label, model, settings in entries:
         make = (lambda n: script(args.dataset, n)) if model is None else (

@@ -18,7 +18,8 @@ coverage in the reference classifier's feature space).
 step, the regime of a GPU, where the script and the library's small nets make about as many steps in
 the same minutes (issue #13: 8,850 and 10,650 in 120 s on an H200).
 
-With ``--steps``, an entry already trained and scored in ``--out`` by the same command is reused.
+With ``--steps``, an entry already trained and scored in ``--out`` by the same command, whose run
+holds the settings that command resolves to today, is reused.
 
 ``--variant 'LABEL=MODEL key=value ...'`` adds a library model with its own settings beside the
 others (how the presets' values were chosen); a setting ending in ``.toml`` is a config file
@@ -122,16 +123,19 @@ def train_baseline(dataset: str, seconds: float, device: str, out: Path, seed: i
 
 
 # ---- the side-by-side runs ----------------------------------------------------------------------
+def variant(text: str) -> tuple[str, str, list[str]]:
+    """``--variant 'LABEL=MODEL key=value ...'`` as (label, model, settings); a malformed one exits
+    with one line."""
+    label, _, rest = text.partition("=")
+    if not label or "/" in label or not rest.strip():
+        sys.exit(f"--variant '{text}': expected 'LABEL=MODEL key=value ...' with no '/' in LABEL")
+    model, *settings = shlex.split(rest)
+    return label, model, settings
+
+
 def entries(args) -> list[tuple[str, str, list[str]]]:
     """(label, model, settings) for every entry; model BASELINE is the script DCGAN."""
-    out = [(name, name, []) for name in args.models.split(",") if name]
-    for text in args.variant:
-        label, _, rest = text.partition("=")
-        if not label or "/" in label or not rest.strip():
-            sys.exit(f"--variant '{text}': expected 'LABEL=MODEL key=value ...' with no '/' in LABEL")
-        model, *settings = shlex.split(rest)
-        out.append((label, model, settings))
-    return out
+    return [(name, name, []) for name in args.models.split(",") if name] + [variant(t) for t in args.variant]
 
 
 def command(label: str, model: str, settings: list[str], args, out: Path) -> list[str]:
