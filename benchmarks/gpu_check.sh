@@ -9,8 +9,9 @@
 #
 # On the GPU machine it writes to $OUT: gpu.log (what ran, the machine, each step's time),
 # tests.log (the suite with MIXGAN_TEST_DEVICE=cuda), throughput.md/.json (the library loop
-# against a hand-written one, batch 32 and 64) and quality.md/.json (issue #13's GPU protocol:
-# the script DCGAN, gan and gmgan side by side, 120 s each).
+# against a hand-written one, batch 32 and 128) and quality.md/.json (issue #13's GPU protocol:
+# the script DCGAN, gan and gmgan side by side, 120 s each; the library models with the image preset's
+# CUDA batch of 128, config.DEVICE_PRESETS).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,7 +60,7 @@ MIXGAN_TEST_DEVICE=cuda step tests 240 python3 -m pytest -q -n 8 -p no:cacheprov
 tail -3 "$OUT/tests.log" >> "$LOG"
 
 say "throughput"
-step throughput 90 python3 benchmarks/throughput.py --device cuda --batch-sizes 32,64 --steps 300 --warmup 20 \
+step throughput 90 python3 benchmarks/throughput.py --device cuda --batch-sizes 32,128 --steps 300 --warmup 20 \
     --rounds 2 --out /tmp/throughput >> "$LOG" 2>&1
 cp /tmp/throughput/*.md "$OUT/throughput.md" 2>/dev/null; cp /tmp/throughput/*.json "$OUT/throughput.json" 2>/dev/null
 

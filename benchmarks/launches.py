@@ -3,25 +3,28 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/launches.py [--dataset fashion-mnist] \
         [--variant 'LABEL=MODEL key=value ...'] [--steps 10]   (variants as in benchmarks/quality.py)
 
-On a GPU these networks are bound by kernel launches, not arithmetic (docs/quality.md), so a
-step's cost is about the number of device operations it issues. This counts them with the
-PyTorch profiler on the CPU: every leaf ATen operation that does work (view and allocation
-operations are left out), with Adam's multi-tensor path forced on as CUDA uses it. Setup, the
-final sampling and checkpoint cancel out: each entry runs ``--steps`` and ``2 * --steps`` steps,
-and the count is the difference divided by ``--steps``. Entries: the script DCGAN of
-``benchmarks/quality.py``, the library's defaults for ``gan`` and ``gmgan`` (the encoder GM-GAN on
-images), both with the recipe before docs/quality.md (``previous``: what issue #13's H200 run
-timed), and any ``--variant``.
+On a GPU these networks are bound by kernel launches and per-operation overhead, not arithmetic
+(docs/quality.md), so a step's cost is about the number of device operations it issues. This
+counts them on the CPU as the dispatcher sees them (a ``TorchDispatchMode``, below autograd, so a
+backward pass is counted too): every ATen operation except those that only make views, allocate or
+read a host value, with Adam's multi-tensor path forced on as CUDA uses it (one operation per
+multi-tensor kernel). Setup, the final sampling and checkpoint cancel out: each entry runs
+``--steps`` and ``2 * --steps`` steps, and the count is the difference divided by ``--steps``.
+Entries: the script DCGAN of ``benchmarks/quality.py``, the library's defaults for ``gan`` and
+``gmgan`` (the encoder GM-GAN on images), both with the recipe before docs/quality.md
+(``previous``: what issue #13's H200 run timed), and any ``--variant``. ``--by-op`` prints each
+entry's most frequent operations.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,29 +33,32 @@ import mixgan  # noqa: E402
 from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
 from quality import DATA_DIRS, train_baseline, variant  # noqa: E402
 
-# leaf operations that only make views or allocate, with no kernel of their own
-NO_KERNEL = {"empty", "empty_strided", "empty_like", "view", "_unsafe_view", "as_strided", "reshape",
-             "_reshape_alias", "t", "transpose", "permute", "expand", "expand_as", "squeeze", "unsqueeze",
-             "slice", "select", "narrow", "detach", "detach_", "alias", "resolve_conj", "resolve_neg",
-             "lift_fresh", "split", "unbind", "chunk", "contiguous", "view_as", "flatten", "unflatten",
-             "result_type", "is_nonzero", "set_", "_has_compatible_shallow_copy_type", "size", "stride",
-             "numel", "dim", "is_same_size", "requires_grad_", "retain_grad", "_to_copy_noop"}
+# operations that only make views, allocate, read a host value or mark a profiler range: no kernel of their own
+NO_KERNEL = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "view", "_unsafe_view",
+             "as_strided", "reshape", "_reshape_alias", "t", "transpose", "permute", "expand", "squeeze",
+             "unsqueeze", "slice", "select", "narrow", "detach", "alias", "split", "split_with_sizes", "unbind",
+             "unflatten", "flatten", "lift_fresh", "_to_copy_noop", "_local_scalar_dense",
+             "_record_function_enter_new", "_record_function_exit"}
 
 
-def device_ops(fn) -> int:
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+class Count(TorchDispatchMode):
+    """Counts the device operations dispatched inside it, by ATen name."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func._schema.name.split("::", 1)[1]
+        if name not in NO_KERNEL:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def device_ops(fn) -> Counter:
+    with Count() as count:
         fn()
-    count = 0
-    for event in prof.events():
-        name, parent, inside_foreach = event.name, event.cpu_parent, False
-        while parent is not None and not inside_foreach:
-            inside_foreach, parent = parent.name.startswith("aten::_foreach_"), parent.cpu_parent
-        if inside_foreach:  # the CPU runs a multi-tensor op tensor by tensor; CUDA launches it once
-            continue
-        if name.startswith("aten::_foreach_") or (
-                name.startswith("aten::") and not event.cpu_children and name[6:] not in NO_KERNEL):
-            count += 1
-    return count
+    return count.ops
 
 
 class MultiTensorAdam(torch.optim.Adam):
@@ -87,6 +93,7 @@ def main() -> None:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--variant", action="append", default=[], metavar="'LABEL=MODEL key=value ...'")
+    p.add_argument("--by-op", type=int, default=0, metavar="N", help="also print each entry's N most frequent operations")
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.optim.Adam = MultiTensorAdam  # the CPU's default would loop over the parameters
@@ -98,14 +105,17 @@ def main() -> None:
     for label, model, settings in entries:
         make = (lambda n: script(args.dataset, n)) if model is None else (
             lambda n: library(model, settings, args.dataset, n))
-        per_step = (device_ops(make(2 * args.steps)) - device_ops(make(args.steps))) / args.steps
-        rows.append((label, per_step))
-    base = rows[0][1]
+        once, twice = device_ops(make(args.steps)), device_ops(make(2 * args.steps))
+        rows.append((label, {op: (twice[op] - once[op]) / args.steps for op in twice}))
+    base = sum(rows[0][1].values())
     print(f"device operations per training step ({args.dataset}, {args.steps} and {2 * args.steps} steps, "
-          "CPU profiler, Adam multi-tensor)\n")
+          "counted at the dispatcher on the CPU, Adam multi-tensor)\n")
     print("| entry | operations per step | / script |\n|---|---|---|")
-    for label, n in rows:
-        print(f"| {label} | {n:.0f} | {n / base:.2f} |")
+    for label, ops in rows:
+        print(f"| {label} | {sum(ops.values()):.0f} | {sum(ops.values()) / base:.2f} |")
+    for label, ops in rows if args.by_op else ():
+        top = sorted(ops.items(), key=lambda kv: -kv[1])[:args.by_op]
+        print(f"\n{label}: " + ", ".join(f"{op} {n:g}" for op, n in top if n))
 
 
 if __name__ == "__main__":

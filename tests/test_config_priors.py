@@ -18,10 +18,11 @@ def test_toml_then_overrides_win(tmp_path):
 @pytest.mark.parametrize("dataset, family", [("grid", "toy"), ("ring", "toy"), ("digits", "image"),
                                              ("fashion-mnist", "image")])
 def test_dataset_family_preset_applies_and_the_user_wins(dataset, family):
-    from mixgan.config import MODEL_PRESETS, PRESETS, WITH_SWITCH
+    from mixgan.config import DEVICE_PRESETS, MODEL_PRESETS, PRESETS, WITH_SWITCH, device_type
 
     cfg = build_config({"data.dataset": dataset})
-    preset = {**PRESETS[family], **MODEL_PRESETS.get((family, cfg.model.name), {}), **PRESETS.get(dataset, {})}
+    preset = {**PRESETS[family], **MODEL_PRESETS.get((family, cfg.model.name), {}),
+              **DEVICE_PRESETS.get((family, device_type("auto")), {}), **PRESETS.get(dataset, {})}
     preset.update({k: v for switch, group in WITH_SWITCH.items() if preset.get(switch) for k, v in group.items()})
     for key, value in preset.items():
         section, name = key.split(".")
@@ -38,6 +39,19 @@ def test_model_preset_sits_between_the_family_and_the_dataset():
     assert sigma(dataset="digits", name="gmgan-supervised") == 1.0  # digits keeps the recipe of its figures
     assert sigma(dataset="fashion-mnist", name="gmgan-supervised", sigma=0.5) == 0.5
     assert sigma(**{"data.dataset": "fashion-mnist", "model.name": "gmgan-supervised"}) == 0.75
+
+
+def test_a_gpu_trains_images_with_a_larger_batch_unless_told_otherwise(monkeypatch):
+    batch = lambda **v: build_config({"data.dataset": "fashion-mnist", **v}).train.batch_size  # noqa: E731
+    assert batch(**{"train.device": "cuda"}) == batch(**{"train.device": "cuda:1"}) == 128
+    assert batch(**{"train.device": "cpu"}) == 32
+    assert batch(**{"train.device": "cuda", "train.batch_size": 48}) == 48
+    for available, size in ((True, 128), (False, 32)):  # auto follows what the machine has
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+        assert batch() == size
+    # digits keeps the recipe of its figures, toy data its own batch
+    assert build_config({"data.dataset": "digits", "train.device": "cuda"}).train.batch_size == 64
+    assert build_config({"data.dataset": "grid", "train.device": "cuda"}).train.batch_size == 256
 
 
 def test_gmgan_on_images_clusters_with_an_encoder_except_on_digits():
