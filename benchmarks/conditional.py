@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
+from mixgan.config import DEVICE_PRESETS, PREVIOUS_IMAGE_RECIPE  # noqa: E402
 
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 # name -> settings on top of the shared ones
@@ -61,7 +61,9 @@ SHARED = {**PREVIOUS_IMAGE_RECIPE, "model.arch": "dcgan", "model.width": 64, "pr
 # --recipe current: the library's own image preset (config.PRESETS["image"], docs/quality.md) with
 # nothing on top but the mixture's sigma, so the figures are what a user's defaults give
 CURRENT = {"prior.sigma": 0.5, "train.log_every": 100}
-RECIPES = {"previous": SHARED, "current": CURRENT}
+# --recipe gpu: the image preset as a GPU resolves it (config.DEVICE_PRESETS), trained wherever the benchmark runs
+GPU = {**CURRENT, **DEVICE_PRESETS[("image", "cuda")]}
+RECIPES = {"previous": SHARED, "current": CURRENT, "gpu": GPU}
 EVAL_VERSION = 2  # 2: samples shuffled before IS
 METRICS = [("is", "IS ↑"), ("fid", "FID ↓"), ("intra_fid", "intra-FID ↓"),
            ("conditional_accuracy", "cond. acc. ↑"), ("cas", "CAS ↑")]
@@ -234,7 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="comma list of: " + ", ".join(CONFIGS))
     p.add_argument("--width", type=int, default=0, help="conv base channels of G and D (0: the recipe's, 64 for both)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="previous",
-                   help="previous: the recipe the older tables were measured with; current: the library's image preset")
+                   help="previous: the recipe the older tables were measured with; current: the library's image preset; "
+                        "gpu: the image preset as CUDA resolves it")
     p.add_argument("--seconds", type=float, default=0,
                    help="a wall-clock budget per run instead of --steps (train.max_seconds; --steps caps it)")
     p.add_argument("--n", type=int, default=5000, help="samples scored per run (n/N per class)")
