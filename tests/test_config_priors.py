@@ -46,6 +46,12 @@ def test_a_gpu_trains_images_with_a_larger_batch_unless_told_otherwise(monkeypat
     assert batch(**{"train.device": "cuda"}) == batch(**{"train.device": "cuda:1"}) == 128
     assert batch(**{"train.device": "cpu"}) == 32
     assert batch(**{"train.device": "cuda", "train.batch_size": 48}) == 48
+    # the device changes nothing else than its preset lists
+    from mixgan.config import DEVICE_PRESETS
+
+    gpu, cpu = (build_config({"data.dataset": "fashion-mnist", "train.device": d}).to_dict() for d in ("cuda", "cpu"))
+    changed = {f"{sec}.{k}" for sec in ("data", "model", "prior", "train") for k in gpu[sec] if gpu[sec][k] != cpu[sec][k]}
+    assert changed == set(DEVICE_PRESETS[("image", "cuda")]) | {"train.device"}
     for available, size in ((True, 128), (False, 32)):  # auto follows what the machine has
         monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
         assert batch() == size
