@@ -22,7 +22,8 @@ def test_dataset_family_preset_applies_and_the_user_wins(dataset, family):
 
     cfg = build_config({"data.dataset": dataset})
     preset = {**PRESETS[family], **MODEL_PRESETS.get((family, cfg.model.name), {}),
-              **DEVICE_PRESETS.get((family, device_type("auto")), {}), **PRESETS.get(dataset, {})}
+              **DEVICE_PRESETS.get((family, device_type("auto")), {}),
+              **DEVICE_PRESETS.get((family, device_type("auto"), cfg.model.name), {}), **PRESETS.get(dataset, {})}
     preset.update({k: v for switch, group in WITH_SWITCH.items() if preset.get(switch) for k, v in group.items()})
     for key, value in preset.items():
         section, name = key.split(".")
@@ -52,6 +53,10 @@ def test_a_gpu_trains_images_with_a_larger_batch_unless_told_otherwise(monkeypat
     gpu, cpu = (build_config({"data.dataset": "fashion-mnist", "train.device": d}).to_dict() for d in ("cuda", "cpu"))
     changed = {f"{sec}.{k}" for sec in ("data", "model", "prior", "train") for k in gpu[sec] if gpu[sec][k] != cpu[sec][k]}
     assert changed == set(DEVICE_PRESETS[("image", "cuda")]) | {"train.device"}
+    # and a model's own device preset comes on top of the family's
+    gan = build_config({"data.dataset": "fashion-mnist", "model.name": "gan", "train.device": "cuda"})
+    assert {"train.lr_g": gan.train.lr_g, "train.lr_d": gan.train.lr_d} == DEVICE_PRESETS[("image", "cuda", "gan")]
+    assert gan.train.batch_size == 128
     for available, size in ((True, 128), (False, 32)):  # auto follows what the machine has
         monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
         assert batch() == size
