@@ -107,12 +107,12 @@ def main() -> None:
             lambda n: library(model, settings, args.dataset, n))
         once, twice = device_ops(make(args.steps)), device_ops(make(2 * args.steps))
         rows.append((label, {op: (twice[op] - once[op]) / args.steps for op in twice}))
-    base = sum(rows[0][1].values())
+    totals = [sum(ops.values()) for _, ops in rows]
     print(f"device operations per training step ({args.dataset}, {args.steps} and {2 * args.steps} steps, "
           "counted at the dispatcher on the CPU, Adam multi-tensor)\n")
     print("| entry | operations per step | / script |\n|---|---|---|")
-    for label, ops in rows:
-        print(f"| {label} | {sum(ops.values()):.0f} | {sum(ops.values()) / base:.2f} |")
+    for (label, _), total in zip(rows, totals):
+        print(f"| {label} | {total:.0f} | {total / totals[0]:.2f} |")
     for label, ops in rows if args.by_op else ():
         top = sorted(ops.items(), key=lambda kv: -kv[1])[:args.by_op]
         print(f"\n{label}: " + ", ".join(f"{op} {n:g}" for op, n in top if n))

@@ -1,8 +1,9 @@
 """Typed settings: dataclasses, loadable from TOML, overridable with ``key=value``.
 
-Resolution order: dataclass defaults, then the presets (the dataset family's, the family and
-model's, the family and device's (and model's), the dataset's), then a TOML file, then command-line overrides; settings that come with a
-switch a preset turned on (``WITH_SWITCH``) apply unless the user turned it off or set them. The
+Resolution order: dataclass defaults, then the presets (:func:`presets`: the dataset family's, the
+family and model's, the family and device's, the family, device and model's, the dataset's), then a
+TOML file, then command-line overrides; settings that come with a switch a preset turned on
+(``WITH_SWITCH``) apply unless the user turned it off or set them. The
 resolved config is written into every run directory as ``config.toml`` and read back by
 :func:`load_config`.
 """
@@ -287,6 +288,13 @@ def dataset_family(name: str) -> str:
     return "toy" if name in ("ring", "grid") else "image"
 
 
+def presets(dataset: str, model: str, device: str) -> dict[str, Any]:
+    """The preset settings for a dataset, model and ``train.device`` value, later ones winning."""
+    family, kind = dataset_family(dataset), device_type(device)
+    return {**PRESETS[family], **MODEL_PRESETS.get((family, model), {}), **DEVICE_PRESETS.get((family, kind), {}),
+            **DEVICE_PRESETS.get((family, kind, model), {}), **PRESETS.get(dataset, {})}
+
+
 def build_config(values: dict[str, Any] | None = None, config_file: str | Path | None = None,
                  overrides: list[str] | None = None) -> Config:
     """Resolve a Config from a TOML file, a dict of settings and ``key=value`` overrides."""
@@ -301,16 +309,14 @@ def build_config(values: dict[str, Any] | None = None, config_file: str | Path |
     given = {_resolve_key(k): v for k, v in user.items()}
     dataset = str(given.get(("data", "dataset"), cfg.data.dataset))
     model = str(given.get(("model", "name"), cfg.model.name))
-    family, device = dataset_family(dataset), device_type(str(given.get(("train", "device"), cfg.train.device)))
-    presets = {**PRESETS[family], **MODEL_PRESETS.get((family, model), {}), **DEVICE_PRESETS.get((family, device), {}),
-               **DEVICE_PRESETS.get((family, device, model), {}), **PRESETS.get(dataset, {})}
-    for key, value in presets.items():
+    preset = presets(dataset, model, str(given.get(("train", "device"), cfg.train.device)))
+    for key, value in preset.items():
         set_value(cfg, key, value)
     for key, value in user.items():
         set_value(cfg, key, value)
     for switch, group in WITH_SWITCH.items():
         section, name = _resolve_key(switch)
-        if presets.get(switch) and getattr(getattr(cfg, section), name):  # a preset turned it on, the user left it
+        if preset.get(switch) and getattr(getattr(cfg, section), name):  # a preset turned it on, the user left it
             for key, value in group.items():
                 if _resolve_key(key) not in given and key not in PRESETS.get(dataset, {}):
                     set_value(cfg, key, value)

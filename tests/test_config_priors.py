@@ -18,12 +18,10 @@ def test_toml_then_overrides_win(tmp_path):
 @pytest.mark.parametrize("dataset, family", [("grid", "toy"), ("ring", "toy"), ("digits", "image"),
                                              ("fashion-mnist", "image")])
 def test_dataset_family_preset_applies_and_the_user_wins(dataset, family):
-    from mixgan.config import DEVICE_PRESETS, MODEL_PRESETS, PRESETS, WITH_SWITCH, device_type
+    from mixgan.config import WITH_SWITCH, presets
 
     cfg = build_config({"data.dataset": dataset})
-    preset = {**PRESETS[family], **MODEL_PRESETS.get((family, cfg.model.name), {}),
-              **DEVICE_PRESETS.get((family, device_type("auto")), {}),
-              **DEVICE_PRESETS.get((family, device_type("auto"), cfg.model.name), {}), **PRESETS.get(dataset, {})}
+    preset = presets(dataset, cfg.model.name, "auto")
     preset.update({k: v for switch, group in WITH_SWITCH.items() if preset.get(switch) for k, v in group.items()})
     for key, value in preset.items():
         section, name = key.split(".")

@@ -12,6 +12,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from ..config import device_type
 from ..errors import MixganError
 
 
@@ -42,7 +43,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     """
     name = str(name)
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = device_type(name)
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise MixganError("device 'cuda' requested but no CUDA device is available")
     if name == "cuda":
