@@ -139,12 +139,15 @@ def entries(args) -> list[tuple[str, str, list[str]]]:
 
 
 def command(label: str, model: str, settings: list[str], args, out: Path) -> list[str]:
-    py = sys.executable
+    """The training command of one entry; seed 0, the default, is left out so that older entries
+    keep their identity."""
+    py, seed = sys.executable, ["--seed", str(args.seed)] if args.seed else []
     if model == BASELINE:
         return [py, __file__, "--baseline-worker", "--seconds", f"{args.seconds:g}", "--steps", str(args.steps),
-                "--dataset", args.dataset, "--device", args.device, "--out", str(out / label)]
+                "--dataset", args.dataset, "--device", args.device, "--out", str(out / label)] + seed
     budget = ([f"train.steps={args.steps}", "train.max_seconds=0"] if args.steps
               else [f"train.max_seconds={args.seconds}", "train.steps=1000000000"])
+    budget += [f"train.seed={args.seed}"] if args.seed else []
     cmd = [py, "-m", "mixgan", "train", "--model", model, "--dataset", args.dataset, "--out", str(out / label),
            "--device", args.device, "--quiet", "--set", "train.sample_every=1000000"]
     if args.dataset in DATA_DIRS:
@@ -227,6 +230,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every library model")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the baseline and of every library model")
     p.add_argument("--eval-jobs", type=int, default=2, help="evaluations run at once")
     p.add_argument("--out", default="runs/quality", help="folder of the runs, quality.md and quality.json")
     p.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
@@ -236,7 +240,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)
-        train_baseline(args.dataset, args.seconds, args.device, out, max_steps=args.steps)
+        train_baseline(args.dataset, args.seconds, args.device, out, seed=args.seed, max_steps=args.steps)
         return
     todo = entries(args)
     cmds = {label: command(label, model, s, args, out) for label, model, s in todo}
