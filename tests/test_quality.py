@@ -152,3 +152,50 @@ def test_r1_penalty_is_half_gamma_times_the_squared_input_gradient(tmp_path):
     model.d_logits = lambda b, train=True: ((b.x.flatten(1) * w).sum(1, keepdim=True), None)  # AC-GAN's tuple
     penalty = model.r1_penalty(model.batch(torch.arange(8)))
     assert torch.allclose(penalty, 4.0 / 2 * w.pow(2).sum())
+
+
+def spectral_norms(module: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m.parametrizations.weight[0] for m in module.modules() if hasattr(m, "parametrizations")]
+
+
+def test_spectral_norm_is_computed_once_per_discriminator_update(tmp_path):
+    """D is called on real and fake images in its update and once in G's: with d_steps = 2 each
+    spectral norm runs three times a step, not five."""
+    from mixgan.data import load_dataset
+
+    data = load_dataset("digits")
+    model = build_model(small_config(tmp_path, **IMAGE_SMALL, **{"model.name": "gan", "model.spectral_norm": True,
+                                                                 "train.d_steps": 2}), data.spec())
+    model.attach_data(data)
+    norms = spectral_norms(model.D)
+    calls = []
+    for sn in norms:
+        sn.register_forward_hook(lambda *_: calls.append(1))
+    model.train_step(lambda: model.batch(torch.arange(32)), torch.Generator().manual_seed(0))
+    assert norms and len(calls) == 3 * len(norms)
+
+
+@pytest.mark.parametrize("name", ["gan", "gmgan-supervised", "acgan"])
+def test_cached_spectral_norm_gives_d_the_gradient_of_every_call(tmp_path, monkeypatch, name):
+    """Without the power iteration (which the cache runs once instead of per call) D's update is
+    the same with the cache as without it: real, fake and R1 terms all reach D's weights."""
+    import contextlib
+
+    from mixgan.data import load_dataset
+    from mixgan.models import base
+
+    data = load_dataset("digits")
+    cfg = small_config(tmp_path, **IMAGE_SMALL, **{"model.name": name, "model.spectral_norm": True, "train.r1": 1.0})
+    updated = []
+    for cached in (True, False):
+        torch.manual_seed(0)
+        model = build_model(cfg, data.spec())
+        model.attach_data(data)
+        for sn in spectral_norms(model.D):
+            sn.n_power_iterations = 0
+        if not cached:
+            monkeypatch.setattr(base.parametrize, "cached", contextlib.nullcontext)
+        model.discriminator_steps(lambda: model.batch(torch.arange(32)), torch.Generator().manual_seed(0))
+        updated.append([p.detach().clone() for p in model.D.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*updated))
+    assert any(not torch.equal(a, b) for a, b in zip(updated[0], build_model(cfg, data.spec()).D.parameters()))
