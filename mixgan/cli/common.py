@@ -73,7 +73,7 @@ class BarProgress:
 
 
 class TqdmProgress:
-    """The training progress bar: losses, it/s and ETA on stderr."""
+    """The training progress bar: losses, it/s and ETA on stderr (for a terminal)."""
 
     def __init__(self, desc: str = "train"):
         self.desc, self.bar = desc, None
@@ -92,6 +92,48 @@ class TqdmProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+METRIC_NAMES = {"fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall"}
+
+
+def log_line(desc: str, total: int, record: dict) -> str:
+    """One plain line for a logged step: step, losses, it/s and the quality measured there."""
+    parts = [f"{desc} step {record['step']}/{total}"]
+    skip = {"step", "time", "it_per_s", "samples_per_s", "eval_s", "best_step", *METRIC_NAMES}
+    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in skip and isinstance(v, (int, float))]
+    if "it_per_s" in record:
+        parts.append(f"{record['it_per_s']:.1f} it/s")
+    parts += [f"{name} {record[k]:.4g}" for k, name in METRIC_NAMES.items() if isinstance(record.get(k), (int, float))]
+    return "  ".join(parts)
+
+
+class LineProgress:
+    """Training progress where stderr is not a terminal (a log file, CI): one line per logged step."""
+
+    def __init__(self, desc: str = "train", stream=None):
+        self.desc, self.stream, self.total = desc, stream, 0
+
+    def start(self, initial: int, total: int) -> None:
+        self.total = total
+
+    def update(self, step: int, logs: dict[str, float]) -> None:
+        pass
+
+    def log(self, record: dict) -> None:
+        stream = self.stream or sys.stderr
+        stream.write(log_line(self.desc, self.total, record) + "\n")
+        stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def training_progress(desc: str, quiet: bool = False):
+    """None with --quiet, a bar on a terminal, plain lines elsewhere."""
+    if quiet:
+        return None
+    return TqdmProgress(desc) if sys.stderr.isatty() else LineProgress(desc)
 
 
 def json_ready(value):

@@ -9,7 +9,7 @@ from ..errors import MixganError
 from ..models import MODELS
 from ..training import RunDir
 from ..training.dist import launch_rank
-from .common import TqdmProgress, add_device_option
+from .common import add_device_option, training_progress
 
 # flag -> setting
 FLAGS = {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir",
@@ -56,7 +56,7 @@ def resolve(args) -> tuple:
 
 def run(args) -> int:
     cfg, resume = resolve(args)
-    progress = None if args.quiet else TqdmProgress(f"{cfg.model.name} {cfg.data.dataset}")
+    progress = training_progress(f"{cfg.model.name} {cfg.data.dataset}", args.quiet)
     result = train_run(cfg, resume=resume, progress=progress)
     if launch_rank() != 0:  # under torchrun, rank 0 alone reports
         return 0

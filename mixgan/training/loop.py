@@ -34,6 +34,9 @@ class TrainingDiverged(MixganError):
 
 
 class Progress(Protocol):
+    """``start``, ``update`` after every step, ``close``; an optional ``log(record)`` receives
+    every record written to stats.jsonl."""
+
     def start(self, initial: int, total: int) -> None: ...
     def update(self, step: int, logs: dict[str, float]) -> None: ...
     def close(self) -> None: ...
@@ -354,6 +357,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 run.append_stats(record)
                 if board:
                     board.log(record)
+                if progress and hasattr(progress, "log"):
+                    progress.log(record)
                 tick, tick_step = now, done
             if main and grid_due:
                 _write_grid(model, run, done, data)
