@@ -13,7 +13,7 @@ from .errors import MixganError
 from .models import GANModel, Samples, build_model
 from .training import RunDir, restore
 from .training import train as _train
-from .training.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
+from .training.checkpoint import checkpoint_step, latest_checkpoint, list_checkpoints, read_checkpoint
 from .training.dist import resolve_device
 
 
@@ -69,15 +69,18 @@ def train(config: Config | dict | str | Path, resume: bool = False, progress=Non
 
 
 def load(run_dir: str | Path, device: str | torch.device = "auto", step: int | None = None) -> Run:
-    """Open a run directory at its newest (or a given) checkpoint, the model on ``device``
+    """Open a run directory at its newest checkpoint, or at ``step`` (any kept one: the newest
+    ``train.keep_checkpoints`` and the best by FID, ``RunDir.read_best()``), the model on ``device``
     (auto: the GPU where there is one, as ``mixgan.train``)."""
     path = Path(run_dir)
     cfg = RunDir(path).config()
     folder = RunDir(path).checkpoints
     if step is not None:
-        match = [p for p in list_checkpoints(folder) if p.name == f"step-{step:06d}.json"]
+        kept = list_checkpoints(folder)
+        match = [p for p in kept if checkpoint_step(p) == step]
         if not match:
-            raise MixganError(f"{path}: no checkpoint for step {step}")
+            steps = ", ".join(str(checkpoint_step(p)) for p in kept) or "none"
+            raise MixganError(f"{path}: no checkpoint for step {step} (kept: {steps})")
         found = read_checkpoint(match[0])
     else:
         found = latest_checkpoint(folder)

@@ -99,6 +99,10 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     tensorboard: bool = False
+    # FID, KID, precision and recall every eval_every steps (0: off), of eval_samples samples against as many
+    # real images in the reference classifier's space (labelled image data only; docs/report.md)
+    eval_every: int = 0
+    eval_samples: int = 1000
 
 
 @dataclass
@@ -151,6 +155,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # cgan, gmgan-supervised: a matching-aware D; on fashion-mnist at 10 CPU-minutes it took cGAN's
         # conditional accuracy 0.933 -> 0.991 and FID 14.2 -> 10.6 (docs/conditional.md)
         "model.mismatch": 1.0,
+        # quality during training: on digits (1,000 samples) about 2% of the run's wall-clock (benchmarks/eval_cost.py)
+        "train.eval_every": 500,
     },
     # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo): the paper's GM-GAN
     "digits": {"train.steps": 3000, "prior.components": 10, "prior.sigma": 1.0, **PREVIOUS_IMAGE_RECIPE},
@@ -348,6 +354,8 @@ def validate(cfg: Config) -> None:
         (0 <= t.ema_decay < 1, f"ema_decay must be in [0, 1), got {t.ema_decay}"),
         (min(t.log_every, t.sample_every, t.checkpoint_every) >= 1, "log/sample/checkpoint intervals must be >= 1"),
         (t.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+        (t.eval_every >= 0, f"eval_every must be >= 0 (0: off), got {t.eval_every}"),
+        (t.eval_samples >= 10, f"eval_samples must be >= 10, got {t.eval_samples}"),
         (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), f"device must be auto, cpu or cuda, got '{t.device}'"),
         (t.lr_decay in ("none", "linear"), f"lr_decay must be 'none' or 'linear', got '{t.lr_decay}'"),
         (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),

@@ -20,3 +20,75 @@ def test_quiet_train_writes_nothing_on_stderr(tmp_path, cli):
     code, out, err = cli("train", "--dataset", "ring", "--steps", "10", "--out", tmp_path / "run", "--device", "cpu",
                          "--set", "model.width=16", "--quiet")
     assert code == 0 and err == ""
+
+
+def digits_config(tmp_path, **values):
+    """A tiny digits GM-GAN (seconds on a CPU) that evaluates every 10 steps."""
+    base = {"data.dataset": "digits", "model.width": 16, "train.steps": 30, "train.batch_size": 32,
+            "train.log_every": 5, "train.sample_every": 10, "train.checkpoint_every": 15, "train.keep_checkpoints": 1,
+            "train.eval_every": 10, "train.eval_samples": 200}
+    base.update(values)
+    return small_config(tmp_path, **base)
+
+
+def test_kid_equals_the_unbiased_mmd_computed_term_by_term():
+    import torch
+
+    from mixgan.metrics import kid, mmd2_unbiased
+
+    def direct(x, y):
+        k = lambda a, b: (float(a @ b) / x.shape[1] + 1) ** 3
+        n, m = len(x), len(y)
+        xx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+        yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+        xy = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+        return xx + yy - 2 * xy
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=g).double(), torch.randn(9, 3, generator=g).double() + 0.5
+    assert abs(mmd2_unbiased(x, y) - direct(x, y)) < 1e-9
+    mean, std = kid(x, y[:7], subsets=1, subset_size=100)  # one subset of all 7: the sets themselves
+    assert abs(mean - direct(x, y[:7])) < 1e-9 and std == 0.0
+
+
+def test_kid_of_two_samples_of_one_distribution_is_near_zero_and_below_a_shifted_one():
+    import torch
+
+    from mixgan.metrics import kid
+
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(500, 8, generator=g), torch.randn(500, 8, generator=g)
+    same, _ = kid(a, b, subsets=5, subset_size=400)
+    shifted, _ = kid(a, b + 1, subsets=5, subset_size=400)
+    assert abs(same) < 0.05 < shifted
+
+
+def test_quality_during_training_lands_in_stats_on_the_schedule_and_keeps_the_best_checkpoint(tmp_path):
+    from mixgan.training.checkpoint import checkpoint_step, list_checkpoints
+
+    run = mixgan.train(digits_config(tmp_path))
+    records = [json.loads(l) for l in (run.path / "stats.jsonl").read_text().splitlines()]
+    measured = [r for r in records if "fid" in r]
+    assert [r["step"] for r in measured] == [10, 20, 30]
+    assert all(r["fid"] > 0 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and "kid" in r for r in measured)
+    best = min(measured, key=lambda r: r["fid"])
+    assert run.dir.read_best() == {"step": best["step"], "fid": best["fid"]}
+    kept = {checkpoint_step(p) for p in list_checkpoints(run.path / "checkpoints")}
+    assert kept == {best["step"], 30}
+    assert mixgan.load(run.path, step=best["step"], device="cpu").step == best["step"]
+
+
+def test_a_step_that_is_not_kept_is_refused_in_one_line(tmp_path, cli):
+    run = mixgan.train(small_config(tmp_path))
+    code, out, err = cli("evaluate", run.path, "--step", "5", "--quiet", "--device", "cpu", "--n", "50")
+    assert code == 2
+    assert err.strip().splitlines() == [f"mixgan: error: {run.path}: no checkpoint for step 5 (kept: 10, 20)"]
+
+
+def test_evaluate_step_best_evaluates_the_best_checkpoint(tmp_path, cli):
+    run = mixgan.train(digits_config(tmp_path))
+    best = run.dir.read_best()["step"]
+    code, out, err = cli("evaluate", run.path, "--step", "best", "--quiet", "--device", "cpu", "--n", "100",
+                         "--n-real", "100", "--metrics", "fid,kid")
+    assert code == 0, err
+    assert f"(step {best})" in json.loads((run.path / "metrics.json").read_text())["source"]

@@ -11,7 +11,7 @@ from ..errors import MixganError
 from ..training.dist import resolve_device
 from .common import BarProgress, add_analysis_options, format_table, write_json
 
-SHOWN = ["fid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
+SHOWN = ["fid", "kid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
          "conditional_accuracy", "intra_fid", "cas", "modes", "high_quality", "kl",
          "n_real", "n_fake", "backbone", "classifier_accuracy"]
 
@@ -25,15 +25,34 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--samples", help=".npz of samples from any source")
     p.add_argument("--dataset", help="dataset the samples imitate (with --samples)")
     p.add_argument("--data-dir", default="", help="folder of the dataset's files")
+    p.add_argument("--step", help="the checkpoint to evaluate: a kept step, or 'best' (by FID during "
+                                  "training); default the newest")
     p.add_argument("--n", type=int, default=10_000, help="samples to draw from the run")
     p.add_argument("--n-real", type=int, default=10_000, help="real training images to compare with")
-    p.add_argument("--metrics", help="comma list of fid,is,prdc,qd,cas (toy data: modes,prdc); "
-                                     "default fid,is,prdc,qd, plus cas for labelled samples")
+    p.add_argument("--metrics", help="comma list of fid,kid,is,prdc,qd,cas (toy data: modes,prdc); "
+                                     "default fid,kid,is,prdc,qd, plus cas for labelled samples")
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
     p.add_argument("--backbone", default="classifier", help="classifier (default) or inception")
     p.add_argument("--weights", help="weights file for --backbone inception (safetensors or a torch state dict)")
     add_analysis_options(p)
     return p
+
+
+def checkpoint_arg(run_dir: str, step: str | None) -> int | None:
+    """--step as a step number: None (the newest), an integer, or 'best'."""
+    if step is None:
+        return None
+    if step == "best":
+        from ..training import RunDir
+
+        best = RunDir(run_dir).read_best()
+        if best is None:
+            raise MixganError(f"{run_dir}: no best step recorded (train with train.eval_every > 0)")
+        return best["step"]
+    try:
+        return int(step)
+    except ValueError:
+        raise MixganError(f"--step must be a step number or 'best', got '{step}'") from None
 
 
 def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -67,6 +86,8 @@ def run(args) -> int:
     from ..data import load_dataset
     from ..metrics.suite import evaluate_samples
 
+    if args.step is not None and not args.run:
+        raise MixganError("--step applies to a run directory")
     if bool(args.run) == bool(args.samples):
         raise MixganError("give either a run directory or --samples FILE.npz (with --dataset)")
     if args.n < 2:
@@ -86,7 +107,7 @@ def run(args) -> int:
 
         if args.dataset:
             raise MixganError("--dataset applies to --samples; a run evaluates against its own dataset")
-        r = load(args.run, device=device)
+        r = load(args.run, device=device, step=checkpoint_arg(args.run, args.step))
         data = load_dataset(r.cfg.data.dataset, args.data_dir or r.cfg.data.data_dir, seed=r.cfg.train.seed,
                             test_fraction=r.cfg.data.test_fraction)
         x, labels = sample_run(r, args.n, args.seed)

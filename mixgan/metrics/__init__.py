@@ -4,6 +4,7 @@ from .cas import classification_accuracy_score, conditional_accuracy
 from .classifier import Backbone, ReferenceClassifier, get_classifier, reference_features
 from .fid import feature_stats, fid, frechet_distance, intra_fid
 from .inception_score import inception_score
+from .kid import kid, mmd2_unbiased, polynomial_kernel
 from .msssim import mean_pairwise_msssim, ms_ssim, msssim_setting
 from .prdc import knn_radii, prdc
 from .quality_diversity import inter_diversity, intra_diversity, quality_diversity, quality_score
@@ -13,5 +14,5 @@ from .toy import mode_stats
 __all__ = ["BACKBONES", "Backbone", "ReferenceClassifier", "as_images", "classification_accuracy_score",
            "conditional_accuracy", "evaluate_samples", "feature_stats", "fid", "frechet_distance",
            "get_backbone", "get_classifier", "inception_score", "inter_diversity", "intra_diversity",
-           "intra_fid", "knn_radii", "mean_pairwise_msssim", "mode_stats", "ms_ssim", "msssim_setting", "prdc",
+           "intra_fid", "kid", "knn_radii", "mmd2_unbiased", "polynomial_kernel", "mean_pairwise_msssim", "mode_stats", "ms_ssim", "msssim_setting", "prdc",
            "quality_diversity", "quality_score", "reference_features"]

@@ -18,13 +18,14 @@ from .cas import classification_accuracy_score, conditional_accuracy
 from .classifier import Progress, get_classifier, reference_features
 from .fid import fid, intra_fid
 from .inception_score import inception_score
+from .kid import kid
 from .prdc import prdc
 from .quality_diversity import quality_diversity
 from .toy import mode_stats
 
-IMAGE_METRICS = ("fid", "is", "prdc", "qd", "cas")
+IMAGE_METRICS = ("fid", "kid", "is", "prdc", "qd", "cas")
 POINT_METRICS = ("modes", "prdc")
-DEFAULT_IMAGE_METRICS = ("fid", "is", "prdc", "qd")
+DEFAULT_IMAGE_METRICS = ("fid", "kid", "is", "prdc", "qd")
 
 
 def as_images(x, shape: tuple[int, ...], source: str = "samples") -> torch.Tensor:
@@ -139,6 +140,10 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
 
     if "fid" in names:
         timed("fid", lambda: out.update(fid=fid(fake_f, real_f)))
+    if "kid" in names:
+        def _kid():
+            out["kid"], out["kid_std"] = kid(fake_f, real_f, subsets=10, subset_size=1000, seed=seed)
+        timed("kid", _kid)
     if "is" in names:
         def _is():  # samples may come ordered by class: shuffle so that no split holds one class only
             order = torch.randperm(len(fake_p), generator=torch.Generator().manual_seed(seed))

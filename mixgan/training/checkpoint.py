@@ -55,8 +55,10 @@ def unflatten_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return tree
 
 
-def save_checkpoint(folder: Path, step: int, states: dict[str, Any], meta: dict[str, Any], keep: int = 2) -> Path:
-    """Write the states of modules/optimizers (name -> state_dict) and keep the newest ``keep``."""
+def save_checkpoint(folder: Path, step: int, states: dict[str, Any], meta: dict[str, Any], keep: int = 2,
+                    protect: tuple[int, ...] = ()) -> Path:
+    """Write the states of modules/optimizers (name -> state_dict) and keep the newest ``keep``
+    besides the steps in ``protect`` (the best one by FID)."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = {name: flatten_state(name, state, tensors) for name, state in states.items()}
@@ -71,9 +73,16 @@ def save_checkpoint(folder: Path, step: int, states: dict[str, Any], meta: dict[
               "states": skeleton, **meta}
     atomic_write_text(folder / f"{stem}.json", json.dumps(record))
     for old in list_checkpoints(folder)[:-keep]:
+        if checkpoint_step(old) in protect:
+            continue
         for path in (old, old.with_suffix(".safetensors")):
             path.unlink(missing_ok=True)
     return folder / f"{stem}.json"
+
+
+def checkpoint_step(record_path: Path) -> int:
+    """The step in a checkpoint record's name."""
+    return int(_NAME.match(record_path.name).group(1))
 
 
 def list_checkpoints(folder: Path) -> list[Path]:

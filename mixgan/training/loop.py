@@ -23,9 +23,10 @@ from ..config import Config
 from ..data import load_dataset
 from ..errors import MixganError
 from ..models import GANModel, build_model
-from ..viz import save_samples_picture
+from ..viz import image_grid, save_png, save_samples_picture
 from . import dist
 from .checkpoint import latest_checkpoint, load_module_state, save_checkpoint
+from .quality import TrainingEval, can_evaluate
 from .rundir import RunDir, default_run_dir
 
 
@@ -169,14 +170,17 @@ def restore(model: GANModel, states: dict, record: dict, optimizers: bool = True
     model.load_extra_tensors(states.get("extra", {}))
 
 
-def _write_grid(model: GANModel, run: RunDir, step: int, data) -> None:
+def _write_grid(model: GANModel, run: RunDir, step: int, data):
+    """Write the step's sample picture; returns the grid (H x W [x C] uint8) for image data, else None."""
     if data.is_image:
         x, rows = model.sample_grid()
-        save_samples_picture(x, rows, run.samples / f"step-{step:06d}.png")
-    else:
-        s = model.sample(2000, generator=torch.Generator(model.device).manual_seed(0))
-        save_samples_picture(s.x, 0, run.samples / f"step-{step:06d}.png", colors=s.component,
-                             reference=data.centers, title=f"{model.name} step {step}")
+        grid = image_grid(x, rows)
+        save_png(grid, run.samples / f"step-{step:06d}.png")
+        return grid
+    s = model.sample(2000, generator=torch.Generator(model.device).manual_seed(0))
+    save_samples_picture(s.x, 0, run.samples / f"step-{step:06d}.png", colors=s.component,
+                         reference=data.centers, title=f"{model.name} step {step}")
+    return None
 
 
 def _summary_writer_class():
@@ -196,6 +200,10 @@ class _TensorBoard:
         for key, value in record.items():
             if key not in ("step", "time") and isinstance(value, (int, float)):
                 self.writer.add_scalar(key, value, record["step"])
+        self.writer.flush()
+
+    def image(self, grid, step: int) -> None:
+        self.writer.add_image("samples", grid if grid.ndim == 3 else grid[..., None], step, dataformats="HWC")
         self.writer.flush()
 
     def close(self) -> None:
@@ -295,6 +303,9 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             start = record["step"]
         if main:
             run.truncate_stats(start)
+            best = run.read_best()
+            if best is not None and best["step"] > start:
+                run.write_best(None)
     fmt = _memory_format(cfg, data)
     if fmt is not None:
         model.G.to(memory_format=fmt)
@@ -312,6 +323,9 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         return batch
 
     board = _TensorBoard(run.path, writer_class) if writer_class else None
+    evaluates = t.eval_every > 0 and can_evaluate(data)  # the same on every rank; rank 0 evaluates
+    evaluator = TrainingEval(data, t.eval_samples, device, seed=t.seed) if (evaluates and main) else None
+    best = run.read_best() if main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.amp and device.type == "cuda"
                 else contextlib.nullcontext())
     last_ckpt = start
@@ -320,7 +334,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     if progress and main:
         progress.start(start, t.steps)
     tick, tick_step = time.perf_counter(), start
-    started = tick
+    started, eval_seconds = tick, 0.0
     try:
         for step in range(start, t.steps):
             # rank r seeds its global RNG with 2r and its noise generator with 2r + 1: no two streams meet
@@ -335,10 +349,12 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             monitor.add(step, out)
             done = step + 1
             # a wall-clock budget ends the run like its last step (the clock is host-side, no sync)
-            last = done == t.steps or (t.max_seconds > 0 and time.perf_counter() - started >= t.max_seconds)
+            last = done == t.steps or (t.max_seconds > 0
+                                       and time.perf_counter() - started - eval_seconds >= t.max_seconds)
             if t.max_seconds > 0 and world_size > 1:
                 last = not dist.all_finite(not last)  # every rank stops at the same step
-            log_due = done % t.log_every == 0 or last
+            eval_due = evaluates and (done % t.eval_every == 0 or last)
+            log_due = done % t.log_every == 0 or last or eval_due
             grid_due = done % t.sample_every == 0 or last
             ckpt_due = done % t.checkpoint_every == 0 or last
             if done % VOTE_EVERY == 0 or log_due or grid_due or ckpt_due:  # the same steps on every rank
@@ -349,11 +365,27 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                     raise TrainingDiverged(f"{bad}; stopped, {kept}")
             if log_due:
                 logs = monitor.mean()
+            quality, improved = {}, False
+            if eval_due:
+                if main:
+                    began = time.perf_counter()
+                    quality = {k: round(v, 6) for k, v in evaluator(model).items()}
+                    quality["eval_s"] = round(time.perf_counter() - began, 3)
+                    eval_seconds += quality["eval_s"]
+                    tick += quality["eval_s"]  # it/s counts training steps only
+                    improved = best is None or quality["fid"] < best["fid"]
+                    if improved:
+                        best = {"step": done, "fid": quality["fid"]}
+                improved = dist.broadcast_object(improved)
+                ckpt_due = ckpt_due or improved  # the best step's checkpoint is kept besides the newest
+                if main and best is not None:
+                    quality["best_step"] = best["step"]
             if main and log_due:
                 now = time.perf_counter()
                 rate = (done - tick_step) / max(now - tick, 1e-9)
                 record = {"step": done, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in logs.items()},
-                          "it_per_s": round(rate, 3), "samples_per_s": round(rate * t.batch_size * world_size, 1)}
+                          "it_per_s": round(rate, 3), "samples_per_s": round(rate * t.batch_size * world_size, 1),
+                          **quality}
                 run.append_stats(record)
                 if board:
                     board.log(record)
@@ -361,12 +393,17 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                     progress.log(record)
                 tick, tick_step = now, done
             if main and grid_due:
-                _write_grid(model, run, done, data)
+                grid = _write_grid(model, run, done, data)
+                if board and grid is not None:
+                    board.image(grid, done)
             if ckpt_due:
                 if main:
                     save_checkpoint(run.checkpoints, done, model_states(model),
                                     {"model": model.name, "dataset": cfg.data.dataset,
-                                     "data_spec": dataclasses.asdict(model.spec)}, keep=t.keep_checkpoints)
+                                     "data_spec": dataclasses.asdict(model.spec)}, keep=t.keep_checkpoints,
+                                    protect=(best["step"],) if best else ())
+                    if improved:
+                        run.write_best(best)
                 last_ckpt = done
                 dist.barrier()
             if progress and main:

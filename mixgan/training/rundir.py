@@ -24,6 +24,7 @@ class RunDir:
     stats_path = property(lambda self: self.path / "stats.jsonl")
     samples = property(lambda self: self.path / "samples")
     checkpoints = property(lambda self: self.path / "checkpoints")
+    best_path = property(lambda self: self.path / "best.json")
 
     def exists(self) -> bool:
         return self.config_path.is_file()
@@ -68,6 +69,20 @@ class RunDir:
             except json.JSONDecodeError:
                 continue  # a line cut short by a crash
         atomic_write_text(self.stats_path, "".join(l + "\n" for l in keep))
+
+    def read_best(self) -> dict[str, Any] | None:
+        """{"step", "fid"} of the best checkpoint by FID during training, or None."""
+        try:
+            best = json.loads(self.best_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return best if isinstance(best, dict) and isinstance(best.get("step"), int) else None
+
+    def write_best(self, best: dict[str, Any] | None) -> None:
+        if best is None:
+            self.best_path.unlink(missing_ok=True)
+        else:
+            atomic_write_text(self.best_path, json.dumps(best) + "\n")
 
     def read_stats(self) -> list[dict[str, Any]]:
         if not self.stats_path.is_file():
