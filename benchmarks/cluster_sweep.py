@@ -23,7 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
+from mixgan.config import Recipe  # noqa: E402
+
+PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
 
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 import mixgan
-from mixgan.config import PREVIOUS_IMAGE_RECIPE
+from mixgan.config import Recipe
+
+PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
 from mixgan.analysis import cluster_run, tradeoff_sweep
 from mixgan.metrics.suite import evaluate_samples
 

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import torch
 
-from mixgan.config import PREVIOUS_IMAGE_RECIPE
+from mixgan.config import Recipe
+
+PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
 
 
 def instance_fidelity(model, n: int = 1000, top: int = 10, seed: int = 0, images: torch.Tensor | None = None) -> float:

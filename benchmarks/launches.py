@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mixgan  # noqa: E402
-from mixgan.config import PREVIOUS_IMAGE_RECIPE  # noqa: E402
+from mixgan.config import Recipe  # noqa: E402
+
+PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
 from quality import DATA_DIRS, train_baseline, variant  # noqa: E402
 
 # operations that only make views, allocate, read a host value or mark a profiler range: no kernel of their own

@@ -190,8 +190,9 @@ def same_settings(run: Path, cmd: list[str]) -> bool:
 
     wanted, held = resolve(build_parser().parse_args(cmd[3:]))[0].to_dict(), load_config(run / "config.toml").to_dict()
     for cfg in (wanted, held):  # without the encoder its settings are inert (and their defaults have moved)
-        if not cfg["model"]["encoder"]:
-            cfg["model"] = {k: v for k, v in cfg["model"].items() if not k.startswith("encoder_")}
+        if not cfg["encoder"]["enabled"]:
+            cfg.pop("encoder")
+        cfg.pop("recipe")
     return held == wanted
 
 

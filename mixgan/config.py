@@ -1,15 +1,17 @@
 """Typed settings: dataclasses, loadable from TOML, overridable with ``key=value``.
 
-Resolution order: dataclass defaults, then the presets (:func:`presets`: the dataset family's, the
-family and model's, the family and device's, the family, device and model's, the dataset's), then a
-TOML file, then command-line overrides; settings that come with a switch a preset turned on
-(``WITH_SWITCH``) apply unless the user turned it off or set them. The
-resolved config is written into every run directory as ``config.toml`` and read back by
-:func:`load_config`.
+Resolution order, later winning: the dataclass defaults, one recipe (a complete TOML file under
+``mixgan/recipes/``, chosen by dataset and model, or named with ``recipe``), the user's TOML file
+(``--config``), then single settings (``--set``, command-line flags, a dict from Python). A recipe's
+``[cuda]`` table applies only when training on CUDA, and :func:`resolve` reports each value it took.
+The resolved config is written into every run directory as ``config.toml``, each value with its
+source, and read back by :func:`load_config`, which migrates files written by earlier versions.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -47,20 +49,24 @@ class ModelConfig:
     mismatch: float = 0.0
     class_weight: float = 0.0
     info_weight: float = 0.0  # gmgan: weight of the "which Gaussian made this" head (0: the paper's model)
-    # gmgan with an encoder E(x) -> (K logits, z-hat) trained with G (docs/gmgan.md, "Clustering with an encoder")
-    encoder: bool = False
-    # 0 and 5: the better clustering and FID measured on digits (docs/gmgan.md); the tests pin the first settings
-    encoder_ce: float = 0.0  # weight of CE(E(G(z_k)), k), for G and E
-    encoder_l2: float = 0.0  # weight of |z-hat - eps|^2 on generated images, for G and E
-    encoder_real: float = 1.0  # weight of the agreement of E on two augmentations of a real image
-    encoder_neighbors: int = 5  # k > 0: pair each real image with one of its k nearest neighbours
-    encoder_space: str = "pixels"  # the embedding those neighbours are found in: pixels | selfsup (no labels)
-    encoder_init: str = "scratch"  # E's body: D's, from scratch | selfsup: the contrastive encoder, pretrained
-    encoder_entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
-    encoder_cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
-    encoder_balance: str = "entropy"  # agreement of two views: entropy (SCAN) | sinkhorn (equal-share targets, SwAV)
-    encoder_heads: int = 1  # cluster heads trained side by side; the lowest-loss one is used (SCAN)
-    encoder_selflabel: float = 0.0  # > 0: a view confident above this gives the other view its cluster as a label
+
+
+@dataclass
+class EncoderConfig:
+    """GM-GAN's encoder E(x) -> (K logits, z-hat), trained with G (docs/gmgan.md, "Clustering")."""
+
+    enabled: bool = False
+    ce: float = 0.0  # weight of CE(E(G(z_k)), k), for G and E
+    l2: float = 0.0  # weight of |z-hat - eps|^2 on generated images, for G and E
+    real: float = 1.0  # weight of the agreement of E on two views of a real image
+    neighbors: int = 5  # k > 0: pair each real image with one of its k nearest neighbours
+    space: str = "pixels"  # the embedding those neighbours are found in: pixels | selfsup (no labels)
+    init: str = "scratch"  # E's body: D's, from scratch | selfsup: the contrastive encoder, pretrained
+    entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
+    cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
+    balance: str = "entropy"  # agreement of two views: entropy (SCAN) | sinkhorn (equal-share targets, SwAV)
+    heads: int = 1  # cluster heads trained side by side; the lowest-loss one is used (SCAN)
+    selflabel: float = 0.0  # > 0: a view confident above this gives the other view its cluster as a label
 
 
 @dataclass
@@ -109,81 +115,32 @@ class TrainConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    recipe: str = "auto"  # a recipe name under mixgan/recipes/, a path to one, or auto (by dataset and model)
     out: str = ""
+    # where each value came from ("default", "recipe NAME", "file PATH", ...): shown by --dry-run and info
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        tree = dataclasses.asdict(self)
+        tree.pop("sources")
+        return tree
 
 
-SECTIONS = ("data", "model", "prior", "train")
+SECTIONS = ("data", "model", "encoder", "prior", "train")
+TOP_LEVEL = ("recipe", "out")
+CLASSES = {"data": DataConfig, "model": ModelConfig, "encoder": EncoderConfig, "prior": PriorConfig,
+           "train": TrainConfig}
+CONFIG_VERSION = 2
 
-# The image preset before docs/quality.md's recipe: the earlier figures (digits, the conditional,
-# IC-GAN and GM-GAN benchmarks on fashion-mnist) were measured with it, and their benchmarks pin it.
-PREVIOUS_IMAGE_RECIPE: dict[str, Any] = {
-    "model.arch": "dcgan", "model.width": 64, "model.loss": "ns", "model.spectral_norm": False,
-    "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.batch_size": 64, "model.condition": "concat",
-    "model.mismatch": 0.0, "train.beta1": 0.5, "train.beta2": 0.999, "model.encoder": False, "prior.means": "uniform",
-}
-
-# Per dataset family, then per dataset: settings chosen by measurement (docs/toy.md, docs/gmgan.md).
-PRESETS: dict[str, dict[str, Any]] = {
-    "toy": {
-        "model.arch": "mlp", "model.width": 128, "model.embedding": "pixels",
-        "prior.latent_dim": 16, "prior.c": 1.0, "prior.sigma": 0.01,
-        "train.batch_size": 256, "train.lr_g": 1e-3, "train.lr_d": 1e-3, "train.lr_decay": "linear",
-        "train.steps": 6000, "train.beta1": 0.5, "train.ema": True,
-        "train.log_every": 100, "train.sample_every": 2500, "train.checkpoint_every": 1000,
-    },
-    # 0.01 parks Gaussians beside the ring's narrower modes; without R1, seeds 2, 4 and 6 of 0-9 lost
-    # modes (two Gaussians on one mode); R1 = 0.1 reaches 8/8 on all ten (docs/toy.md)
-    "ring": {"prior.sigma": 0.1, "train.r1": 0.1},
-    "npz": {},  # vectors or images: arch "auto" picks by the data's shape
-    # the image recipe of docs/quality.md (chosen on fashion-mnist at equal wall-clock against a script DCGAN)
-    "image": {
-        "model.arch": "dcgan", "model.width": 64, "model.loss": "hinge", "model.spectral_norm": True,
-        # K = 30: on fashion-mnist at 10 CPU-minutes the paper's GM-GAN keeps its recall at the baseline's or
-        # above (3 seeds; K = 10: under it on 3 of 4), and the supervised model gets K = 3N (docs/quality.md);
-        # gmgan itself takes the encoder's K = 10 (MODEL_PRESETS)
-        "prior.latent_dim": 64, "prior.c": 1.0, "prior.sigma": 1.0, "prior.components": 30,
-        "train.batch_size": 32, "train.lr_g": 5e-4, "train.lr_d": 1e-3,
-        # Adam beta (0, 0.9), SNGAN's: at 5,000 steps gmgan FID 70.9 -> 50.8 and 80.5 -> 42.1 (seeds 0, 1);
-        # at 10 CPU-minutes the ratios to the script DCGAN improve on every seed (docs/quality.md)
-        "train.beta1": 0.0, "train.beta2": 0.9,
-        "train.ema": True,
-        # cgan, gmgan-supervised: a matching-aware D; on fashion-mnist at 10 CPU-minutes it took cGAN's
-        # conditional accuracy 0.933 -> 0.991 and FID 14.2 -> 10.6 (docs/conditional.md)
-        "model.mismatch": 1.0,
-        # quality during training: on digits (1,000 samples) about 2% of the run's wall-clock (benchmarks/eval_cost.py)
-        "train.eval_every": 500,
-    },
-    # digits keeps the recipe its figures were measured with (docs/gmgan.md, make demo): the paper's GM-GAN
-    "digits": {"train.steps": 3000, "prior.components": 10, "prior.sigma": 1.0, **PREVIOUS_IMAGE_RECIPE},
-}
-
-# Per dataset family and model: what one model needs beyond its family's preset (a dataset's own preset still wins).
-MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    # the supervised model's Gaussians tighter than gmgan's: on fashion-mnist at 10 CPU-minutes
-    # conditional accuracy 0.91 at sigma 1 -> 0.97 at 0.75, FID 17 -> 22 (docs/conditional.md)
-    ("image", "gmgan-supervised"): {"prior.sigma": 0.75},
-    # GM-GAN with an encoder whose clusters condition D (docs/gmgan.md): on fashion-mnist, FID 24.0 against
-    # the paper's model's 42-54 at 5,000 steps, 0.22-0.25x the script DCGAN's at 10 CPU-minutes (docs/quality.md);
-    # `model.encoder=false` is the paper's model with the family's prior
-    ("image", "gmgan"): {"model.encoder": True},
-}
-
-# Per dataset family and device type, then per family, device type and model: what the device changes (a
-# dataset's own preset still wins). On a GPU these small networks are bound by per-operation overhead, not
-# arithmetic, so a larger batch costs no time (docs/quality.md, "GPU"); on the CPU it costs steps, which the
-# 10-minute budget lacks.
-DEVICE_PRESETS: dict[tuple[str, ...], dict[str, Any]] = {
-    # fashion-mnist at 5,000 steps: gan FID 73.4 (batch 32) -> 54.5 (64) -> 50.3 (128) -> 43.7 (128, Adam 1e-3 / 2e-3)
-    ("image", "cuda"): {"train.batch_size": 128, "train.lr_g": 1e-3, "train.lr_d": 2e-3},
-    # gan at its estimated GPU share of the script's steps (5,000): FID 26.9 at 2e-3 / 4e-3 -> 23.4 at 3e-3 / 6e-3,
-    # 0.456x and 0.582x the script's on seeds 0 and 1 (the other models are measured at 1e-3 / 2e-3 only)
-    ("image", "cuda", "gan"): {"train.lr_g": 3e-3, "train.lr_d": 6e-3},
-}
+# Keys of earlier versions and the key each became; user input and old run directories may use them.
+RENAMED: dict[str, str] = {"model.encoder": "encoder.enabled", "encoder": "encoder.enabled",
+                           **{f"{prefix}encoder_{name}": f"encoder.{name}"
+                              for prefix in ("", "model.")
+                              for name in ("ce", "l2", "real", "neighbors", "space", "init", "entropy", "cond_d",
+                                           "balance", "heads", "selflabel")}}
 
 
 def device_type(name: str) -> str:
@@ -195,23 +152,18 @@ def device_type(name: str) -> str:
     return "cuda" if name.startswith("cuda") else "cpu"
 
 
-# Settings that come with a switch a preset turns on, and go with it when the user turns it off:
-# the encoder's Gaussians are K = 10 one-hot means at sigma 0.15, apart enough to be its clusters.
-WITH_SWITCH: dict[str, dict[str, Any]] = {
-    "model.encoder": {"prior.means": "onehot", "prior.components": 10, "prior.sigma": 0.15},
-}
-
-
 def _field_types(section: str) -> dict[str, Any]:
-    cls = {"data": DataConfig, "model": ModelConfig, "prior": PriorConfig, "train": TrainConfig}[section]
+    cls = CLASSES[section]
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _resolve_key(key: str) -> tuple[str, str]:
-    """Map ``sigma`` or ``prior.sigma`` to ("prior", "sigma"); bare names must be unique."""
-    if key == "out":
-        return "", "out"
+    """Map ``sigma`` or ``prior.sigma`` to ("prior", "sigma"); bare names must be unique; keys of
+    earlier versions (``RENAMED``) map to their new place."""
+    key = RENAMED.get(key, key)
+    if key in TOP_LEVEL:
+        return "", key
     if "." in key:
         section, name = key.split(".", 1)
         if section in SECTIONS and name in _field_types(section):
@@ -252,7 +204,7 @@ def _coerce(key: str, typ: Any, value: Any) -> Any:
 def set_value(cfg: Config, key: str, value: Any) -> None:
     section, name = _resolve_key(key)
     if not section:
-        cfg.out = str(value)
+        setattr(cfg, name, str(value))
         return
     typ = _field_types(section)[name]
     setattr(getattr(cfg, section), name, _coerce(key, typ, value))
@@ -265,27 +217,37 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _flatten(tree: dict[str, Any], source: str) -> dict[str, Any]:
+def _flatten(tree: dict[str, Any], source: str, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            if key not in SECTIONS:
+            if key not in sections:
                 raise MixganError(f"{source}: unknown section [{key}]")
-            for sub, v in value.items():
+            for sub, v in _flatten(value, source).items() if key == "cuda" else value.items():
                 flat[f"{key}.{sub}"] = v
         else:
             flat[key] = value
     return flat
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+def _read_tree(path: Path, what: str) -> dict[str, Any]:
     try:
-        return _flatten(tomllib.loads(path.read_text()), str(path))
-    except FileNotFoundError:
-        raise MixganError(f"config file {path} does not exist") from None
+        return tomllib.loads(path.read_text())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise MixganError(f"{what} {path} does not exist or is not a file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MixganError(f"config file {path} is not valid TOML: {exc}") from None
+        raise MixganError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A settings file as flat ``section.name`` keys."""
+    path = Path(path)
+    return _flatten(_read_tree(path, "config file"), str(path))
+
+
+# ---------------------------------------------------------------------------------------- recipes
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
 def dataset_family(name: str) -> str:
@@ -294,40 +256,118 @@ def dataset_family(name: str) -> str:
     return "toy" if name in ("ring", "grid") else "image"
 
 
-def presets(dataset: str, model: str, device: str) -> dict[str, Any]:
-    """The preset settings for a dataset, model and ``train.device`` value, later ones winning."""
-    family, kind = dataset_family(dataset), device_type(device)
-    return {**PRESETS[family], **MODEL_PRESETS.get((family, model), {}), **DEVICE_PRESETS.get((family, kind), {}),
-            **DEVICE_PRESETS.get((family, kind, model), {}), **PRESETS.get(dataset, {})}
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def recipe_path(name: str) -> Path:
+    """The file of a recipe given by name (``image-gmgan``) or path (``my/recipe.toml``)."""
+    if name.endswith(".toml") or "/" in name:
+        return Path(name)
+    path = RECIPES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise MixganError(f"unknown recipe '{name}' (shipped: {', '.join(recipe_names())}; or give a .toml path)")
+    return path
+
+
+@dataclass
+class Recipe:
+    name: str
+    path: Path
+    values: dict[str, Any]  # flat section.name keys
+    cuda: dict[str, Any]  # the [cuda] table: applied only when training on CUDA
+
+    @classmethod
+    def read(cls, name: str) -> "Recipe":
+        path = recipe_path(name)
+        flat = _flatten(_read_tree(path, "recipe"), str(path), SECTIONS + ("cuda",))
+        cuda = {k[len("cuda."):]: v for k, v in flat.items() if k.startswith("cuda.")}
+        values = {k: v for k, v in flat.items() if not k.startswith("cuda.")}
+        for key in [*values, *cuda]:
+            if _resolve_key(key)[0] == "" and key != "out":
+                raise MixganError(f"recipe {path}: '{key}' cannot be set by a recipe")
+        return cls(path.stem if path.parent == RECIPES_DIR else str(path), path, values, cuda)
+
+
+def choose_recipe(dataset: str, model: str, encoder: bool | None = None) -> str:
+    """The recipe of a dataset and model: ``{dataset}-{model}`` where one ships (ring, digits), else
+    ``{family}-{model}``. Where the user fixes ``encoder.enabled`` to what that recipe does not
+    do, its ``-paper`` sibling (no encoder) is chosen, or the encoder recipe it is the sibling of."""
+    for stem in (str(dataset), dataset_family(dataset)):
+        name = f"{stem}-{model}"
+        if (RECIPES_DIR / f"{name}.toml").is_file():
+            if encoder is not None and bool(Recipe.read(name).values.get("encoder.enabled")) != encoder:
+                sibling = f"{name}-paper" if not encoder else name.removesuffix("-paper")
+                if (RECIPES_DIR / f"{sibling}.toml").is_file():
+                    return sibling
+            return name
+    raise MixganError(f"no recipe for model '{model}' on dataset '{dataset}'")
+
+
+# ------------------------------------------------------------------------------------- resolution
+
+def canonical_key(key: str) -> str:
+    section, name = _resolve_key(key)
+    return f"{section}.{name}" if section else name
 
 
 def build_config(values: dict[str, Any] | None = None, config_file: str | Path | None = None,
-                 overrides: list[str] | None = None) -> Config:
-    """Resolve a Config from a TOML file, a dict of settings and ``key=value`` overrides."""
-    user: dict[str, Any] = {}
+                 overrides: list[str] | None = None, *, values_source: str = "argument") -> Config:
+    """Resolve a Config: defaults < recipe < ``config_file`` < ``values`` < ``overrides`` (``key=value``).
+
+    ``cfg.sources`` names where each setting came from."""
+    layers: list[tuple[str, dict[str, Any]]] = []
     if config_file:
-        user.update(read_toml(config_file))
-    user.update(values or {})
-    for text in overrides or []:
-        key, value = parse_override(text)
-        user[key] = value
+        layers.append((f"file {config_file}", read_toml(config_file)))
+    layers.append((values_source, dict(values or {})))
+    layers.append(("--set", dict(parse_override(t) for t in overrides or [])))
+    user: dict[str, tuple[Any, str]] = {}
+    for source, layer in layers:
+        for key, value in layer.items():
+            user[canonical_key(key)] = (value, source)
+
     cfg = Config()
-    given = {_resolve_key(k): v for k, v in user.items()}
-    dataset = str(given.get(("data", "dataset"), cfg.data.dataset))
-    model = str(given.get(("model", "name"), cfg.model.name))
-    preset = presets(dataset, model, str(given.get(("train", "device"), cfg.train.device)))
-    for key, value in preset.items():
+    for key, value in user.items():  # the keys that pick the recipe
+        if key in ("recipe", "data.dataset", "model.name", "encoder.enabled", "train.device"):
+            set_value(cfg, key, value[0])
+    encoder = cfg.encoder.enabled if "encoder.enabled" in user else None
+    name = cfg.recipe if cfg.recipe != "auto" else choose_recipe(cfg.data.dataset, cfg.model.name, encoder)
+    recipe = Recipe.read(name)
+
+    cfg = Config()
+    sources = {key: "default" for key in flat_dict(cfg)}
+    for key, value in recipe.values.items():
         set_value(cfg, key, value)
-    for key, value in user.items():
+        sources[canonical_key(key)] = f"recipe {recipe.name}"
+    device_given = user.get("train.device", (recipe.values.get("train.device", cfg.train.device),))[0]
+    if device_type(str(device_given)) == "cuda":
+        for key, value in recipe.cuda.items():
+            set_value(cfg, key, value)
+            sources[canonical_key(key)] = f"recipe {recipe.name} [cuda]"
+    for key, (value, source) in user.items():
         set_value(cfg, key, value)
-    for switch, group in WITH_SWITCH.items():
-        section, name = _resolve_key(switch)
-        if preset.get(switch) and getattr(getattr(cfg, section), name):  # a preset turned it on, the user left it
-            for key, value in group.items():
-                if _resolve_key(key) not in given and key not in PRESETS.get(dataset, {}):
-                    set_value(cfg, key, value)
+        sources[key] = source
+    if "recipe" not in user:
+        sources["recipe"] = f"chosen for {cfg.data.dataset} and {cfg.model.name}"
+    cfg.recipe = recipe.name
+    cfg.sources = sources
     validate(cfg)
     return cfg
+
+
+def device_values(cfg: Config) -> dict[str, Any]:
+    """The settings a recipe's ``[cuda]`` table chose for this config (empty off CUDA)."""
+    flat = flat_dict(cfg)
+    return {k: flat[k] for k, src in cfg.sources.items() if src.endswith("[cuda]")}
+
+
+def flat_dict(cfg: Config) -> dict[str, Any]:
+    """Every setting as ``section.name`` (and the top-level ``recipe``, ``out``) -> value."""
+    tree = cfg.to_dict()
+    flat = {k: tree[k] for k in TOP_LEVEL}
+    for section in SECTIONS:
+        flat.update({f"{section}.{k}": v for k, v in tree[section].items()})
+    return flat
 
 
 AUGMENTS = ("translation", "cutout")
@@ -340,7 +380,7 @@ def augment_error(policy: str) -> str:
 
 
 def validate(cfg: Config) -> None:
-    p, t, m = cfg.prior, cfg.train, cfg.model
+    p, t, m, e = cfg.prior, cfg.train, cfg.model, cfg.encoder
     checks = [
         (p.components >= 1, f"components must be >= 1, got {p.components}"),
         (p.latent_dim >= 1, f"latent_dim must be >= 1, got {p.latent_dim}"),
@@ -364,21 +404,17 @@ def validate(cfg: Config) -> None:
         (t.r1 >= 0, f"r1 must be >= 0, got {t.r1}"),
         (t.max_seconds >= 0, f"max_seconds must be >= 0, got {t.max_seconds}"),
         (m.info_weight >= 0, f"info_weight must be >= 0, got {m.info_weight}"),
-        (min(m.encoder_ce, m.encoder_l2, m.encoder_real, m.encoder_entropy) >= 0,
-         "encoder_ce, encoder_l2, encoder_real and encoder_entropy must be >= 0"),
-        (m.encoder_neighbors >= 0, f"encoder_neighbors must be >= 0, got {m.encoder_neighbors}"),
+        (min(e.ce, e.l2, e.real, e.entropy) >= 0, "encoder.ce, encoder.l2, encoder.real and encoder.entropy must be >= 0"),
+        (e.neighbors >= 0, f"encoder.neighbors must be >= 0, got {e.neighbors}"),
         (m.condition in ("auto", "concat"), f"condition must be 'auto' or 'concat', got '{m.condition}'"),
         (min(m.class_weight, m.mismatch) >= 0, "class_weight and mismatch must be >= 0"),
-        (m.encoder_balance in ("entropy", "sinkhorn"),
-         f"encoder_balance must be 'entropy' or 'sinkhorn', got '{m.encoder_balance}'"),
-        (m.encoder_space in ("pixels", "selfsup"),
-         f"encoder_space must be 'pixels' or 'selfsup', got '{m.encoder_space}'"),
-        (m.encoder_init in ("scratch", "selfsup"),
-         f"encoder_init must be 'scratch' or 'selfsup', got '{m.encoder_init}'"),
-        (m.encoder_heads >= 1, f"encoder_heads must be >= 1, got {m.encoder_heads}"),
-        (0 <= m.encoder_selflabel < 1, f"encoder_selflabel must be in [0, 1), got {m.encoder_selflabel}"),
-        (not m.encoder or m.name == "gmgan", f"model.encoder is for model 'gmgan', not '{m.name}'"),
-        (not (m.encoder and m.info_weight), "model.encoder and model.info_weight are alternatives: set one"),
+        (e.balance in ("entropy", "sinkhorn"), f"encoder.balance must be 'entropy' or 'sinkhorn', got '{e.balance}'"),
+        (e.space in ("pixels", "selfsup"), f"encoder.space must be 'pixels' or 'selfsup', got '{e.space}'"),
+        (e.init in ("scratch", "selfsup"), f"encoder.init must be 'scratch' or 'selfsup', got '{e.init}'"),
+        (e.heads >= 1, f"encoder.heads must be >= 1, got {e.heads}"),
+        (0 <= e.selflabel < 1, f"encoder.selflabel must be in [0, 1), got {e.selflabel}"),
+        (not e.enabled or m.name == "gmgan", f"the encoder is for model 'gmgan', not '{m.name}'"),
+        (not (e.enabled and m.info_weight), "encoder.enabled and model.info_weight are alternatives: set one"),
         (p.means in ("uniform", "onehot"), f"means must be 'uniform' or 'onehot', got '{p.means}'"),
         (p.means != "onehot" or p.latent_dim >= p.components,
          f"means=onehot needs latent_dim >= components, got {p.latent_dim} < {p.components}"),
@@ -389,23 +425,62 @@ def validate(cfg: Config) -> None:
             raise MixganError(message)
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
 def dump_toml(cfg: Config) -> str:
-    import tomli_w
-
+    """The resolved config as TOML, each value followed by its source as a comment."""
     tree = cfg.to_dict()
-    out = tree.pop("out")
-    return tomli_w.dumps({"out": out, **tree})
+    src = cfg.sources
+
+    def line(key: str, name: str, value: Any) -> str:
+        return f"{name} = {_toml_value(value)}" + (f"  # {src[key]}" if key in src else "") + "\n"
+
+    text = f"version = {CONFIG_VERSION}\n" + "".join(line(k, k, tree[k]) for k in TOP_LEVEL)
+    for section in SECTIONS:
+        text += f"\n[{section}]\n" + "".join(line(f"{section}.{k}", k, v) for k, v in tree[section].items())
+    return text
 
 
-# Settings added after runs were already being made, with the value that reproduces those runs:
-# a resolved config.toml that lacks one was trained with this behaviour, not with today's default.
-LEGACY_VALUES: dict[str, Any] = {"model.condition": "concat", "model.mismatch": 0.0}
+_SOURCE_LINE = re.compile(r'^(\w+) = .*  # (.+)$')
+
+
+def _read_sources(text: str) -> dict[str, str]:
+    sources, section = {}, ""
+    for raw in text.splitlines():
+        if raw.startswith("["):
+            section = raw.strip("[] ") + "."
+        elif m := _SOURCE_LINE.match(raw):
+            sources[(section + m.group(1)) if section else m.group(1)] = m.group(2)
+    return sources
+
+
+# Settings added after version 1, with the value that reproduces the runs made before them.
+V1_ABSENT: dict[str, Any] = {"model.condition": "concat", "model.mismatch": 0.0}
+
+
+def migrate(flat: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config of any version as today's flat keys: version 1 (no ``version`` key) had
+    the encoder's settings in [model] and predates ``V1_ABSENT``'s settings."""
+    version = flat.pop("version", 1)
+    if not isinstance(version, int) or version > CONFIG_VERSION:
+        raise MixganError(f"config version {version!r} is newer than this mixgan understands ({CONFIG_VERSION})")
+    if version == 1:
+        flat = {**V1_ABSENT, **{RENAMED.get(k, k): v for k, v in flat.items()}}
+        flat.setdefault("recipe", "unknown (written before recipes)")
+    return flat
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a resolved ``config.toml`` back (no presets: every value is in the file, or it predates
-    the setting and takes its ``LEGACY_VALUES`` entry)."""
+    """Read a resolved ``config.toml`` back: every value is in the file (after :func:`migrate`)."""
+    path = Path(path)
     cfg = Config()
-    for key, value in {**LEGACY_VALUES, **read_toml(path)}.items():
+    for key, value in migrate(read_toml(path)).items():
         set_value(cfg, key, value)
+    cfg.sources = _read_sources(path.read_text())
     return cfg

@@ -6,7 +6,9 @@ from PIL import Image
 from torch import nn
 
 import mixgan
-from mixgan.config import PREVIOUS_IMAGE_RECIPE
+from mixgan.config import Recipe
+
+PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
 from mixgan.data import load_dataset
 from mixgan.errors import MixganError
 from mixgan.models import build_model

@@ -11,8 +11,8 @@ from mixgan.errors import MixganError
 from conftest import small_config
 
 # the CE term on and no neighbour pairs: the settings these tests were written with
-ENCODER = {"model.encoder": True, "prior.means": "onehot", "prior.sigma": 0.15, "model.encoder_ce": 10.0,
-           "model.encoder_neighbors": 0}
+ENCODER = {"encoder.enabled": True, "prior.means": "onehot", "prior.sigma": 0.15, "encoder.ce": 10.0,
+           "encoder.neighbors": 0}
 
 
 def test_encoder_assigns_each_gaussians_samples_to_that_gaussian(tmp_path):
@@ -64,7 +64,7 @@ def quick_selfsup(monkeypatch):
     monkeypatch.setitem(embeddings.EMBEDDINGS, "selfsup", lambda spec: SelfSupEmbedding(spec, steps=40, batch_size=128))
 
 
-SELFSUP = {"model.encoder_init": "selfsup", "model.encoder_space": "selfsup", "model.encoder_neighbors": 3}
+SELFSUP = {"encoder.init": "selfsup", "encoder.space": "selfsup", "encoder.neighbors": 3}
 
 
 @pytest.mark.parametrize("heads, extra", [(1, {}), (3, {}), (2, SELFSUP)])
@@ -72,7 +72,7 @@ def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads, extra, q
     from test_training import weights
 
     extra = {**ENCODER, "data.dataset": "digits", "model.width": 8, "prior.components": 10,
-             "model.encoder_heads": heads, "train.steps": 80, **extra}  # heads are chosen until step 20
+             "encoder.heads": heads, "train.steps": 80, **extra}  # heads are chosen until step 20
     mixgan.train(small_config(tmp_path / "a", **extra))
 
     class Crash:  # the process "dies" at step 13, after the checkpoint of step 10
@@ -93,15 +93,15 @@ def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads, extra, q
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"model.encoder": True, "model.info_weight": 1.0}, "alternatives"),
-    ({"model.encoder": True, "model.name": "gan"}, "for model 'gmgan'"),
-    ({"model.encoder": True, "model.encoder_ce": -1.0}, "must be >= 0"),
+    ({"encoder.enabled": True, "model.info_weight": 1.0}, "alternatives"),
+    ({"encoder.enabled": True, "model.name": "gan"}, "for model 'gmgan'"),
+    ({"encoder.enabled": True, "encoder.ce": -1.0}, "must be >= 0"),
     ({"prior.means": "onehot", "prior.latent_dim": 4}, "latent_dim >= components"),
     ({"prior.means": "grid"}, "means must be"),
-    ({"model.encoder": True, "model.encoder_balance": "kmeans"}, "encoder_balance must be"),
-    ({"model.encoder": True, "model.encoder_selflabel": 1.0}, "encoder_selflabel must be in"),
-    ({"model.encoder": True, "model.encoder_space": "classifier"}, "encoder_space must be"),
-    ({"model.encoder": True, "model.encoder_init": "imagenet"}, "encoder_init must be"),
+    ({"encoder.enabled": True, "encoder.balance": "kmeans"}, "encoder.balance must be"),
+    ({"encoder.enabled": True, "encoder.selflabel": 1.0}, "encoder.selflabel must be in"),
+    ({"encoder.enabled": True, "encoder.space": "classifier"}, "encoder.space must be"),
+    ({"encoder.enabled": True, "encoder.init": "imagenet"}, "encoder.init must be"),
 ])
 def test_bad_encoder_settings_are_refused(tmp_path, values, message):
     with pytest.raises(MixganError, match=message):
@@ -109,16 +109,16 @@ def test_bad_encoder_settings_are_refused(tmp_path, values, message):
 
 
 def test_selfsup_settings_on_points_are_one_clear_error(tmp_path, cli):
-    cfg = small_config(tmp_path, **ENCODER, **{"model.encoder_init": "selfsup"})
+    cfg = small_config(tmp_path, **ENCODER, **{"encoder.init": "selfsup"})
     with pytest.raises(MixganError, match="need images"):
         mixgan.train(cfg)
     code, out, err = cli("train", "--dataset", "ring", "--set", "model.encoder=true", "--set",
-                         "model.encoder_space=selfsup", "--set", "model.encoder_neighbors=3", "--out", tmp_path / "c")
+                         "encoder.space=selfsup", "--set", "encoder.neighbors=3", "--out", tmp_path / "c")
     assert code == 2 and "need images" in err and len(err.strip().splitlines()) == 1
 
 
 def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_clusters(quick_selfsup, tmp_path):
-    """encoder_init=selfsup: before any step E's body is the contrastive encoder, and every head puts
+    """encoder.init=selfsup: before any step E's body is the contrastive encoder, and every head puts
     each training image in the cluster of its nearest k-means centre on that body's features
     (restart h for head h), so the heads differ; neighbours are found in the same features."""
     from sklearn.cluster import KMeans
@@ -128,7 +128,7 @@ def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_cluster
     from mixgan.models import build_model
 
     cfg = small_config(tmp_path, **{**ENCODER, **SELFSUP}, **{"data.dataset": "digits", "prior.components": 10,
-                                                          "model.encoder_heads": 2})
+                                                          "encoder.heads": 2})
     data = load_dataset("digits")
     model = build_model(cfg, data.spec(), "cpu")
     model.attach_data(data)
@@ -176,8 +176,8 @@ def test_self_label_loss_uses_only_confident_items():
     assert self_label_loss(a[1:], b[1:], 0.99).item() == 0.0
 
 
-@pytest.mark.parametrize("extra", [{"model.encoder_balance": "sinkhorn"}, {"model.encoder_selflabel": 0.9},
-                                   {"model.encoder_heads": 3}])
+@pytest.mark.parametrize("extra", [{"encoder.balance": "sinkhorn"}, {"encoder.selflabel": 0.9},
+                                   {"encoder.heads": 3}])
 def test_encoder_variants_assign_each_gaussians_samples_to_that_gaussian(tmp_path, extra):
     """The opt-in variants still tie E's clusters to the Gaussians on the toy ring, a little more loosely
     at this budget than the default (400 steps, seed 0: the worst Gaussian measured 0.875 with

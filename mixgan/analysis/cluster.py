@@ -1,7 +1,7 @@
 """Unsupervised clustering with a GM-GAN (Ben-Yosef & Weinshall 2018, section 5).
 
 Two methods assign a real image to a Gaussian. ``encoder``: the run's encoder E, trained with G
-(``model.encoder = true``; not in the paper), names it directly. ``classifier`` (the paper's):
+(``encoder.enabled = true``; not in the paper), names it directly. ``classifier`` (the paper's):
 a classifier is trained on generated pairs (G(z_k), k), so that it learns which Gaussian each
 kind of image comes from; every real image is then assigned to its predicted Gaussian. Where
 K > N, each Gaussian is merged into the class it mostly captures on the training split
@@ -119,7 +119,7 @@ def resolve_method(model: GANModel, method: str | None) -> str:
     if method not in METHODS:
         raise MixganError(f"method must be one of {', '.join(METHODS)}, got '{method}'")
     if method == "encoder" and not has_encoder:
-        raise MixganError("this run has no encoder (train with --set model.encoder=true); use --method classifier")
+        raise MixganError("this run has no encoder (train with --set encoder.enabled=true); use --method classifier")
     return method
 
 

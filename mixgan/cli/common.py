@@ -32,6 +32,28 @@ def add_device_option(p, default: str | None = "auto") -> None:
                    help="auto (a GPU where there is one, the default), cpu, cuda or cuda:N")
 
 
+def recipe_line(cfg) -> str:
+    """One line naming the recipe and every value the device chose."""
+    from ..config import device_type, device_values, recipe_path
+
+    kind = device_type(cfg.train.device)
+    path = recipe_path(cfg.recipe) if not cfg.recipe.startswith("unknown") else cfg.recipe
+    chosen = device_values(cfg)
+    device = ", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen else "no device-specific values"
+    return f"recipe: {cfg.recipe} ({path}); device {kind}: {device}"
+
+
+def describe_config(cfg) -> str:
+    """Every resolved setting with its source: the recipe line, then a key / value / source table."""
+    from ..config import flat_dict
+
+    flat = flat_dict(cfg)
+    width = max(len(k) for k in flat)
+    vwidth = max(len(repr(v)) for v in flat.values())
+    rows = [f"{k:<{width}}  {v!r:<{vwidth}}  {cfg.sources.get(k, '')}" for k, v in flat.items()]
+    return "\n".join([recipe_line(cfg), f"{'setting':<{width}}  {'value':<{vwidth}}  source", *rows])
+
+
 def add_analysis_options(p) -> None:
     """``--json``, ``--seed``, ``--quiet`` and ``--device``: what every command that measures a run shares."""
     p.add_argument("--json", help="also write the results to this JSON file")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import dump_toml
 from ..training import RunDir
 from ..training.checkpoint import list_checkpoints
+from .common import describe_config
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -28,5 +28,5 @@ def run(args) -> int:
         last = stats[-1]
         print("last log: " + ", ".join(f"{k}={v}" for k, v in last.items() if k != "time"))
     print("settings:")
-    print("  " + dump_toml(cfg).strip().replace("\n", "\n  "))
+    print("  " + describe_config(cfg).replace("\n", "\n  "))
     return 0

@@ -4,17 +4,17 @@ from __future__ import annotations
 import argparse
 
 from ..api import train as train_run
-from ..config import build_config, set_value, parse_override, validate
+from ..config import build_config, canonical_key, parse_override, set_value, validate
 from ..errors import MixganError
 from ..models import MODELS
 from ..training import RunDir
 from ..training.dist import launch_rank
-from .common import add_device_option, training_progress
+from .common import add_device_option, describe_config, recipe_line, training_progress
 
 # flag -> setting
 FLAGS = {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir",
          "components": "prior.components", "steps": "train.steps", "batch_size": "train.batch_size",
-         "seed": "train.seed", "device": "train.device", "out": "out"}
+         "seed": "train.seed", "device": "train.device", "out": "out", "recipe": "recipe"}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -28,12 +28,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     add_device_option(p, default=None)  # None: the config's train.device (auto)
     p.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
-    p.add_argument("--config", help="TOML file of settings")
+    p.add_argument("--recipe", help="recipe name (mixgan/recipes/NAME.toml) or .toml path (default: chosen by "
+                   "dataset and model)")
+    p.add_argument("--config", help="TOML file of settings, applied over the recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set sigma=0.5 --set train.lr_g=1e-4")
     p.add_argument("--resume", action="store_true", help="continue --out RUN from its last checkpoint")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved settings and where each came from, then exit without training")
     return p
 
 
@@ -42,7 +46,8 @@ def resolve(args) -> tuple:
     if args.tensorboard:
         given["train.tensorboard"] = True
     if not args.resume:
-        return build_config(values=given, config_file=args.config, overrides=args.set), False
+        return build_config(values=given, config_file=args.config, overrides=args.set,
+                            values_source="command line"), False
     if not args.out:
         raise MixganError("--resume needs --out RUN naming the run to continue")
     cfg = RunDir(args.out).config()
@@ -50,12 +55,18 @@ def resolve(args) -> tuple:
         raise MixganError("--resume takes its settings from the run; pass changes with --set or flags")
     for key, value in list(given.items()) + [parse_override(o) for o in args.set]:
         set_value(cfg, key, value)
+        cfg.sources[canonical_key(key)] = "command line (resume)"
     validate(cfg)
     return cfg, True
 
 
 def run(args) -> int:
     cfg, resume = resolve(args)
+    if args.dry_run:
+        print(describe_config(cfg))
+        return 0
+    if launch_rank() == 0:
+        print(recipe_line(cfg))
     progress = training_progress(f"{cfg.model.name} {cfg.data.dataset}", args.quiet)
     result = train_run(cfg, resume=resume, progress=progress)
     if launch_rank() != 0:  # under torchrun, rank 0 alone reports

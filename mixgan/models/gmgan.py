@@ -9,17 +9,17 @@ on generated images (InfoGAN's mutual-information term with the Gaussian index a
 categorical code). It asks G to make the Gaussians tell apart, which the plain objective
 never does; docs/gmgan.md measures what it does to clustering.
 
-``model.encoder = true`` goes further (not in the paper either): an encoder E(x) -> (K logits,
+``encoder.enabled = true`` goes further (not in the paper either): an encoder E(x) -> (K logits,
 z-hat) trained with G so that the Gaussians become the clusters and every real image gets its
-Gaussian from E directly. G and E minimise ``encoder_ce`` * CE(E(G(z_k)), k) and
+Gaussian from E directly. G and E minimise ``encoder.ce`` * CE(E(G(z_k)), k) and
 ``encoder_l2`` * |z-hat - eps|^2 (ClusterGAN's terms); E also sees real images: it must give two
-random views of one image (or of an image and one of its ``encoder_neighbors`` nearest) the
-same cluster (``encoder_real``, SCAN's consistency) while keeping all K clusters in use
-(``encoder_entropy`` times the entropy of its mean prediction). On images the neighbours can come
-from the label-free contrastive embedding (``encoder_space``), and E can start from that
-embedding's encoder with heads at its features' k-means clusters (``encoder_init``), as SCAN
+random views of one image (or of an image and one of its ``encoder.neighbors`` nearest) the
+same cluster (``encoder.real``, SCAN's consistency) while keeping all K clusters in use
+(``encoder.entropy`` times the entropy of its mean prediction). On images the neighbours can come
+from the label-free contrastive embedding (``encoder.space``), and E can start from that
+embedding's encoder with heads at its features' k-means clusters (``encoder.init``), as SCAN
 starts from a pretext network: on digits that is what lifts clustering past 0.9.
-With ``encoder_cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
+With ``encoder.cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
 cluster for a real image, so Gaussian k must generate what E puts in cluster k.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ class EncoderBatch(Batch):
 class Encoder(nn.Module):
     """A discriminator body with H·K + d outputs, read as H cluster heads of K logits and z-hat.
 
-    With several heads (``encoder_heads``, SCAN's remedy for a clustering stuck in a poor optimum)
+    With several heads (``encoder.heads``, SCAN's remedy for a clustering stuck in a poor optimum)
     every head is trained on the real-image terms, and the one in use (``head``, a buffer, so it is
     checkpointed) is the one with the lowest running loss: a label-free choice, frozen after the
     first ``SELECT_FRACTION`` of training so that the Gaussians keep one set of clusters to follow.
@@ -151,21 +151,21 @@ class GMGAN(GANModel):
     name = "gmgan"
     mixture = True
 
-    neighbors = held()  # with encoder_neighbors = k: each training image's k nearest, M x k
+    neighbors = held()  # with encoder.neighbors = k: each training image's k nearest, M x k
 
     def check(self, spec) -> None:
-        m = self.cfg.model
-        if m.encoder and "selfsup" in (m.encoder_init, m.encoder_space) and spec.kind != "image":
-            raise MixganError(f"model.encoder_init and model.encoder_space 'selfsup' need images; dataset "
+        e = self.cfg.encoder
+        if e.enabled and "selfsup" in (e.init, e.space) and spec.kind != "image":
+            raise MixganError(f"encoder.init and encoder.space 'selfsup' need images; dataset "
                               f"'{spec.name}' holds points (use 'scratch' and 'pixels')")
 
     def build_networks(self) -> None:
         super().build_networks()
         self.E = self.opt_e = None
-        if self.cfg.model.encoder:
+        if self.cfg.encoder.enabled:
             m, t, p = self.cfg.model, self.cfg.train, self.cfg.prior
-            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim, m.encoder_heads,
-                             m.encoder_init)
+            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim, self.cfg.encoder.heads,
+                             self.cfg.encoder.init)
             self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.E_train = self.E
 
@@ -180,14 +180,14 @@ class GMGAN(GANModel):
 
     @property
     def cond_d(self) -> bool:
-        return self.cfg.model.encoder and self.cfg.model.encoder_cond_d
+        return self.cfg.encoder.enabled and self.cfg.encoder.cond_d
 
     def build_discriminator(self) -> nn.Module:
         m = self.cfg.model
         if self.info_weight or self.cond_d:
             k = self.cfg.prior.components
-            return build_discriminator(m.arch, self.shape, m.width, cond_dim=k if m.encoder else 0,
-                                       aux_classes=0 if m.encoder else k, spectral_norm=m.spectral_norm)
+            return build_discriminator(m.arch, self.shape, m.width, cond_dim=k if self.cfg.encoder.enabled else 0,
+                                       aux_classes=0 if self.cfg.encoder.enabled else k, spectral_norm=m.spectral_norm)
         return super().build_discriminator()
 
     # ---- the encoder ----------------------------------------------------------------
@@ -205,21 +205,21 @@ class GMGAN(GANModel):
 
     def attach_data(self, data) -> None:
         super().attach_data(data)
-        m = self.cfg.model
+        e = self.cfg.encoder
         self.neighbors = None
         if self.E is None:
             return
         feats = self.x_train.flatten(1)
-        if m.encoder_init == "selfsup" or (m.encoder_neighbors and m.encoder_space == "selfsup"):
+        if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
             emb = get_embedding("selfsup", self.spec)
             emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
             selfsup_feats = embed(emb, self.x_train, normalize=False)  # one pass, for k-means and kNN
-            if m.encoder_init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
+            if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
                 self.init_encoder(emb.net, selfsup_feats)
-            if m.encoder_space == "selfsup":
+            if e.space == "selfsup":
                 feats = selfsup_feats
-        if m.encoder_neighbors:
-            self.neighbors = knn(feats, m.encoder_neighbors)[0]  # (knn compares directions: cosine)
+        if e.neighbors:
+            self.neighbors = knn(feats, e.neighbors)[0]  # (knn compares directions: cosine)
 
     @torch.no_grad()
     def init_encoder(self, body: nn.Module, feats: torch.Tensor) -> None:
@@ -288,7 +288,7 @@ class GMGAN(GANModel):
         of G and E on the adversarial loss plus the encoder terms of the module docstring."""
         if self.E is None:
             return super().train_step(next_batch, gen)
-        m = self.cfg.model
+        e = self.cfg.encoder
         real, loss_d = self.discriminator_steps(next_batch, gen)
         self.D.requires_grad_(False)
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
@@ -301,16 +301,16 @@ class GMGAN(GANModel):
         real_terms = []
         for h in range(self.E.heads):
             la, lb = heads[n:n + len(x), h], heads[n + len(x):, h]
-            agree, entropy = consistency_terms(la, lb, m.encoder_balance)
-            term = m.encoder_real * agree - m.encoder_entropy * entropy
-            if m.encoder_selflabel:
-                term = term + 0.5 * (self_label_loss(la, lb, m.encoder_selflabel)
-                                     + self_label_loss(lb, la, m.encoder_selflabel))
+            agree, entropy = consistency_terms(la, lb, e.balance)
+            term = e.real * agree - e.entropy * entropy
+            if e.selflabel:
+                term = term + 0.5 * (self_label_loss(la, lb, e.selflabel)
+                                     + self_label_loss(lb, la, e.selflabel))
             real_terms.append((term, agree, entropy))
         terms = torch.stack([t[0] for t in real_terms])
         agree, entropy = (torch.stack([t[i] for t in real_terms]).mean() for i in (1, 2))  # logged: mean over heads
         adv = self.generator_loss(fake)
-        loss = adv + m.encoder_ce * ce + m.encoder_l2 * l2 + terms.sum()
+        loss = adv + e.ce * ce + e.l2 * l2 + terms.sum()
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_e.zero_grad(set_to_none=True)
         loss.backward()
