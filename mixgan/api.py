@@ -92,4 +92,5 @@ def load(run_dir: str | Path, device: str | torch.device = "auto", step: int | N
     spec = DataSpec.from_dict(record["data_spec"])
     model = build_model(cfg, spec, resolve_device(device))
     restore(model, states, record, optimizers=False)
+    model.open_run(path)
     return Run(path, cfg, model, record["step"])

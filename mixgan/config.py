@@ -40,7 +40,10 @@ class ModelConfig:
     spectral_norm: bool = False
     width: int = 64  # conv base channels, or hidden units of the MLP bodies
     k: int = 5  # IC-GAN: neighbours per instance
-    embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels
+    embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels | projection
+    # IC-GAN and the encoder's neighbours: exact search up to knn_threshold instances, a faiss IVF index above
+    knn: str = "auto"  # auto | exact | faiss
+    knn_threshold: int = 200_000
     # cgan on conv bodies: auto = conditional BatchNorm in G, projection in D; concat = the paper's
     condition: str = "auto"
     # cgan, gmgan-supervised: weight of real images paired with a wrong class, scored as fakes by D
@@ -400,6 +403,8 @@ def validate(cfg: Config) -> None:
         (t.lr_decay in ("none", "linear"), f"lr_decay must be 'none' or 'linear', got '{t.lr_decay}'"),
         (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),
         (m.width >= 1 and m.k >= 1, "width and k must be >= 1"),
+        (m.knn in ("auto", "exact", "faiss"), f"knn must be 'auto', 'exact' or 'faiss', got '{m.knn}'"),
+        (m.knn_threshold >= 1, f"knn_threshold must be >= 1, got {m.knn_threshold}"),
         (not augment_error(t.augment), augment_error(t.augment)),
         (t.r1 >= 0, f"r1 must be >= 0, got {t.r1}"),
         (t.max_seconds >= 0, f"max_seconds must be >= 0, got {t.max_seconds}"),

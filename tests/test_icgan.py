@@ -146,14 +146,19 @@ def test_k_larger_than_the_data_is_refused(tmp_path, digits):
 
 # ---- run directory: saved, reused, resumed ---------------------------------------------------
 def test_instances_saved_and_reused_on_resume(tmp_path, monkeypatch, device):
-    from mixgan.models import icgan
+    """The run keeps its features and int32 neighbour table in RUN/instances/; a resumed run reads
+    them there (the cache emptied, nothing recomputed) and trains exactly as an uninterrupted run."""
+    from mixgan.embeddings import store
 
     full = mixgan.train(icgan_config(tmp_path / "a", device))
     half_cfg = icgan_config(tmp_path / "b", device, **{"train.steps": 10})
     mixgan.train(half_cfg)
-    saved = load_file(str(tmp_path / "b" / "run" / "instances.safetensors"))
-    assert saved["neighbors"].shape == (1438, 5) and saved["features"].shape == (1438, 64)
-    monkeypatch.setattr(icgan, "knn", lambda *a, **k: pytest.fail("neighbours recomputed on resume"))
+    folder = tmp_path / "b" / "run" / "instances"
+    nbrs, feats = np.load(folder / "neighbors.npy"), np.load(folder / "features.npy")
+    assert nbrs.shape == (1438, 5) and nbrs.dtype == np.int32 and feats.shape == (1438, 64)
+    monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(store, "write_neighbors", lambda *a, **k: pytest.fail("neighbours recomputed on resume"))
+    monkeypatch.setattr(store, "embed_stream", lambda *a, **k: pytest.fail("features recomputed on resume"))
     half_cfg.train.steps = 20
     resumed = mixgan.train(half_cfg, resume=True)
     a = load_file(str(sorted((full.path / "checkpoints").glob("*.safetensors"))[-1]))
@@ -162,7 +167,7 @@ def test_instances_saved_and_reused_on_resume(tmp_path, monkeypatch, device):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert resumed.model.neighbors.device == resumed.model.device
-    assert torch.equal(resumed.model.neighbors.int().cpu(), saved["neighbors"])
+    assert torch.equal(resumed.model.neighbors.cpu(), torch.from_numpy(nbrs))
 
 
 def test_loaded_run_samples_stored_and_unseen_instances_without_the_dataset(trained, monkeypatch, digits):

@@ -8,6 +8,7 @@ The embedding classes live in ``base.py`` (and ``selfsup.py``), the neighbour se
 - ``classifier``: the reference classifier's 128-d penultimate layer (supervised),
 - ``selfsup``: a contrastive encoder trained by the project without labels (cached),
 - ``pixels``: the centred pixels (images), or points lifted onto a sphere (toy data),
+- ``projection``: the centred pixels projected to 128 dimensions by a fixed random matrix (images),
 - a name added with :func:`register_embedding`, or ``"module:function"`` naming any callable
   that maps an N x ... batch to N x d features.
 
@@ -23,8 +24,8 @@ import torch
 
 from ..data import DataSpec
 from ..errors import MixganError
-from .base import ClassifierEmbedding, Embedding, FunctionEmbedding, PixelEmbedding, embed
-from .neighbors import BACKENDS, faiss_available, knn
+from .base import ClassifierEmbedding, Embedding, FunctionEmbedding, PixelEmbedding, ProjectionEmbedding, embed
+from .neighbors import BACKENDS, METHODS, THRESHOLD, faiss_available, knn, recall_at_k, resolve_method
 
 
 def _selfsup(spec: DataSpec) -> Embedding:
@@ -37,12 +38,13 @@ EMBEDDINGS: dict[str, Callable[[DataSpec], Embedding]] = {
     "classifier": ClassifierEmbedding,
     "selfsup": _selfsup,
     "pixels": PixelEmbedding,
+    "projection": ProjectionEmbedding,
 }
 
 
 def register_embedding(name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Make ``model.embedding=name`` use ``fn`` (N x ... tensor -> N x d features)."""
-    if name in ("classifier", "selfsup", "pixels"):
+    if name in ("classifier", "selfsup", "pixels", "projection"):
         raise MixganError(f"embedding '{name}' is built in and cannot be replaced")
     EMBEDDINGS[name] = lambda spec: FunctionEmbedding(spec, fn, name)
 
@@ -65,5 +67,5 @@ def get_embedding(name: str | Callable, spec: DataSpec) -> Embedding:
     raise MixganError(f"unknown embedding '{name}' (choose from {', '.join(EMBEDDINGS)}, or module:function)")
 
 
-__all__ = ["BACKENDS", "EMBEDDINGS", "Embedding", "embed", "faiss_available", "get_embedding", "knn",
-           "register_embedding"]
+__all__ = ["BACKENDS", "EMBEDDINGS", "METHODS", "THRESHOLD", "Embedding", "embed", "faiss_available",
+           "get_embedding", "knn", "recall_at_k", "register_embedding", "resolve_method"]

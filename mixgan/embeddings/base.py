@@ -53,10 +53,19 @@ class PixelEmbedding(Embedding):
         self.scale = torch.ones(())
 
     def fit(self, data: Dataset) -> None:
-        x = data.x_train.flatten(1).double()
-        self.mean = x.mean(0).float()
+        """The training mean (images: summed a batch at a time, never the whole set as float)."""
         if self.points:
+            x = data.x_train.flatten(1).double()
+            self.mean = x.mean(0).float()
             self.scale = (x - x.mean(0)).pow(2).sum(1).mean().sqrt().clamp_min(1e-12).float()
+            return
+        from .store import as_float_images, train_batches
+
+        total, count = torch.zeros(len(self.mean), dtype=torch.float64), 0
+        for x in train_batches(data, 256):
+            total += as_float_images(x).flatten(1).double().sum(0)
+            count += len(x)
+        self.mean = (total / max(count, 1)).float()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         u = x.flatten(1).float() - self.mean.to(x.device)
@@ -71,6 +80,36 @@ class PixelEmbedding(Embedding):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.mean, self.scale = state["mean"].float(), state["scale"].float()
+
+
+class ProjectionEmbedding(PixelEmbedding):
+    """Images: the centred pixels times a fixed random Gaussian matrix (seeded), ``DIM`` numbers.
+
+    Cosine similarities of the centred pixels are kept approximately (Johnson-Lindenstrauss), at
+    a fraction of the width: the pixel space of large image sets, for their neighbour search."""
+
+    name = "projection"
+    DIM = 128
+
+    def __init__(self, spec: DataSpec, seed: int = 0):
+        super().__init__(spec)
+        if self.points:
+            raise MixganError(f"embedding 'projection' needs images; dataset '{spec.name}' holds points "
+                              "(use model.embedding=pixels)")
+        n = self.dim
+        self.settings = {"dim": self.DIM, "seed": seed}
+        self.matrix = torch.randn(n, self.DIM, generator=torch.Generator().manual_seed(seed)) / self.DIM ** 0.5
+        self.dim = self.DIM
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return super().__call__(x) @ self.matrix.to(x.device)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**super().state_dict(), "matrix": self.matrix}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        self.matrix = state["matrix"].float()
 
 
 class ClassifierEmbedding(Embedding):

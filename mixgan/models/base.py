@@ -230,6 +230,10 @@ class GANModel:
     def attach_run(self, path) -> None:
         """Called once the run directory exists: a model may keep per-run files there (IC-GAN's instances)."""
 
+    def open_run(self, path, expect: dict | None = None) -> bool:
+        """Use the per-run files of a saved run (``mixgan.load``); False where there are none."""
+        return False
+
     def discriminator_steps(self, next_batch: Callable[[], Batch], gen: torch.Generator) -> tuple[Batch, torch.Tensor]:
         """``d_steps`` discriminator updates; returns the last real batch and D's last loss.
 

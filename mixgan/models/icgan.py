@@ -9,26 +9,31 @@ projection head. The loss is always the hinge loss, as in the paper (``model.los
 
 ``icgan-class`` also conditions G and D on the neighbour's class y_j: p(x | h, y).
 
-The features and neighbour lists are written to ``RUN/instances.safetensors`` and reused on
-resume; features (and the embedding's own state) also travel in every checkpoint, so a loaded
-run samples stored instances, or embeds unseen ones, without the training set.
+The features (M x d float32) and neighbour table (M x k int32) are computed a batch at a time
+into memory-mapped .npy files of the cache (``mixgan.embeddings.store``), linked into
+``RUN/instances/`` and reused on resume; the embedding's state travels in every checkpoint, so a
+loaded run samples stored instances, or embeds unseen ones, without the training set.
 """
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import DataSpec, Dataset
-from ..embeddings import embed, get_embedding, knn
+from ..embeddings import embed, get_embedding, resolve_method
+from ..embeddings.store import InstanceStore, embedding_key, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
 from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
 
-INSTANCES_FILE = "instances.safetensors"
+INSTANCES_DIR = "instances"
+INSTANCES_VERSION = 1
 
 
 class ICGAN(GANModel):
@@ -46,7 +51,7 @@ class ICGAN(GANModel):
         self.features = torch.zeros(0, self.h_dim)
         self.neighbors = torch.zeros(0, cfg.model.k, dtype=torch.long)
         self.labels = None
-        self._instances_new = False
+        self._files = None  # instance files of the cache, to link into the run
 
     @cached_property
     def embedding(self):
@@ -84,71 +89,93 @@ class ICGAN(GANModel):
         return (self.D_train if train else self.D)(b.x, c)
 
     # ---- instances and neighbourhoods -------------------------------------------------
-    def _meta(self, data: Dataset) -> dict[str, str]:
-        return {"embedding": self.embedding.name, "k": str(self.cfg.model.k), "instances": str(len(data.x_train)),
-                "fingerprint": data.fingerprint()}
+    def _meta(self, data: Dataset, m: int) -> dict:
+        mc = self.cfg.model
+        backend = resolve_method(mc.knn, m, self.h_dim, mc.knn_threshold)
+        return {"version": INSTANCES_VERSION, "embedding": self.embedding.name,
+                "embedding_key": embedding_key(self.embedding), "k": mc.k, "backend": backend,
+                "instances": m, "dim": self.h_dim, "fingerprint": data.fingerprint(),
+                "labels": self.uses_labels or data.y_train is not None}
 
-    def _read_instances(self, path: Path, data: Dataset) -> bool:
-        from safetensors import SafetensorError, safe_open
+    def open_run(self, path: Path, expect: dict | None = None) -> bool:
+        """Use the instance files of the run at ``path`` (memory-mapped) if they are complete and,
+        with ``expect``, were made for the same data and settings; False otherwise."""
+        from ..embeddings.store import open_npy
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
-        if not path.is_file():
+        folder = Path(path) / INSTANCES_DIR
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if expect is not None and meta != expect:
             return False
         try:
-            with safe_open(str(path), "pt") as fh:
-                if fh.metadata() != self._meta(data):
-                    return False
-                t = {key: fh.get_tensor(key) for key in fh.keys()}
-            self._set_instances(t)
-        except (OSError, KeyError, RuntimeError, SafetensorError):
-            return False  # damaged or foreign: recompute
+            m, k, d = int(meta["instances"]), int(meta["k"]), int(meta["dim"])
+            state = load_file(str(folder / "embedding.safetensors"))
+        except (OSError, KeyError, TypeError, ValueError, SafetensorError):
+            return False
+        feats = open_npy(folder / "features.npy", (m, d), np.float32)
+        nbrs = open_npy(folder / "neighbors.npy", (m, k), np.int32)
+        labels = open_npy(folder / "labels.npy", (m,), np.int64) if meta.get("labels") else None
+        if feats is None or nbrs is None or (meta.get("labels") and labels is None) or d != self.h_dim:
+            return False
+        self.embedding.load_state_dict(state)
+        self._set_instances(feats, nbrs, labels)
+        self._files = None
         return True
 
-    def _set_instances(self, t: dict[str, torch.Tensor]) -> None:
-        self.features = t["features"].float()
-        self.neighbors = t["neighbors"].long()
-        self.labels = t["labels"].long() if "labels" in t else None
-        state = {k[len("embedding."):]: v for k, v in t.items() if k.startswith("embedding.")}
-        if state:
-            self.embedding.load_state_dict(state)
-
-    def instance_tensors(self) -> dict[str, torch.Tensor]:
-        out = {"features": self.features.cpu().contiguous(), "neighbors": self.neighbors.int().cpu().contiguous()}
-        if self.labels is not None:
-            out["labels"] = self.labels.cpu().contiguous()
-        out.update({f"embedding.{k}": v.detach().cpu().contiguous() for k, v in self.embedding.state_dict().items()})
-        return out
+    def _set_instances(self, features, neighbors, labels) -> None:
+        """Hold the tables: on the CPU the memory maps themselves (a step reads its rows only),
+        on a GPU a copy in device memory."""
+        self.features = torch.from_numpy(features) if isinstance(features, np.ndarray) else features.float()
+        self.neighbors = torch.from_numpy(neighbors) if isinstance(neighbors, np.ndarray) else neighbors
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
 
     def attach_data(self, data: Dataset) -> None:
-        """Embed the training set and find each instance's neighbours, or reuse the run's saved ones."""
+        """Embed the training set a batch at a time and find each instance's neighbours, into
+        memory-mapped files of the cache (reused by any run on the same data and embedding), or
+        reuse the run's own files on resume."""
         super().attach_data(data)
-        m, k = len(data.x_train), self.cfg.model.k
+        m, k = train_count(data), self.cfg.model.k
         if k >= m:
             raise MixganError(f"k={k} neighbours need more than {k} training instances; '{data.name}' has {m}")
-        self._meta_now = self._meta(data)
-        if self.cfg.out and self._read_instances(Path(self.cfg.out) / INSTANCES_FILE, data):
+        self._meta_now = self._meta(data, m)
+        if self.cfg.out and self.open_run(Path(self.cfg.out), self._meta_now):
             return
-        self.embedding.fit(data)
-        self.features = embed(self.embedding, self.x_train)
-        self.neighbors = knn(self.features, k)[0]
-        self.labels = self.y_train
-        self._instances_new = True
+        store = InstanceStore.for_data(data, self.embedding)
+        feats = store.features(self.embedding, lambda: self.embedding.fit(data), lambda: train_batches(data), m,
+                               self.device)
+        nbrs = store.neighbors(feats, k, self._meta_now["backend"])
+        self._set_instances(feats, nbrs, data.y_train)
+        self._files = {"features.npy": store.folder / store.FEATURES,
+                       "neighbors.npy": store.folder / store.neighbors_name(k, self._meta_now["backend"]),
+                       "embedding.safetensors": store.folder / store.EMBEDDING}
 
     def attach_run(self, path: Path) -> None:
-        """Save the instances into the run directory (atomically) the first time they are computed."""
-        from safetensors.torch import save
-
+        """Link (or copy) the instance files into ``RUN/instances/`` the first time; meta.json
+        is written last, so a run holds either complete files or none it would use."""
+        from ..embeddings.store import atomic_npy, link_or_copy, write_json
         from ..training import dist
-        from ..io import atomic_write_bytes
 
-        target = Path(path) / INSTANCES_FILE
-        if (self._instances_new or not target.is_file()) and dist.is_main() and len(self.features):
-            atomic_write_bytes(target, save(self.instance_tensors(), metadata=self._meta_now))
-        self._instances_new = False
+        if not getattr(self, "_files", None) or not dist.is_main():
+            return
+        folder = Path(path) / INSTANCES_DIR
+        (folder / "meta.json").unlink(missing_ok=True)
+        for name, src in self._files.items():
+            link_or_copy(src, folder / name)
+        if self._meta_now["labels"]:
+            with atomic_npy(folder / "labels.npy", (self.instances,), np.int64) as out:
+                out[:] = self.labels.cpu().numpy()
+        write_json(folder / "meta.json", self._meta_now)
+        self._files = None
 
     def batch(self, index: torch.Tensor) -> Batch:
-        """Instances ``index``; x is a random real neighbour x_j of each, drawn from the step's seeded RNG."""
+        """Instances ``index``; x is a random real neighbour x_j of each, drawn from the step's seeded RNG.
+        Only the batch's rows of the neighbour table and the features are read."""
         pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
-        j = self.neighbors[index, pick]
+        j = self.neighbors[index, pick].long()
         return Batch(self.x_train[j], h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
@@ -162,11 +189,16 @@ class ICGAN(GANModel):
 
     # ---- state ----------------------------------------------------------------------
     def extra_tensors(self) -> dict[str, torch.Tensor]:
-        return self.instance_tensors()
+        """The embedding's state (the features and neighbours live in ``RUN/instances/``)."""
+        return {f"embedding.{k}": v.detach().cpu().contiguous() for k, v in self.embedding.state_dict().items()}
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "features" in tensors:
-            self._set_instances(tensors)
+        state = {k[len("embedding."):]: v for k, v in tensors.items() if k.startswith("embedding.")}
+        if state:
+            self.embedding.load_state_dict(state)
+        if "features" in tensors:  # a checkpoint made before the instance files existed
+            self._set_instances(tensors["features"].float(), tensors["neighbors"].long(),
+                                tensors["labels"] if "labels" in tensors else None)
 
     # ---- sampling -------------------------------------------------------------------
     @property

@@ -1,0 +1,246 @@
+"""Instance features and neighbour tables as memory-mapped .npy files, written once.
+
+An :class:`InstanceStore` is a folder for one dataset and one embedding (the cache folder
+``$MIXGAN_CACHE/instances/<dataset>-<fingerprint>-<embedding key>/``):
+
+- ``features.npy``: M x d float32, the L2-normalised embeddings, computed a batch at a time from
+  the dataset's training images (never the whole image set as float in memory),
+- ``embedding.safetensors``: the fitted embedding's state (centring, encoder weights),
+- ``neighbors-k<k>-<backend>.npy``: M x k int32, each row's k nearest other rows by cosine.
+
+Every file is written under a temporary name, flushed, fsynced and renamed (:func:`atomic_npy`),
+so a process killed mid-write leaves either no file or the whole one; a leftover temporary file
+is ignored and removed by the next writer. Files are opened as copy-on-write memory maps: a
+training step touches the pages of its batch's rows only. A file lock makes parallel processes
+(torchrun ranks) compute each file once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import MixganError
+from ..io import atomic_write_text, file_lock
+
+VERSION = 1
+EMBED_BATCH = 1024  # images embedded at a time
+
+
+@contextmanager
+def atomic_npy(path: Path, shape: tuple[int, ...], dtype) -> Iterator[np.memmap]:
+    """A writable memory map of a new .npy file that appears at ``path`` only when the block
+    completes (flushed, fsynced, renamed); on an error the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed writer
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    try:
+        yield out
+        out.flush()
+        del out
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_npy(path: Path, shape: tuple[int, ...] | None = None, dtype=None) -> np.memmap | None:
+    """A copy-on-write memory map of a complete .npy file, or None where it is missing, cut short
+    or of another shape or type than asked."""
+    try:
+        arr = np.load(path, mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if (shape is not None and tuple(arr.shape) != tuple(shape)) or (dtype is not None and arr.dtype != np.dtype(dtype)):
+        return None
+    return arr
+
+
+def as_float_images(x: torch.Tensor) -> torch.Tensor:
+    """Images as float32 in [-1, 1]: uint8 ones are scaled, float ones taken as they are."""
+    x = torch.as_tensor(x)
+    return x.float().div(127.5).sub(1.0) if x.dtype == torch.uint8 else x.float()
+
+
+def train_batches(data, batch_size: int = EMBED_BATCH) -> Iterator[torch.Tensor]:
+    """The training images in their order, ``batch_size`` at a time, as stored (uint8 or float).
+
+    A dataset with its own ``train_batches(batch_size)`` (a sharded one) gives them; otherwise
+    ``x_train`` is sliced."""
+    own = getattr(data, "train_batches", None)
+    if callable(own):
+        yield from own(batch_size)
+        return
+    x = data.x_train
+    for a in range(0, len(x), batch_size):
+        yield x[a:a + batch_size]
+
+
+def train_count(data) -> int:
+    """The number of training instances of a dataset."""
+    n = getattr(data, "train_count", None)
+    return int(n() if callable(n) else len(data.x_train))
+
+
+@torch.no_grad()
+def embed_to(out, embedding, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu",
+             normalize: bool = True) -> int:
+    """Write the features of every batch into the rows of ``out`` (an M x d array) in order;
+    returns the number of rows written."""
+    row = 0
+    for x in batches:
+        h = embedding(as_float_images(x).to(device)).float()
+        if h.ndim != 2 or h.shape[1] != embedding.dim:
+            raise MixganError(f"embedding '{embedding.name}' gave features of shape {tuple(h.shape)}, "
+                              f"expected N x {embedding.dim}")
+        if not torch.isfinite(h).all():
+            raise MixganError(f"embedding '{embedding.name}' gave NaN or infinite features")
+        if normalize:
+            h = F.normalize(h, dim=1)
+        if row + len(h) > len(out):
+            raise MixganError(f"the dataset gave more than the {len(out)} training images it announced")
+        out[row:row + len(h)] = h.cpu().numpy()
+        row += len(h)
+    if row != len(out):
+        raise MixganError(f"the dataset gave {row} training images, not the {len(out)} it announced")
+    return row
+
+
+def embed_stream(embedding, batches: Iterable[torch.Tensor], m: int, path: Path | None = None,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """The M x d normalised features of ``batches``: written to the .npy ``path`` (atomically)
+    and returned as its memory map, or held in memory when no path is given."""
+    if path is None:
+        out = np.empty((m, embedding.dim), np.float32)
+        embed_to(out, embedding, batches, device)
+        return out
+    with atomic_npy(path, (m, embedding.dim), np.float32) as out:
+        embed_to(out, embedding, batches, device)
+    return open_npy(path)
+
+
+def write_neighbors(features, k: int, path: Path, backend: str, seed: int = 0) -> np.ndarray:
+    """The M x k int32 neighbour table of ``features`` written to ``path`` a block of rows at a
+    time (atomically), returned as its memory map."""
+    from .neighbors import neighbor_blocks
+
+    with atomic_npy(path, (len(features), k), np.int32) as out:
+        for a, idx in neighbor_blocks(features, k, backend, seed=seed):
+            out[a:a + len(idx)] = np.asarray(idx, dtype=np.int32)
+    return open_npy(path)
+
+
+def embedding_key(embedding, extra: dict | None = None) -> str:
+    """A short hash of what decides an embedding's features: its name, class and settings."""
+    desc = {"version": VERSION, "name": embedding.name, "class": type(embedding).__name__,
+            "dim": embedding.dim, "settings": getattr(embedding, "settings", None), **(extra or {})}
+    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+class InstanceStore:
+    """The features and neighbour tables of one dataset under one embedding (module docstring)."""
+
+    FEATURES = "features.npy"
+    EMBEDDING = "embedding.safetensors"
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @classmethod
+    def for_data(cls, data, embedding, extra: dict | None = None) -> "InstanceStore":
+        from ..io import cache_dir
+
+        name = data.name.replace("/", "-").replace(":", "-")
+        return cls(cache_dir() / "instances" / f"{name}-{data.fingerprint()}-{embedding_key(embedding, extra)}")
+
+    @staticmethod
+    def neighbors_name(k: int, backend: str) -> str:
+        return f"neighbors-k{k}-{backend}.npy"
+
+    def _lock(self):
+        return file_lock(self.folder.with_name(self.folder.name + ".lock"))
+
+    def embedding_state(self) -> dict[str, torch.Tensor] | None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = self.folder / self.EMBEDDING
+        try:
+            return load_file(str(path)) if path.is_file() else None
+        except (OSError, SafetensorError):
+            return None
+
+    def features(self, embedding, fit: Callable[[], None], batches: Callable[[], Iterable[torch.Tensor]], m: int,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+        """The stored features of the M training instances, or computed now: the embedding is
+        fitted (``fit``), its state stored, then ``batches()`` embedded into ``features.npy``.
+        A stored embedding state is loaded into ``embedding`` instead of fitting it again."""
+        from ..io import atomic_write_bytes, tensors_blob
+
+        path = self.folder / self.FEATURES
+
+        def found():
+            state = self.embedding_state()
+            arr = open_npy(path, (m, embedding.dim), np.float32)
+            if state is None or arr is None:
+                return None
+            embedding.load_state_dict(state)
+            return arr
+
+        arr = found()
+        if arr is not None:
+            return arr
+        with self._lock():
+            arr = found()
+            if arr is not None:
+                return arr
+            fit()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.folder / self.EMBEDDING, tensors_blob(embedding.state_dict()))
+            return embed_stream(embedding, batches(), m, path, device)
+
+    def neighbors(self, features, k: int, backend: str, seed: int = 0) -> np.ndarray:
+        """The stored M x k table of ``features`` by ``backend``, or computed and stored now."""
+        path = self.folder / self.neighbors_name(k, backend)
+        shape = (len(features), k)
+        arr = open_npy(path, shape, np.int32)
+        if arr is not None:
+            return arr
+        with self._lock():
+            arr = open_npy(path, shape, np.int32)
+            if arr is not None:
+                return arr
+            return write_neighbors(features, k, path, backend, seed)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes the same file as ``src``: a hard link where the file system allows,
+    else an atomic copy."""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+    os.replace(tmp, dst)
+
+
+def write_json(path: Path, record: dict) -> None:
+    atomic_write_text(Path(path), json.dumps(record, indent=1, sort_keys=True))

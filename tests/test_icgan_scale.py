@@ -1,0 +1,153 @@
+"""IC-GAN at scale: streamed embeddings, the approximate index, memory-mapped tables that survive kill -9."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import mixgan
+from mixgan.data import DataSpec, Dataset, load_dataset
+from mixgan.embeddings import embed, get_embedding, knn, recall_at_k, resolve_method
+from mixgan.embeddings import store
+from mixgan.errors import MixganError
+from mixgan.models import build_model
+
+from test_icgan import icgan_config
+from test_knn import LargestTensor
+
+
+def uint8_images(m: int, shape=(1, 8, 8), seed: int = 0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (m, *shape), generator=g, dtype=torch.uint8)
+    return Dataset("u8", x, x[:10], kind="image")
+
+
+def clustered(m: int, d: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(50, d, generator=g)
+    return centres[torch.randint(50, (m,), generator=g)] + 0.5 * torch.randn(m, d, generator=g)
+
+
+# ---- streamed embeddings -------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["pixels", "projection"])
+def test_streamed_embeddings_equal_in_memory_ones(tmp_path, name):
+    data = uint8_images(2000)
+    emb = get_embedding(name, data.spec())
+    emb.fit(data)
+    as_float = store.as_float_images(data.x_train)
+    assert torch.allclose(emb.mean.double(), as_float.flatten(1).double().mean(0), atol=1e-6)
+    streamed = store.embed_stream(emb, store.train_batches(data, 300), 2000, tmp_path / "f.npy")
+    assert isinstance(streamed, np.memmap) and streamed.dtype == np.float32
+    assert np.allclose(streamed, embed(emb, as_float).numpy(), atol=1e-6)
+
+
+def test_streamed_embedding_holds_one_batch_of_images_as_float():
+    """Fitting and embedding uint8 images never makes a tensor of more than a batch of them."""
+    data = uint8_images(2000)
+    emb = get_embedding("projection", data.spec())
+    with LargestTensor() as spy:
+        emb.fit(data)
+        store.embed_stream(emb, store.train_batches(data, 128), 2000)
+    assert spy.numel <= 256 * 128 < 2000 * 64 // 2
+
+
+def test_dataset_giving_fewer_images_than_announced_is_refused(tmp_path):
+    data = uint8_images(100)
+    emb = get_embedding("pixels", data.spec())
+    emb.fit(data)
+    with pytest.raises(MixganError, match="gave 100 training images, not the 120"):
+        store.embed_stream(emb, store.train_batches(data, 30), 120, tmp_path / "f.npy")
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+# ---- the approximate index -----------------------------------------------------------------
+def test_approximate_neighbours_agree_with_exact_above_095_recall():
+    """faiss IVF-Flat on 8,000 clustered 32-d points (93 cells, 32 scanned): recall@10 >= 0.95."""
+    pytest.importorskip("faiss")
+    x = clustered(8000)
+    exact = knn(x, 10, backend="torch")[0]
+    approx = knn(x, 10, backend="ivf")[0]
+    assert approx.shape == exact.shape and not (approx == torch.arange(8000)[:, None]).any()
+    assert recall_at_k(approx, exact) >= 0.95
+    assert recall_at_k(exact, exact) == 1.0 and recall_at_k(exact.flip(1), exact) == 1.0
+
+
+def test_auto_switches_to_the_approximate_index_above_the_threshold(monkeypatch):
+    pytest.importorskip("faiss")
+    assert resolve_method("auto", 200_000, 128) == "torch" and resolve_method("auto", 200_001, 128) == "ivf"
+    assert resolve_method("auto", 10, 2) == "kdtree" and resolve_method("exact", 10 ** 7, 128) == "torch"
+    assert resolve_method("faiss", 10, 128) == "ivf" and resolve_method("auto", 500, 128, threshold=100) == "ivf"
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    with pytest.raises(MixganError, match=r"model.knn=auto at 300 instances .* pip install 'mixgan\[faiss\]'"):
+        resolve_method("auto", 300, 128, threshold=100)
+    assert resolve_method("exact", 300, 128, threshold=100) == "torch"
+
+
+def test_icgan_above_the_threshold_trains_on_approximate_neighbours(tmp_path, digits_data):
+    pytest.importorskip("faiss")
+    cfg = icgan_config(tmp_path, **{"model.knn_threshold": 1000, "model.k": 5})
+    model = build_model(cfg, digits_data.spec())
+    model.attach_data(digits_data)
+    assert model._meta_now["backend"] == "ivf" and model.neighbors.dtype == torch.int32
+    exact = knn(model.features, 5, backend="torch")[0]
+    assert recall_at_k(model.neighbors, exact) >= 0.9
+
+
+@pytest.fixture(scope="module")
+def digits_data():
+    return load_dataset("digits")
+
+
+# ---- tables on disk: atomic, kill -9 ---------------------------------------------------------
+KILLED_WRITER = """
+import os, signal, sys
+import numpy as np
+from mixgan.embeddings import neighbors, store
+
+x = np.load(sys.argv[1])
+real = neighbors.neighbor_blocks
+
+def die_after_first_block(*args, **kwargs):
+    for n, block in enumerate(real(*args, **kwargs)):
+        if n == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield block
+
+neighbors.neighbor_blocks = die_after_first_block
+neighbors.QUERY_BLOCK = 100
+store.InstanceStore(sys.argv[2]).neighbors(x, 5, "kdtree")
+"""
+
+
+def test_neighbour_table_survives_kill_9_and_is_recomputed(tmp_path):
+    """A writer killed mid-table leaves only its temporary file; the next caller ignores it, removes
+    it and writes the whole table; a final file cut short is recomputed, never read."""
+    x = clustered(600, d=4).numpy()
+    np.save(tmp_path / "x.npy", x)
+    folder = tmp_path / "store"
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_WRITER), str(tmp_path / "x.npy"), str(folder)],
+                         capture_output=True, text=True)
+    assert res.returncode == -9, res.stderr
+    final = folder / store.InstanceStore.neighbors_name(5, "kdtree")
+    assert not final.exists() and len(list(folder.glob(".neighbors-*.tmp-*"))) == 1
+    expected = knn(torch.from_numpy(x), 5, backend="kdtree")[0].numpy()
+    table = store.InstanceStore(folder).neighbors(x, 5, "kdtree")
+    assert np.array_equal(table, expected) and table.dtype == np.int32
+    assert not list(folder.glob(".neighbors-*.tmp-*"))
+    final.write_bytes(final.read_bytes()[:-100])  # damaged afterwards: cut short
+    assert store.open_npy(final, (600, 5), np.int32) is None
+    assert np.array_equal(store.InstanceStore(folder).neighbors(x, 5, "kdtree"), expected)
+
+
+def test_run_with_damaged_instance_files_recomputes_them(tmp_path):
+    run = mixgan.train(icgan_config(tmp_path, **{"train.steps": 10, "train.checkpoint_every": 10}))
+    folder = run.path / "instances"
+    before = np.load(folder / "neighbors.npy")
+    (folder / "neighbors.npy").unlink()
+    (folder / "neighbors.npy").write_bytes(b"\x93NUMPY")  # cut short
+    cfg = icgan_config(tmp_path, **{"train.steps": 20, "train.checkpoint_every": 10})
+    again = mixgan.train(cfg, resume=True)
+    assert np.array_equal(np.load(folder / "neighbors.npy"), before)
+    assert torch.equal(again.model.neighbors.cpu(), torch.from_numpy(before))
