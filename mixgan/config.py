@@ -291,6 +291,12 @@ class Recipe:
                 raise MixganError(f"recipe {path}: '{key}' cannot be set by a recipe")
         return cls(path.stem if path.parent == RECIPES_DIR else str(path), path, values, cuda)
 
+    @property
+    def summary(self) -> str:
+        """What the recipe trains: its second comment line (the first describes the data's recipe)."""
+        lines = [line[1:].strip() for line in self.path.read_text().splitlines() if line.startswith("#")]
+        return lines[min(1, len(lines) - 1)] if lines else ""
+
 
 def choose_recipe(dataset: str, model: str, encoder: bool | None = None) -> str:
     """The recipe of a dataset and model: ``{dataset}-{model}`` where one ships (ring, digits), else

@@ -126,3 +126,14 @@ def test_resolved_config_round_trips_with_its_sources(tmp_path):
     (tmp_path / "c.toml").write_text(dump_toml(cfg))
     back = load_config(tmp_path / "c.toml")
     assert back == cfg and back.sources == cfg.sources
+
+
+def test_recipes_command_lists_each_recipe_with_what_it_trains_and_prints_one(cli):
+    code, out, _ = cli("recipes")
+    rows = dict(line.split(None, 1) for line in out.splitlines())
+    assert code == 0 and set(rows) == set(recipe_names())
+    assert rows["image-gmgan-paper"].startswith("The paper's GM-GAN")
+    code, out, _ = cli("recipes", "ring-gmgan")
+    assert code == 0 and "r1 = 0.1" in out
+    code, _, err = cli("recipes", "nope")
+    assert code == 2 and err.startswith("mixgan: error: unknown recipe 'nope'")
