@@ -1,4 +1,6 @@
 """Recipes are files: one per dataset family and model, resolved in one visible order."""
+import re
+
 
 import pytest
 
@@ -137,3 +139,18 @@ def test_recipes_command_lists_each_recipe_with_what_it_trains_and_prints_one(cl
     assert code == 0 and "r1 = 0.1" in out
     code, _, err = cli("recipes", "nope")
     assert code == 2 and err.startswith("mixgan: error: unknown recipe 'nope'")
+
+
+@pytest.mark.parametrize("family", DATASETS)
+@pytest.mark.parametrize("model", MODELS)
+def test_dry_run_names_a_source_for_every_setting_of_every_model_and_family(cli, family, model, tmp_path):
+    code, out, err = cli("train", "--dataset", DATASETS[family], "--model", model, "--out", tmp_path / "r", "--dry-run")
+    assert code == 0, err
+    header, *rows = out.splitlines()[1:]
+    at = header.index("source")
+    sources = {row.split()[0]: row[at:] for row in rows}
+    assert set(sources) == set(flat_dict(build_config({"data.dataset": DATASETS[family], "model.name": model})))
+    for key, source in sources.items():
+        assert re.fullmatch(r"default|command line|recipe [\w-]+|chosen for \S+ and \S+", source), (key, source)
+    assert sources["model.name"] == "command line" and sources["train.batch_size"].startswith("recipe ")
+    assert not (tmp_path / "r").exists()
