@@ -1,76 +1,314 @@
-"""A run's report.html: grids per Gaussian, metric tables, clustering and trade-off plots.
+"""A run's report.html: training curves, quality over training, a timeline of sample grids,
+metrics, clustering and the latent-scale (sigma) figure.
 
-Self-contained (pictures embedded as data URIs) so that it can be mailed or archived alone.
-It reads what the other commands wrote into the run directory; missing parts are listed as
-"not computed yet" with the command that makes them.
+One self-contained file: pictures are embedded as data URIs, curves are inline SVG, the timeline
+slider is a few lines of inline script; it opens offline and can be mailed or archived alone.
+It reads what training and the other commands wrote into the run directory; missing parts are
+listed as "not computed yet" with the command that makes them.
 """
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
+import math
 from pathlib import Path
 
 from .io import atomic_write_text
 from .training.rundir import RunDir
 
-PARTS = [
-    # (title, json file in the run, picture in the run, command that makes them)
-    ("Metrics", "metrics.json", None, "mixgan evaluate RUN"),
-    ("Unsupervised clustering", "cluster.json", "cluster-confusion.png", "mixgan cluster RUN"),
-    ("Gaussians and their matched classes", None, "cluster-gaussians.png", "mixgan cluster RUN"),
-    ("Each Gaussian: generated samples | real images assigned to it", None, "cluster-assigned.png",
-     "mixgan cluster RUN"),
-    ("Quality–diversity trade-off", "tradeoff.json", "tradeoff.png", "mixgan tradeoff RUN"),
-]
+# readable names of the keys in stats.jsonl, metrics.json, cluster.json and tradeoff.json
+NAMES = {
+    "fid": "FID", "kid": "KID", "kid_std": "KID (std over subsets)", "is": "Inception score",
+    "is_std": "Inception score (std over splits)", "precision": "Precision", "recall": "Recall",
+    "density": "Density", "coverage": "Coverage", "quality": "Quality score", "diversity": "Diversity score",
+    "d_intra": "Diversity within classes", "d_inter": "Diversity across classes",
+    "conditional_accuracy": "Conditional accuracy", "intra_fid": "Intra-class FID",
+    "cas": "Classification accuracy score (CAS)", "modes": "Modes covered", "modes_total": "Modes in the data",
+    "high_quality": "High-quality share", "kl": "KL from uniform over modes", "n_real": "Real images",
+    "n_fake": "Generated samples", "backbone": "Feature network", "backbone_id": "Feature network weights",
+    "classifier_accuracy": "Reference classifier test accuracy", "dataset": "Dataset", "k": "Neighbours (k)",
+    "time_s": "Time (s)", "source": "Samples from", "loss_d": "D loss", "loss_g": "G loss",
+    "d_real": "D(real)", "d_fake": "D(fake)", "it_per_s": "Steps per second", "samples_per_s": "Samples per second",
+    "eval_s": "Evaluation time (s)", "best_step": "Best step by FID", "accuracy": "Accuracy (Hungarian matching)",
+    "nmi": "NMI", "ari": "ARI", "method": "Method", "kmeans": "k-means on pixels", "split": "Split",
+    "components": "Gaussians (K)", "gaussian_to_class": "Class matched to each Gaussian",
+    "purity": "Mean purity by the reference classifier", "classes_covered": "Classes covered", "scales": "Scales s",
+    "n": "Samples per scale", "enc_ce": "Encoder cross-entropy", "enc_l2": "Encoder latent L2",
+}
+QUALITY = ("fid", "kid", "precision", "recall")
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+MAX_FRAMES = 40
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
+def readable(key: str) -> str:
+    return NAMES.get(key, key.replace("_", " ").capitalize())
 
 
-def _table(data: dict) -> str:
-    rows = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
-        elif isinstance(value, list):
-            value = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value)
-        elif isinstance(value, float):
-            value = f"{value:.4g}"
-        rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(value))}</td></tr>")
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return ", ".join(f"{readable(k) if k in NAMES else k} {_fmt(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def _table(data: dict, names: bool = True) -> str:
+    """Key-value rows; ``names``: the keys are raw keys, shown by their readable names."""
+    rows = [f"<tr><th>{html.escape(readable(str(k)) if names else str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+            for k, v in data.items()]
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def _img(png: bytes, alt: str, cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f'<img{c} src="{_data_uri(png)}" alt="{html.escape(alt)}">'
+
+
+def labelled_png(path: Path, labels: list[str]) -> bytes:
+    """The grid PNG at ``path`` with ``labels`` written left of its rows (the bytes as they are without labels)."""
+    if not labels:
+        return path.read_bytes()
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = Image.open(path).convert("RGB")
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(grid)
+    margin = max(int(draw.textlength(t, font=font)) for t in labels) + 10
+    out = Image.new("RGB", (grid.width + margin, grid.height), "white")
+    out.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(out)
+    row = grid.height / len(labels)
+    for r, text in enumerate(labels):
+        draw.text((4, (r + 0.5) * row), text, fill="black", font=font, anchor="lm")
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi == lo:
+        return [lo]
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+def svg_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str = "step",
+              width: int = 460, height: int = 230, chart_id: str = "") -> str:
+    """A line chart as inline SVG: one ``<polyline data-series=NAME>`` per series (a point per
+    (x, y) pair; non-finite y left out), axes with five ticks, and a legend."""
+    series = {k: [(float(x), float(y)) for x, y in v if y is not None and math.isfinite(float(y))]
+              for k, v in series.items()}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return ""
+    xs = [x for v in series.values() for x, _ in v]
+    ys = [y for v in series.values() for _, y in v]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    if y0 == y1:
+        y0, y1 = y0 - 0.5 * (abs(y0) or 1), y1 + 0.5 * (abs(y1) or 1)
+    if x0 == x1:
+        x0, x1 = x0 - 1, x1 + 1
+    left, right, top, bottom = 58, 12, 26, 40
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def py(y):
+        return top + (1 - (y - y0) / (y1 - y0)) * ph
+
+    parts = [f'<svg class="chart" id="{html.escape(chart_id)}" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}">',
+             f'<text x="{width / 2}" y="16" text-anchor="middle" class="title">{html.escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
+    for t in _ticks(y0, y1):
+        parts.append(f'<line x1="{left - 4}" x2="{left}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#999"/>'
+                     f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{t:.3g}</text>')
+    for t in _ticks(x0, x1):
+        parts.append(f'<line x1="{px(t):.1f}" x2="{px(t):.1f}" y1="{top + ph}" y2="{top + ph + 4}" stroke="#999"/>'
+                     f'<text x="{px(t):.1f}" y="{top + ph + 16}" text-anchor="middle">{t:.4g}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">{html.escape(xlabel)}</text>')
+    for i, (name, points) in enumerate(series.items()):
+        color = COLORS[i % len(COLORS)]
+        coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+        parts.append(f'<polyline data-series="{html.escape(name)}" points="{coords}" fill="none" '
+                     f'stroke="{color}" stroke-width="1.6"/>')
+        if len(points) <= 60:
+            parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}"/>' for x, y in points]
+        parts.append(f'<text x="{left + 6}" y="{top + 14 + 14 * i}" fill="{color}">{html.escape(readable(name))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _curves(stats: list[dict]) -> str:
+    """The training section: losses, D outputs, quality and throughput over steps."""
+    numeric = [k for k in dict.fromkeys(k for r in stats for k in r)
+               if k not in ("step", "time") and any(isinstance(r.get(k), (int, float)) for r in stats)]
+
+    def series(keys):
+        return {k: [(r["step"], r[k]) for r in stats if isinstance(r.get(k), (int, float))] for k in keys}
+
+    losses = [k for k in numeric if k.startswith("loss")]
+    d_out = [k for k in numeric if k in ("d_real", "d_fake")]
+    other = [k for k in numeric if k not in (*losses, *d_out, *QUALITY, "it_per_s", "samples_per_s", "eval_s",
+                                             "best_step", "kid_std")]
+    charts = [svg_chart(series(losses), "Losses", chart_id="chart-losses"),
+              svg_chart(series(d_out), "D(real) and D(fake)", chart_id="chart-d"),
+              svg_chart(series(["fid"]), "FID (reference features)", chart_id="chart-fid"),
+              svg_chart(series(["kid"]), "KID (reference features)", chart_id="chart-kid"),
+              svg_chart(series(["precision", "recall"]), "Precision and recall", chart_id="chart-pr"),
+              svg_chart(series(["it_per_s"]), "Throughput (steps per second)", chart_id="chart-throughput")]
+    charts += [svg_chart(series([k]), readable(k), chart_id=f"chart-{k}") for k in other]
+    out = '<div class="charts">' + "".join(c for c in charts if c) + "</div>"
+    if not any(isinstance(r.get("fid"), (int, float)) for r in stats):
+        out += ("<p>No quality during training: train with <code>--set train.eval_every=500</code> "
+                "(labelled image data) to measure FID, KID, precision and recall on a schedule.</p>")
+    return out
+
+
+def _summary(rd: RunDir, cfg, stats: list[dict]) -> dict:
+    info = {}
+    if (rd.path / "run.json").is_file():
+        try:
+            info = json.loads((rd.path / "run.json").read_text())
+        except json.JSONDecodeError:
+            info = {}
+    last = stats[-1] if stats else {}
+    seconds, prev = 0.0, 0
+    for r in stats:  # robust to resumes: each logged interval at its own rate, plus its evaluation
+        if r.get("it_per_s"):
+            seconds += (r["step"] - prev) / r["it_per_s"]
+        seconds += r.get("eval_s", 0.0)
+        prev = r["step"]
+    out = {"Model": cfg.model.name, "Dataset": cfg.data.dataset, "Steps trained": f"{last.get('step', 0)} of {cfg.train.steps}",
+           "Training time": f"{seconds / 60:.1f} min" if seconds else "unknown",
+           "Mean throughput": (f"{last.get('step', 0) / seconds:.1f} steps/s" if seconds else "unknown")}
+    best = rd.read_best()
+    if best:
+        out["Best FID"] = f"{best['fid']:.4g} at step {best['step']}"
+    out.update({"Device": info.get("device", "unknown") + (f" x {info['processes']}" if info.get("processes", 1) > 1 else ""),
+                "mixgan": info.get("mixgan", "unknown"), "torch": info.get("torch", "unknown"), "Run directory": str(rd.path)})
+    return out
+
+
+def _timeline(rd: RunDir, model_name: str) -> str:
+    grids = sorted(rd.samples.glob("step-*.png"))
+    if not grids:
+        return "<p>no sample grid yet</p>"
+    if len(grids) > MAX_FRAMES:
+        picks = sorted({round(i * (len(grids) - 1) / (MAX_FRAMES - 1)) for i in range(MAX_FRAMES)})
+        grids = [grids[i] for i in picks]
+    labels = []
+    rows_file = rd.samples / "rows.json"
+    if rows_file.is_file():
+        try:
+            labels = json.loads(rows_file.read_text()).get("labels", [])
+        except json.JSONDecodeError:
+            labels = []
+    frames = []
+    for i, path in enumerate(grids):
+        step = int(path.stem.split("-")[1])
+        png = labelled_png(path, labels) if path.suffix == ".png" else path.read_bytes()
+        hidden = "" if i == len(grids) - 1 else " hidden"
+        frames.append(f'<figure class="frame" data-step="{step}"{hidden}>{_img(png, f"samples at step {step}")}'
+                      f"<figcaption>step {step}</figcaption></figure>")
+    note = ("Each row: one instance; its first picture is the real instance, then samples conditioned on it."
+            if model_name.startswith("icgan") else
+            "Each row is labelled with what it was sampled from." if labels else "")
+    n = len(grids)
+    return (f'<p>{note} Slide through training ({n} grid{"s" if n > 1 else ""}).</p>'
+            f'<input type="range" id="timeline" min="0" max="{n - 1}" value="{n - 1}" step="1" '
+            f'aria-label="training step"> <span id="timeline-step">step {grids[-1].stem.split("-")[1].lstrip("0") or "0"}</span>'
+            f'<div class="frames">{"".join(frames)}</div>'
+            "<script>(function(){var s=document.getElementById('timeline'),f=document.querySelectorAll('.frame'),"
+            "l=document.getElementById('timeline-step');function show(){f.forEach(function(e,i){e.hidden=i!=+s.value});"
+            "l.textContent='step '+f[+s.value].dataset.step}s.addEventListener('input',show);})();</script>")
+
+
+def _tradeoff(rd: RunDir) -> str:
+    path = rd.path / "tradeoff.json"
+    if not path.is_file():
+        return "<p>not computed yet: <code>mixgan tradeoff RUN</code></p>"
+    t = json.loads(path.read_text())
+    scales = t.get("scales", [])
+    parts = ["<p>Every latent scale multiplied by s (z = &mu;<sub>k</sub> + s&middot;A<sub>k</sub>&epsilon;): "
+             "s &lt; 1 fewer, cleaner samples; s &gt; 1 more varied, rougher ones. The same noise in every grid.</p>"]
+    grids = t.get("grids", [])
+    if grids:
+        cells = []
+        for i, (s, name) in enumerate(zip(scales, grids)):
+            if (rd.path / name).is_file():  # rows labelled once, on the first grid
+                png = labelled_png(rd.path / name, t.get("grid_labels", []) if i == 0 else [])
+                cells.append(f'<figure class="scale">{_img(png, f"samples at scale {s:g}")}'
+                             f"<figcaption>s = {s:g}</figcaption></figure>")
+        parts.append('<div class="scales">' + "".join(cells) + "</div>")
+
+    def against_scale(keys):
+        return {k: list(zip(scales, t[k])) for k in keys if isinstance(t.get(k), list)}
+
+    charts = [svg_chart(against_scale(["quality", "diversity"]), "Quality and diversity against s", "scale s",
+                        chart_id="chart-scale-qd"),
+              svg_chart(against_scale(["fid"]), "FID against s", "scale s", chart_id="chart-scale-fid"),
+              svg_chart(against_scale(["precision", "recall"]), "Precision and recall against s", "scale s",
+                        chart_id="chart-scale-pr")]
+    if isinstance(t.get("quality"), list) and isinstance(t.get("diversity"), list):
+        charts.append(svg_chart({"quality": list(zip(t["diversity"], t["quality"]))},
+                                "Quality against diversity (the trade-off)", "diversity", chart_id="chart-tradeoff"))
+    parts.append('<div class="charts">' + "".join(c for c in charts if c) + "</div>")
+    rows = "".join(f"<tr><td>{s:g}</td>" + "".join(f"<td>{_fmt(t[k][i])}</td>" for k in ("quality", "diversity",
+                   "precision", "recall", "fid") if isinstance(t.get(k), list)) + "</tr>" for i, s in enumerate(scales))
+    head = "".join(f"<th>{readable(k)}</th>" for k in ("quality", "diversity", "precision", "recall", "fid")
+                   if isinstance(t.get(k), list))
+    parts.append(f"<table><tr><th>s</th>{head}</tr>{rows}</table>")
+    return "".join(parts)
+
+
+def _part(rd: RunDir, json_name: str | None, pictures: list[tuple[str, str]], command: str) -> str:
+    body = []
+    if json_name and (rd.path / json_name).is_file():
+        body.append(_table(json.loads((rd.path / json_name).read_text())))
+    for picture, caption in pictures:
+        if (rd.path / picture).is_file():
+            body.append(f"<figure>{_img((rd.path / picture).read_bytes(), picture)}"
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return "".join(body) or f"<p>not computed yet: <code>{html.escape(command)}</code></p>"
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1040px;margin:auto;padding:0 12px}table{border-collapse:collapse}"
+         "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%;image-rendering:pixelated}"
+         ".charts{display:flex;flex-wrap:wrap;gap:8px}.chart text{font-size:11px}.chart .title{font-size:13px;"
+         "font-weight:bold}.scales{display:flex;flex-wrap:wrap;gap:6px}.scale img{width:300px}"
+         "figure{margin:6px 0}figcaption{font-size:13px;color:#444}pre{background:#f6f6f6;padding:8px;overflow:auto}")
 
 
 def write_report(run_dir: str | Path) -> Path:
     """Render RUN/report.html from what the run directory holds; returns its path."""
     rd = RunDir(run_dir)
     cfg = rd.config()
-    body = [f"<h1>{html.escape(cfg.model.name)} on {html.escape(cfg.data.dataset)}</h1>",
-            f"<p>{html.escape(str(rd.path))}</p>"]
-    grids = sorted(rd.samples.glob("step-*.png"))
-    body.append("<h2>Samples (one row per Gaussian component)</h2>")
-    body.append(_img(grids[-1]) + f"<p>{grids[-1].name}</p>" if grids else "<p>no sample grid yet</p>")
-    for title, json_name, picture, command in PARTS:
-        body.append(f"<h2>{html.escape(title)}</h2>")
-        found = False
-        if json_name and (rd.path / json_name).is_file():
-            body.append(_table(json.loads((rd.path / json_name).read_text())))
-            found = True
-        if picture and (rd.path / picture).is_file():
-            body.append(_img(rd.path / picture))
-            found = True
-        if not found:
-            body.append(f"<p>not computed yet: <code>{html.escape(command)}</code></p>")
     stats = rd.read_stats()
-    if stats:
-        last = stats[-1]
-        body.append("<h2>Training</h2>" + _table({k: v for k, v in last.items() if k != "time"}))
-    style = ("body{font-family:sans-serif;max-width:1000px;margin:auto}table{border-collapse:collapse}"
-             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>mixgan report</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+    title = f"{cfg.model.name} on {cfg.data.dataset}"
+    body = [f"<h1>{html.escape(title)}</h1>", _table(_summary(rd, cfg, stats), names=False),
+            "<h2>Training</h2>", _curves(stats) if stats else "<p>nothing logged yet</p>",
+            "<h2>Samples over training</h2>", _timeline(rd, cfg.model.name),
+            "<h2>Metrics</h2>", _part(rd, "metrics.json", [], "mixgan evaluate RUN"),
+            "<h2>Unsupervised clustering</h2>",
+            _part(rd, "cluster.json", [("cluster-confusion.png", "confusion matrix, Gaussians ordered by their "
+                                        "Hungarian-matched class"),
+                                       ("cluster-gaussians.png", "each Gaussian and its matched class"),
+                                       ("cluster-assigned.png", "each Gaussian: generated samples | real images "
+                                        "assigned to it")], "mixgan cluster RUN"),
+            "<h2>Quality and diversity against the latent scale</h2>", _tradeoff(rd),
+            "<h2>Resolved config</h2>",
+            f"<details><summary>config.toml</summary><pre>{html.escape(rd.config_path.read_text())}</pre></details>"]
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}: mixgan report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")
     path = rd.path / "report.html"
     atomic_write_text(path, page)
     return path

@@ -85,8 +85,8 @@ def save_samples_picture(x: torch.Tensor, rows: int, path: str | Path, colors: t
 
 
 def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true class", ylabel: str = "cluster",
-                   title: str = "") -> None:
-    """A confusion matrix with counts written in the cells."""
+                   title: str = "", yticklabels: list[str] | None = None) -> None:
+    """A confusion matrix with counts written in the cells (rows named by ``yticklabels``, else numbered)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(0.45 * counts.shape[1] + 2, 0.45 * counts.shape[0] + 1.5))
     ax.imshow(counts, cmap="Blues")
@@ -96,6 +96,8 @@ def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true cla
                     color="white" if v > counts.max() / 2 else "black")
     ax.set_xticks(range(counts.shape[1]))
     ax.set_yticks(range(counts.shape[0]))
+    if yticklabels is not None:
+        ax.set_yticklabels(yticklabels, fontsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -92,3 +92,29 @@ def test_evaluate_step_best_evaluates_the_best_checkpoint(tmp_path, cli):
                          "--n-real", "100", "--metrics", "fid,kid")
     assert code == 0, err
     assert f"(step {best})" in json.loads((run.path / "metrics.json").read_text())["source"]
+
+
+def polyline_points(page: str, chart: str, series: str) -> list[tuple[float, float]]:
+    import re
+
+    svg = re.search(rf'<svg class="chart" id="{chart}".*?</svg>', page).group(0)
+    points = re.search(rf'<polyline data-series="{series}" points="([^"]*)"', svg).group(1)
+    return [tuple(map(float, p.split(","))) for p in points.split()]
+
+
+def test_report_draws_fid_over_steps_losses_and_a_grid_per_sample_step(tmp_path):
+    from mixgan.report import write_report
+
+    run = mixgan.train(digits_config(tmp_path))
+    page = write_report(run.path).read_text()
+    records = [json.loads(l) for l in (run.path / "stats.jsonl").read_text().splitlines()]
+    fid_points = polyline_points(page, "chart-fid", "fid")
+    assert len(fid_points) == 3
+    # a lower FID is drawn higher up: the SVG's y grows downwards
+    fids = [r["fid"] for r in records if "fid" in r]
+    assert sorted(range(3), key=lambda i: fids[i]) == sorted(range(3), key=lambda i: -fid_points[i][1])
+    assert len(polyline_points(page, "chart-losses", "loss_d")) == len(records)
+    assert len(polyline_points(page, "chart-pr", "recall")) == 3
+    assert page.count('class="frame"') == 3  # grids at steps 10, 20, 30
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "is_std" not in page and "Precision" in page

@@ -26,3 +26,18 @@ def tradeoff_sweep(model: GANModel, data, scales: list[float], n: int = 2000, se
         for key in SWEEP_METRICS:
             out[key].append(m[key])
     return out
+
+
+def scale_grid(model: GANModel, scale: float, columns: int = 10, seed: int = 0):
+    """The progress grid's rows (one per Gaussian, or class) at latent scale ``scale``, with the
+    same noise at every scale: (images, rows)."""
+    import torch
+
+    rows, choice = model.grid_rows()
+    key, values = next(iter(choice.items()), (None, None))
+    xs = []
+    for r in range(rows):
+        gen = torch.Generator(model.device).manual_seed(seed * 1000 + r)
+        kwargs = {key: values[r]} if key else {}
+        xs.append(model.sample(columns, scale=scale, generator=gen, **kwargs).x)
+    return torch.cat(xs), rows

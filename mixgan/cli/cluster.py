@@ -44,7 +44,9 @@ def run(args) -> int:
         write_json(args.json, out)
     if result.label is not None:
         counts = confusion(result.gaussian, result.label, r.model.components, r.data.num_classes)
-        confusion_plot(counts, rd / "cluster-confusion.png", ylabel="Gaussian",
+        order = np.argsort(np.asarray(result.gaussian_to_class), kind="stable")  # by matched class: the diagonal
+        confusion_plot(counts[order], rd / "cluster-confusion.png", ylabel="Gaussian (ordered by matched class)",
+                       yticklabels=[f"G{k} -> {result.gaussian_to_class[k]}" for k in order],
                        title=f"{args.split} split: accuracy {result.scores['accuracy']:.3f}")
     if r.data.is_image:
         K = r.model.components

@@ -5,9 +5,10 @@ import argparse
 from pathlib import Path
 
 from ..analysis import tradeoff_sweep
+from ..analysis.tradeoff import scale_grid
 from ..api import load
 from ..errors import MixganError
-from ..viz import tradeoff_plot
+from ..viz import image_grid, save_png, tradeoff_plot
 from .common import BarProgress, add_analysis_options, write_json
 
 
@@ -30,6 +31,12 @@ def run(args) -> int:
     out = tradeoff_sweep(r.model, r.data, scales, n=args.n, seed=args.seed,
                          progress=None if args.quiet else BarProgress())
     rd = Path(args.run)
+    if r.data.is_image:  # the paper's figure: one grid per scale, same noise
+        out["grids"], out["grid_labels"] = [], r.model.grid_labels()
+        for i, s in enumerate(scales):
+            x, rows = scale_grid(r.model, s, seed=args.seed)
+            save_png(image_grid(x, rows), rd / f"tradeoff-grid-{i}.png")
+            out["grids"].append(f"tradeoff-grid-{i}.png")
     write_json(rd / "tradeoff.json", out)
     if args.json:
         write_json(args.json, out)

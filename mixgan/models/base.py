@@ -367,6 +367,13 @@ class GANModel:
             return self.components, {"component": list(range(self.components))}
         return 10, {}
 
+    def grid_labels(self) -> list[str]:
+        """What each row of :meth:`sample_grid` shows ("Gaussian 3", "class 7"); empty where rows are alike."""
+        _, choice = self.grid_rows()
+        key, values = next(iter(choice.items()), (None, []))
+        name = {"component": "Gaussian", "label": "class"}.get(key, key)
+        return [f"{name} {v}" for v in values]
+
     def sample_grid(self, columns: int = 10, seed: int = 0) -> tuple[torch.Tensor, int]:
         """Fixed-noise samples: one row per component (or class), ``columns`` per row."""
         rows, choice = self.grid_rows()

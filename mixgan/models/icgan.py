@@ -297,11 +297,18 @@ class ICGAN(GANModel):
         eps, k = self.G.prior.draw(plan.n, generator, device=self.device)
         return Samples(self.generator(eps, k, plan.cond, scale=scale), label=plan.labels, instance=plan.instance)
 
+    def grid_instances(self) -> torch.Tensor:
+        """The instances of the grid's rows: 10, evenly spaced over the stored ones."""
+        return torch.linspace(0, self.instances - 1, min(10, self.instances)).round().long()
+
+    def grid_labels(self) -> list[str]:
+        return [f"instance {i}" for i in self.grid_instances().tolist()]
+
     def sample_grid(self, columns: int = 10, seed: int = 0) -> tuple[torch.Tensor, int]:
-        """One row per instance (10, evenly spaced over the stored ones): the real instance first
-        when the training set is attached, then its samples."""
-        rows = min(10, self.instances)
-        idx = torch.linspace(0, self.instances - 1, rows).round().long()
+        """One row per instance (:meth:`grid_instances`): the real instance first when the
+        training set is attached, then its samples."""
+        idx = self.grid_instances()
+        rows = len(idx)
         real = self.x_train is not None and len(self.x_train) == self.instances
         per = columns - 1 if real else columns
         gen = torch.Generator(self.device).manual_seed(seed)

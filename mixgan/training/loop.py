@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from ..config import Config
 from ..data import load_dataset
 from ..errors import MixganError
+from ..io import atomic_write_text
 from ..models import GANModel, build_model
 from ..viz import image_grid, save_png, save_samples_picture
 from . import dist
@@ -176,6 +178,7 @@ def _write_grid(model: GANModel, run: RunDir, step: int, data):
         x, rows = model.sample_grid()
         grid = image_grid(x, rows)
         save_png(grid, run.samples / f"step-{step:06d}.png")
+        atomic_write_text(run.samples / "rows.json", json.dumps({"rows": rows, "labels": model.grid_labels()}))
         return grid
     s = model.sample(2000, generator=torch.Generator(model.device).manual_seed(0))
     save_samples_picture(s.x, 0, run.samples / f"step-{step:06d}.png", colors=s.component,
@@ -291,6 +294,11 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     writer_class = _summary_writer_class() if (t.tensorboard and main) else None
     run = prepare_run(cfg, resume)
     model.attach_run(run.path)
+    if main:
+        from .. import __version__
+
+        atomic_write_text(run.path / "run.json", json.dumps(
+            {"mixgan": __version__, "torch": torch.__version__, "device": str(device), "processes": world_size}))
     start = 0
     if resume:
         if main:
