@@ -119,15 +119,16 @@ def embed_to(out, embedding, batches: Iterable[torch.Tensor], device: torch.devi
 
 
 def embed_stream(embedding, batches: Iterable[torch.Tensor], m: int, path: Path | None = None,
-                 device: torch.device | str = "cpu") -> np.ndarray:
-    """The M x d normalised features of ``batches``: written to the .npy ``path`` (atomically)
-    and returned as its memory map, or held in memory when no path is given."""
+                 device: torch.device | str = "cpu", normalize: bool = True) -> np.ndarray:
+    """The M x d features of ``batches`` (L2-normalised unless ``normalize`` is false): written
+    to the .npy ``path`` (atomically) and returned as its memory map, or held in memory when no
+    path is given."""
     if path is None:
         out = np.empty((m, embedding.dim), np.float32)
-        embed_to(out, embedding, batches, device)
+        embed_to(out, embedding, batches, device, normalize)
         return out
     with atomic_npy(path, (m, embedding.dim), np.float32) as out:
-        embed_to(out, embedding, batches, device)
+        embed_to(out, embedding, batches, device, normalize)
     return open_npy(path)
 
 
@@ -183,10 +184,11 @@ class InstanceStore:
             return None
 
     def features(self, embedding, fit: Callable[[], None], batches: Callable[[], Iterable[torch.Tensor]], m: int,
-                 device: torch.device | str = "cpu") -> np.ndarray:
+                 device: torch.device | str = "cpu", normalize: bool = True) -> np.ndarray:
         """The stored features of the M training instances, or computed now: the embedding is
-        fitted (``fit``), its state stored, then ``batches()`` embedded into ``features.npy``.
-        A stored embedding state is loaded into ``embedding`` instead of fitting it again."""
+        fitted (``fit``), its state stored, then ``batches()`` embedded into ``features.npy``
+        (L2-normalised unless ``normalize`` is false: a store holds one kind, see ``for_data``'s
+        ``extra``). A stored embedding state is loaded into ``embedding`` instead of fitting it again."""
         from ..io import atomic_write_bytes, tensors_blob
 
         path = self.folder / self.FEATURES
@@ -209,7 +211,7 @@ class InstanceStore:
             fit()
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.folder / self.EMBEDDING, tensors_blob(embedding.state_dict()))
-            return embed_stream(embedding, batches(), m, path, device)
+            return embed_stream(embedding, batches(), m, path, device, normalize)
 
     def neighbors(self, features, k: int, backend: str, seed: int = 0) -> np.ndarray:
         """The stored M x k table of ``features`` by ``backend``, or computed and stored now."""
@@ -223,6 +225,46 @@ class InstanceStore:
             if arr is not None:
                 return arr
             return write_neighbors(features, k, path, backend, seed)
+
+
+def rows_of(features, rows) -> np.ndarray:
+    """Rows of an M x d tensor (any device) or array as a float32 NumPy array."""
+    block = features[rows]
+    if isinstance(block, torch.Tensor):
+        return block.detach().cpu().float().numpy()
+    return np.asarray(block, dtype=np.float32)
+
+
+def streamed_representatives(features, count: int, seed: int = 0, batch: int = 16384, epochs: int = 2) -> np.ndarray:
+    """Sorted indices of up to ``count`` rows that represent all M: mini-batch k-means
+    (scikit-learn's ``MiniBatchKMeans.partial_fit``) over seeded random batches of rows, ``epochs``
+    passes, then one pass in row order keeping each cluster's member nearest its centre (the
+    lowest index on a tie). Holds a batch of rows and the centres, never all M features."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    m = len(features)
+    batch = max(batch, 3 * count)
+    km = MiniBatchKMeans(n_clusters=count, batch_size=batch, random_state=seed, n_init=3,
+                         reassignment_ratio=0.01)
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        order = rng.permutation(m)
+        for a in range(0, m - count + 1, batch):
+            km.partial_fit(rows_of(features, np.sort(order[a:a + batch])))
+    best_d = np.full(count, np.inf)
+    best_i = np.full(count, -1, np.int64)
+    centres = km.cluster_centers_
+    for a in range(0, m, batch):
+        x = rows_of(features, slice(a, a + batch)).astype(np.float64)
+        d2 = (x ** 2).sum(1)[:, None] - 2 * x @ centres.T + (centres ** 2).sum(1)[None]
+        label = d2.argmin(1)
+        dist = d2[np.arange(len(x)), label]
+        for c in np.unique(label):
+            mine = np.flatnonzero(label == c)
+            j = mine[dist[mine].argmin()]
+            if dist[j] < best_d[c]:
+                best_d[c], best_i[c] = dist[j], a + j
+    return np.sort(best_i[best_i >= 0])
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

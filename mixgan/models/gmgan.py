@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..embeddings import embed, get_embedding, knn, selfsup
+from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
+from ..embeddings.store import InstanceStore, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
 from . import losses
@@ -205,9 +206,13 @@ class GMGAN(GANModel):
 
     def attach_data(self, data) -> None:
         super().attach_data(data)
-        e = self.cfg.encoder
+        e, m = self.cfg.encoder, self.cfg.model
         self.neighbors = None
         if self.E is None:
+            return
+        count = train_count(data)
+        if m.knn == "faiss" or count > m.knn_threshold:
+            self._attach_at_scale(data, count)
             return
         feats = self.x_train.flatten(1)
         if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
@@ -220,6 +225,36 @@ class GMGAN(GANModel):
                 feats = selfsup_feats
         if e.neighbors:
             self.neighbors = knn(feats, e.neighbors)[0]  # (knn compares directions: cosine)
+
+    INIT_SAMPLE = 100_000  # at scale, the k-means initialisation of E's heads sees this many images' features
+
+    def _attach_at_scale(self, data, count: int) -> None:
+        """Above ``model.knn_threshold`` (or with ``model.knn=faiss``): the features are streamed into
+        memory-mapped files of the cache, a batch of images at a time, and the neighbours found
+        there (``space=pixels`` in a 128-d random projection of the pixels, never a normalised copy
+        of the whole pixel set), by the method ``model.knn`` picks; the table stays memory-mapped."""
+        import numpy as np
+
+        e, m = self.cfg.encoder, self.cfg.model
+
+        def features(name: str, normalize: bool = True):
+            emb = get_embedding(name, self.spec)
+            st = InstanceStore.for_data(data, emb, {"normalize": normalize})
+            return emb, st, st.features(emb, lambda: emb.fit(data), lambda: train_batches(data), count, self.device,
+                                        normalize=normalize)
+
+        if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
+            emb, st, feats = features("selfsup", normalize=False)
+            if e.init == "selfsup":
+                rng = np.random.default_rng(self.cfg.train.seed)
+                rows = np.sort(rng.choice(count, min(count, self.INIT_SAMPLE), replace=False))
+                self.init_encoder(emb.net, torch.from_numpy(np.asarray(feats[rows])))
+        if not e.neighbors:
+            return
+        if e.space != "selfsup":
+            emb, st, feats = features("projection")
+        backend = resolve_method(m.knn, count, emb.dim, m.knn_threshold)
+        self.neighbors = torch.from_numpy(st.neighbors(feats, e.neighbors, backend))
 
     @torch.no_grad()
     def init_encoder(self, body: nn.Module, feats: torch.Tensor) -> None:
@@ -252,7 +287,7 @@ class GMGAN(GANModel):
         pair = None
         if self.neighbors is not None:
             pick = (index + self.step) % self.neighbors.shape[1]
-            pair = self.x_train[self.neighbors[index, pick]]
+            pair = self.x_train[self.neighbors[index, pick].long()]
         return EncoderBatch(b.x, y=b.y, pair=pair)
 
     def fake(self, n, gen, grad, batch=None) -> Batch:

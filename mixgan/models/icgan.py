@@ -217,15 +217,20 @@ class ICGAN(GANModel):
 
     def representatives(self, count: int, seed: int = 0) -> torch.Tensor:
         """Indices of ``count`` stored instances that represent them all: the member of each k-means
-        cluster (on the features) nearest its centre."""
-        import numpy as np
+        cluster (on the features) nearest its centre. Above ``model.knn_threshold`` instances,
+        mini-batch k-means over the memory-mapped features (a cluster left empty gives none, so
+        a few fewer may come back)."""
         from sklearn.cluster import KMeans
+
+        from ..embeddings.store import streamed_representatives
 
         m = self.instances
         if count < 1:
             raise MixganError(f"the number of representative instances must be >= 1, got {count}")
         if count >= m:
             return torch.arange(m)
+        if m > self.cfg.model.knn_threshold:
+            return torch.from_numpy(streamed_representatives(self.features, count, seed)).long()
         h = self.features.cpu().double().numpy()
         km = KMeans(n_clusters=count, n_init=1, max_iter=50, random_state=seed).fit(h)
         dist = ((h - km.cluster_centers_[km.labels_]) ** 2).sum(1)
