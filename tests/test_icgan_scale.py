@@ -189,3 +189,74 @@ def test_streamed_representatives_cover_the_clusters_of_a_memory_map(tmp_path):
     assert len(reps) >= 48 and np.all(np.diff(reps) > 0)
     assert len(np.unique(labels[reps])) >= 45
     assert np.array_equal(reps, store.streamed_representatives(table, 50, seed=0, batch=2000))
+
+
+# ---- sampling from photos -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_icgan(tmp_path_factory):
+    return mixgan.train(icgan_config(tmp_path_factory.mktemp("icgan-photos"), **{"train.steps": 10,
+                                                                                   "train.checkpoint_every": 10}))
+
+
+def write_photos(folder, digits_data, count: int = 3):
+    """Digits test images as colour photos of other sizes (PNG and JPEG), larger than the model's 8x8."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        grey = ((digits_data.x_test[i, 0] + 1) * 127.5).round().byte().numpy()
+        im = Image.fromarray(grey).resize((16 + 8 * i, 24), Image.Resampling.NEAREST).convert("RGB")
+        im.save(folder / (f"p{i}.png" if i % 2 == 0 else f"p{i}.jpg"))
+    return folder
+
+
+def test_cli_samples_conditioned_on_a_folder_of_photos(trained_icgan, tmp_path, cli, digits_data):
+    """Photos of any size and mode are resized and centre-cropped to the model's images, embedded, and
+    each one's row of the grid starts with the photo as the model sees it."""
+    from PIL import Image
+    from mixgan.data.photos import image_paths, read_images
+
+    photos = write_photos(tmp_path / "photos", digits_data)
+    out, grid = tmp_path / "s.npz", tmp_path / "g.png"
+    code, _, err = cli("sample", trained_icgan.path, "--n", 30, "--instances", photos, "--out", out, "--grid", grid)
+    assert code == 0, err
+    assert set(np.load(out)["instance"].tolist()) == {0, 1, 2}
+    seen = read_images(image_paths([photos]), (1, 8, 8))
+    assert seen.shape == (3, 1, 8, 8) and seen.dtype == torch.uint8
+    img = np.asarray(Image.open(grid))
+    cell = (8 + 1) * 8
+    assert img.shape[:2] == (3 * cell + 8, 10 * cell + 8)
+    first = img[8:8 + 64:8, 8:8 + 64:8]
+    assert np.abs(first.astype(float) - seen[0, 0].numpy()).max() <= 1
+    # files listed one by one give the same instances as their folder
+    code, _, err = cli("sample", trained_icgan.path, "--n", 30, "--instances", *sorted(photos.iterdir()),
+                       "--out", tmp_path / "t.npz")
+    assert code == 0, err
+    assert np.array_equal(np.load(tmp_path / "t.npz")["x"], np.load(out)["x"])
+
+
+def test_unreadable_image_is_named_in_one_line(trained_icgan, tmp_path, cli, digits_data):
+    photos = write_photos(tmp_path / "photos", digits_data, count=2)
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code, _, err = cli("sample", trained_icgan.path, "--instances", photos, "--out", tmp_path / "s.npz")
+    assert code == 2 and "broken.png: not a readable image" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, _, err = cli("sample", trained_icgan.path, "--instances", tmp_path / "nowhere", "--out", tmp_path / "s.npz")
+    assert code == 2 and "nowhere: no such file or folder" in err
+
+
+def test_api_samples_from_paths_and_arrays_like_from_their_features(trained_icgan, tmp_path, digits_data):
+    from mixgan.data.photos import image_paths, read_images
+    from mixgan.embeddings.store import as_float_images
+
+    run = mixgan.load(trained_icgan.path)
+    photos = write_photos(tmp_path / "photos", digits_data)
+    u8 = read_images(image_paths([photos]), (1, 8, 8))
+    h = run.model.embed_instances(as_float_images(u8))
+    expected = run.sample(0, conditions=h, per_instance=2, seed=4)
+    from_paths = run.sample(0, instances=[str(photos)], per_instance=2, seed=4)
+    assert torch.equal(from_paths.x, expected.x) and from_paths.instance.tolist() == [0, 0, 1, 1, 2, 2]
+    big = torch.from_numpy(np.repeat(np.repeat(u8.numpy(), 3, axis=2), 3, axis=3))  # 24 x 24 uint8
+    assert torch.allclose(run.sample(0, instances=big, per_instance=2, seed=4).x, expected.x, atol=1e-2)  # bicubic
+    assert torch.equal(run.sample(0, instances=as_float_images(u8), per_instance=2, seed=4).x, expected.x)
+    assert run.sample(0, instances=[1, 2], per_instance=1).instance.tolist() == [1, 2]  # indices still indices

@@ -25,19 +25,28 @@ def read_instances_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | N
     return x, y
 
 
-def instance_request(model, value: str | int, seed: int = 0) -> tuple[dict, torch.Tensor | None]:
+def instance_request(model, value, seed: int = 0) -> tuple[dict, torch.Tensor | None]:
     """Sampling arguments for ``--instances``: a count (that many k-means representatives of the
-    stored instances) or an .npz of unseen instances; with the instances' own data where known
-    (the unseen ones), for pictures."""
+    stored instances), an .npz of unseen instances, or image files and folders (resized and
+    centre-cropped to the model's images, as training data is); with the instances' own images
+    where known (the unseen ones), for pictures."""
+    from ..data.photos import image_paths, read_images
+    from ..embeddings.store import as_float_images
+
     if not getattr(model, "instance_conditional", False):
         raise MixganError(f"--instances: model '{model.name}' is not instance-conditioned")
-    text = str(value)
-    if text.isdigit():
-        return {"instances": model.representatives(int(text), seed=seed)}, None
-    if text.lstrip("-").isdigit():
-        raise MixganError(f"--instances must be a positive count or an .npz file, got {text}")
-    x, y = read_instances_npz(text)
-    return {"conditions": model.embed_instances(x), "condition_labels": y}, x
+    values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    if len(values) == 1 and values[0].isdigit():
+        return {"instances": model.representatives(int(values[0]), seed=seed)}, None
+    if len(values) == 1 and values[0].lstrip("-").isdigit():
+        raise MixganError(f"--instances must be a positive count, an .npz file or images, got {values[0]}")
+    if len(values) == 1 and values[0].lower().endswith(".npz"):
+        x, y = read_instances_npz(values[0])
+        return {"conditions": model.embed_instances(x), "condition_labels": y}, x
+    if len(model.shape) != 3:
+        raise MixganError(f"--instances: image files need a model trained on images, not on '{model.spec.name}'")
+    x = as_float_images(read_images(image_paths(values), model.shape))
+    return {"conditions": model.embed_instances(x)}, x
 
 
 def instance_grid(model, kwargs: dict, real: torch.Tensor | None, train_x: torch.Tensor | None,

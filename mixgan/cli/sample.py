@@ -22,9 +22,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--class", dest="label", type=int, help="class to generate (class-conditional models)")
     p.add_argument("--cond", metavar="FILE.npz",
                    help="conditions of a vector-conditioned cgan: array 'c', one row per sample or one for all")
-    p.add_argument("--instances", metavar="N|FILE.npz",
-                   help="IC-GAN: condition on N k-means representatives of the stored instances, or on the "
-                        "unseen instances of an .npz (array 'x', optional classes 'y')")
+    p.add_argument("--instances", metavar="N|FILE.npz|IMAGE|FOLDER", nargs="+",
+                   help="IC-GAN: condition on N k-means representatives of the stored instances, on the "
+                        "unseen instances of an .npz (array 'x', optional classes 'y'), or on photos: PNG/JPEG "
+                        "files and folders of them, resized and centre-cropped like the training images")
     p.add_argument("--grid", help="also write a PNG of the samples (one row per class where there are classes)")
     p.add_argument("--seed", type=int, default=0)
     add_device_option(p)

@@ -241,6 +241,13 @@ class ICGAN(GANModel):
 
     def _pool(self, instances, conditions, condition_labels, label):
         """(features, labels or None, ids) of the instances to condition on."""
+        from ..data.photos import as_images
+
+        images = None if instances is None else as_images(instances, self.shape)
+        if images is not None:
+            if conditions is not None:
+                raise MixganError("give instances as images or as conditions, not both")
+            conditions, instances = self.embed_instances(images), None
         if conditions is not None:
             h = torch.as_tensor(conditions, dtype=torch.float32).to(self.device)
             if h.ndim != 2 or h.shape[1] != self.h_dim or len(h) == 0:
@@ -273,11 +280,13 @@ class ICGAN(GANModel):
              per_instance: int | None = None, **request) -> SamplePlan:
         """Each sample's instance, drawn uniformly from a pool.
 
-        The pool is every stored instance, the stored ``instances`` (indices), or unseen instances
-        given by their ``conditions`` (features from :meth:`embed_instances`). With
+        The pool is every stored instance, the stored ``instances`` (indices), unseen instances
+        given by their ``conditions`` (features from :meth:`embed_instances`), or unseen images
+        given as ``instances``: image files or folders, a uint8 array (resized and centre-cropped
+        like the files) or a float array in [-1, 1] shaped like the training images. With
         ``per_instance``, each pool member gets that many samples in order and n is ignored.
         ``Samples.instance`` says which pool entry each sample came from: a stored instance's index,
-        or a row of ``conditions``.
+        or a row of ``conditions`` (or of the images).
         """
         plan = super().plan(n, component, label, generator, **request)
         h, y, ids = self._pool(instances, conditions, condition_labels, label)
