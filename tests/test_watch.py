@@ -1,6 +1,8 @@
 """Watching a run: plain progress lines, quality during training, the report, the explorer."""
 import json
 
+import pytest
+
 import mixgan
 
 from conftest import small_config
@@ -24,7 +26,8 @@ def test_quiet_train_writes_nothing_on_stderr(tmp_path, cli):
 
 def digits_config(tmp_path, **values):
     """A tiny digits GM-GAN (seconds on a CPU) that evaluates every 10 steps."""
-    base = {"data.dataset": "digits", "model.width": 16, "train.steps": 30, "train.batch_size": 32,
+    base = {"data.dataset": "digits", "encoder.enabled": False, "prior.means": "uniform", "prior.sigma": 1.0,
+            "model.width": 16, "train.steps": 30, "train.batch_size": 32,
             "train.log_every": 5, "train.sample_every": 10, "train.checkpoint_every": 15, "train.keep_checkpoints": 1,
             "train.eval_every": 10, "train.eval_samples": 200}
     base.update(values)
@@ -118,3 +121,49 @@ def test_report_draws_fid_over_steps_losses_and_a_grid_per_sample_step(tmp_path)
     assert page.count('class="frame"') == 3  # grids at steps 10, 20, 30
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "is_std" not in page and "Precision" in page
+
+
+def test_explorer_grid_changes_with_the_gaussian_and_the_scale_and_refuses_bad_settings(tmp_path):
+    from mixgan.errors import MixganError
+    from mixgan.explore import Explorer
+
+    run = mixgan.train(digits_config(tmp_path, **{"train.eval_every": 0, "train.steps": 10}))
+    ex = Explorer(run)
+    assert ex.kind == "gaussian" and len(ex.choices) == run.model.components == 8
+    base = ex.grid_png(0, 1.0, 0)
+    assert base == ex.grid_png(0, 1.0, 0)  # same setting, same picture
+    assert base != ex.grid_png(1, 1.0, 0) and base != ex.grid_png(0, 0.5, 0) and base != ex.grid_png(0, 1.0, 1)
+    score = ex.score(*ex.parse({"choice": ["2"], "scale": ["0.5"], "seed": ["3"]}))
+    assert 0 < score["quality"] <= 1 and 0 <= score["diversity"] <= 1
+    for query in ({"choice": ["10"]}, {"scale": ["0"]}, {"seed": ["x"]}):
+        with pytest.raises(MixganError):
+            ex.parse(query)
+
+
+@pytest.mark.slow
+def test_explore_serves_on_localhost_and_stops_on_ctrl_c_with_one_line(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    run = mixgan.train(small_config(tmp_path, **{"train.steps": 10}))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "mixgan", "explore", str(run.path), "--port", "0", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("explore: http://127.0.0.1:")
+        url = first.split()[1]
+        page = urllib.request.urlopen(url, timeout=30).read().decode()
+        assert "Gaussian 7" in page
+        png = urllib.request.urlopen(url + "grid.png?choice=3&scale=0.5&seed=1", timeout=30).read()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and out.strip() == "explore: stopped" and err == ""

@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from ..errors import MixganError
-from . import classifier, cluster, evaluate, info, recipes, report, sample, tradeoff, train
+from . import classifier, cluster, evaluate, explore, info, recipes, report, sample, tradeoff, train
 
-COMMANDS = [train, sample, info, recipes, evaluate, classifier, cluster, tradeoff, report]
+COMMANDS = [train, sample, info, recipes, evaluate, classifier, cluster, tradeoff, report, explore]
 
 
 def build_parser() -> argparse.ArgumentParser:
