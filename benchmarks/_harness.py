@@ -8,7 +8,7 @@ Benchmarks run from the repository root as ``python -m benchmarks.NAME`` (or wit
   ``$MIXGAN_RESULTS_DIR/<name>.md``) holding the command line, the git commit, the UTC date, the
   machine and its load average, then the benchmark's table.
 - Cache: :func:`cache_dir` and :func:`cached` keep intermediate results (trained runs, scores) under
-  ``$MIXGAN_CACHE/benchmarks/<name>/<key>``, where the key hashes the mixgan package's sources, the
+  ``$MIXGAN_BENCH_CACHE/<name>/<key>`` (default ``$MIXGAN_CACHE/benchmarks``), where the key hashes the mixgan package's sources, the
   benchmark's own source and the arguments that decide the result: a changed library retrains.
 """
 from __future__ import annotations
@@ -18,11 +18,13 @@ import datetime
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,13 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 
-# The image settings the library used before its current image recipe (DCGAN bodies, non-saturating
-# loss, Adam 2e-4 with beta1 0.5, batch 64): several benchmarks compare models on it.
-PREVIOUS_IMAGE_RECIPE: dict[str, Any] = {
-    "model.arch": "dcgan", "model.width": 64, "model.loss": "ns", "model.spectral_norm": False,
-    "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.batch_size": 64, "model.condition": "concat",
-    "model.mismatch": 0.0, "train.beta1": 0.5, "train.beta2": 0.999, "model.encoder": False, "prior.means": "uniform",
-}
+
+
+def previous_image_recipe() -> dict[str, Any]:
+    """The plain-DCGAN image settings (recipe ``image-dcgan-ns``: DCGAN bodies, non-saturating loss,
+    Adam 2e-4 with beta1 0.5, batch 64) several benchmarks compare models on."""
+    from mixgan.config import Recipe
+
+    return dict(Recipe.read("image-dcgan-ns").values)
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -156,7 +159,8 @@ def cache_dir(name: str, script: str, args: Any) -> Path:
     """A folder for what ``script`` computes from ``args`` with today's code (created)."""
     from mixgan.io import cache_dir as mixgan_cache
 
-    path = mixgan_cache() / "benchmarks" / name / cache_key(script, args)
+    root = Path(os.environ.get("MIXGAN_BENCH_CACHE") or mixgan_cache() / "benchmarks")
+    path = root / name / cache_key(script, args)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -173,3 +177,91 @@ def cached(name: str, script: str, args: Any, compute: Callable[[Path], dict]) -
     result = compute(folder)
     atomic_write_text(done, json.dumps(result, indent=1) + "\n")
     return result
+
+
+# ---- the script baseline ------------------------------------------------------------------------
+# A plain DCGAN as the widely copied single-file tutorial scripts write it (Radford et al. 2016): G upsamples
+# a linear seed twice with conv + BatchNorm + ReLU to a tanh image; D is four stride-2 convs with LeakyReLU(0.2),
+# dropout 0.25 and BatchNorm; BCE, Adam 2e-4 with beta1 0.5, batch 64. It lives here, not in the library.
+def baseline_nets(channels: int, size: int, latent_dim: int = 100):
+    from torch import nn
+
+    s0 = size // 4
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(latent_dim, 128 * s0 * s0)
+            self.body = nn.Sequential(
+                nn.BatchNorm2d(128), nn.Upsample(scale_factor=2),
+                nn.Conv2d(128, 128, 3, 1, 1), nn.BatchNorm2d(128), nn.ReLU(),
+                nn.Upsample(scale_factor=2),
+                nn.Conv2d(128, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.ReLU(),
+                nn.Conv2d(64, channels, 3, 1, 1), nn.Tanh())
+
+        def forward(self, z):
+            return self.body(self.fc(z).view(len(z), 128, s0, s0))
+
+    def block(c_in, c_out, bn=True):
+        layers = [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.LeakyReLU(0.2), nn.Dropout2d(0.25)]
+        return layers + ([nn.BatchNorm2d(c_out)] if bn else [])
+
+    ds = math.ceil(size / 16)
+    D = nn.Sequential(*block(channels, 16, bn=False), *block(16, 32), *block(32, 64), *block(64, 128),
+                      nn.Flatten(), nn.Linear(128 * ds * ds, 1))
+    return Generator(), D
+
+
+def train_baseline(dataset: str, seconds: float, device: str, out: Path, seed: int = 0, max_steps: int = 0,
+                   n_samples: int = 10_000, data_folder: str = "") -> None:
+    """Train the script DCGAN for ``seconds`` (or ``max_steps`` steps, when > 0) and write
+    ``n_samples`` samples (``out/samples.npz``) and its step count (``out/steps.json``)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from mixgan.data import load_dataset
+
+    torch.manual_seed(seed)
+    data = load_dataset(dataset, data_folder or data_dir(dataset), seed=seed)
+    x = data.x_train.to(device)
+    G, D = baseline_nets(x.shape[1], x.shape[2])
+    G, D = G.to(device), D.to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    batch, steps, order, pos = 64, 0, torch.randperm(len(x), device=device), 0
+    ones, zeros = torch.ones(batch, 1, device=device), torch.zeros(batch, 1, device=device)
+    start = time.perf_counter()
+    while (steps < max_steps) if max_steps else (time.perf_counter() - start < seconds):
+        if pos + batch > len(x):
+            order, pos = torch.randperm(len(x), device=device), 0
+        real, pos = x[order[pos:pos + batch]], pos + batch
+        fake = G(torch.randn(batch, 100, device=device))
+        loss_d = (F.binary_cross_entropy_with_logits(D(real), ones)
+                  + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)) / 2
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        steps += 1
+    trained = time.perf_counter() - start
+    G.eval()
+    with torch.no_grad():
+        samples = torch.cat([G(torch.randn(min(1000, n_samples - i), 100, device=device)).cpu()
+                             for i in range(0, n_samples, 1000)])
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "samples.npz", x=samples.numpy())
+    (out / "steps.json").write_text(json.dumps({"steps": steps, "seconds": trained}))
+
+
+def parse_variant(text: str) -> tuple[str, str, list[str]]:
+    """``'LABEL=MODEL key=value ...'`` as (label, model, settings); a setting ending in ``.toml`` is
+    a config file. A malformed one exits with one line."""
+    label, _, rest = text.partition("=")
+    if not label or "/" in label or not rest.strip():
+        sys.exit(f"--variant '{text}': expected 'LABEL=MODEL key=value ...' with no '/' in LABEL")
+    model, *settings = shlex.split(rest)
+    return label, model, settings

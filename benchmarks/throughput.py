@@ -1,7 +1,7 @@
 """Training throughput: the library loop against a minimal hand-written loop, and 2 processes.
 
-    python benchmarks/throughput.py [--dataset fashion-mnist] [--batch-sizes 64,256] [--steps 40]
-                                    [--rounds 3] [--threads 1] [--ddp] [--device cpu] [--out bench-out/throughput]
+    python -m benchmarks.throughput [--dataset fashion-mnist] [--batch-sizes 64,256] [--steps 40]
+                                    [--rounds 3] [--threads 1] [--ddp] [--device cpu] [--smoke]
 
 For each batch size, ``mixgan.training.train`` and a hand-written loop (same networks from
 ``build_model``, same data tensor, same Adam settings and losses, no seeding, logging or
@@ -10,14 +10,14 @@ checkpoints) run the same number of steps with the same thread count, alternatin
 Timing starts after ``--warmup`` steps and stops before the final checkpoint and grid are written.
 ``--ddp`` adds the library loop in 2 processes (gloo on CPU, NCCL on CUDA), each with the
 given batch, so it handles twice the images per step. ``--dataset ring`` gives the toy-MLP
-variant. Prints a Markdown table and writes it, with the raw numbers as JSON, to ``--out``.
+variant. Prints a Markdown table and appends it to ``benchmarks/results/throughput.md``.
+``--smoke``: ring, batch 16, 8 steps, one round.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -29,16 +29,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import mixgan
+from mixgan.data import load_dataset
+from mixgan.models import build_model
+from mixgan.training import train
+from mixgan.training.dist import resolve_device
 
-import mixgan  # noqa: E402
-from mixgan.data import load_dataset  # noqa: E402
-from mixgan.models import build_model  # noqa: E402
-from mixgan.training import train  # noqa: E402
-from mixgan.training.dist import resolve_device  # noqa: E402
+from . import _harness
 
 
-def config(dataset: str, batch: int, steps: int, out: str, device: str, extra: dict | None = None):
+def config(dataset: str, batch: int, steps: int, out: str, device: str, extra: dict | None = None, data_dir: str = ""):
     """The dataset's preset, pinned to the settings the documented figures were measured with.
 
     EMA and learning-rate decay are off so that both loops do the same work per step (the
@@ -47,7 +47,8 @@ def config(dataset: str, batch: int, steps: int, out: str, device: str, extra: d
     values = {"model.name": "gmgan", "data.dataset": dataset, "train.batch_size": batch, "train.steps": steps,
               "train.log_every": steps, "train.sample_every": 10 ** 9, "train.checkpoint_every": 10 ** 9,
               "train.ema": False, "train.lr_decay": "none", "train.device": device, "out": out,
-              "model.encoder": False}  # the hand-written loop has no encoder step
+              "encoder.enabled": False,  # the hand-written loop has no encoder step
+              "data.data_dir": data_dir}
     if dataset in ("ring", "grid"):
         values.update({"prior.components": 8 if dataset == "ring" else 25, "prior.latent_dim": 2})
     else:
@@ -149,9 +150,10 @@ def ddp_seconds_per_step(cfg, warmup: int, world: int = 2) -> tuple[float, float
     return tuple(json.loads(result.read_text()))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="fashion-mnist")
+    _harness.add_data_dir(ap)
     ap.add_argument("--batch-sizes", default="64,256")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
@@ -160,20 +162,22 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--ddp", action="store_true", help="also time the library loop in 2 processes")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra settings (amp, compile...)")
-    ap.add_argument("--out", default="bench-out/throughput")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="seconds: ring, batch 16, 8 steps, one round")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.dataset, args.batch_sizes, args.steps, args.warmup, args.rounds = "ring", "16", 8, 2, 1
+    folder = _harness.data_dir(args.dataset, args.data_dir)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
     extra = dict(s.split("=", 1) for s in args.set)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="mixgan-bench-"))
     rows = []
     try:
         for batch in map(int, args.batch_sizes.split(",")):
             lib, hand = [], []  # (wall, cpu) seconds per step, one pair per round
             for r in range(args.rounds):
-                cfg = config(args.dataset, batch, args.steps, str(scratch / f"lib-{batch}-{r}"), args.device, extra)
+                cfg = config(args.dataset, batch, args.steps, str(scratch / f"lib-{batch}-{r}"), args.device, extra,
+                             folder)
                 lib.append(library_seconds_per_step(cfg, args.warmup))
                 hand.append(hand_seconds_per_step(cfg, args.warmup))
                 print(f"batch {batch} round {r}: library {batch / lib[-1][0]:.0f} img/s wall, "
@@ -188,14 +192,13 @@ def main() -> None:
                    "overhead_wall_best": min(l[0] for l in lib) / min(h[0] for h in hand) - 1,
                    "library_s": lib, "hand_s": hand}
             if args.ddp:
-                cfg = config(args.dataset, batch, args.steps, str(scratch / f"ddp-{batch}"), args.device, extra)
+                cfg = config(args.dataset, batch, args.steps, str(scratch / f"ddp-{batch}"), args.device, extra, folder)
                 wall, cpu = ddp_seconds_per_step(cfg, args.warmup)
                 row.update({"ddp2_img_s_wall": 2 * batch / wall, "ddp2_rank0_img_s_cpu": batch / cpu})
             rows.append(row)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-               f"{args.threads} thread(s) per process, device {args.device}")
+    machine = f"{args.threads} thread(s) per process, device {args.device}"
     head = ("| batch | library img/s (wall) | hand-written img/s (wall) | library img/s (CPU time) "
             "| hand-written img/s (CPU time) | overhead, CPU time (median of rounds / best vs best) |")
     if args.ddp:
@@ -211,8 +214,8 @@ def main() -> None:
         lines.append(line)
     table = "\n".join(lines)
     print(table)
-    (out / f"throughput-{args.dataset}.md").write_text(table + "\n")
-    (out / f"throughput-{args.dataset}.json").write_text(json.dumps(rows, indent=2))
+    _harness.log_result("throughput", table, _harness.command_line("benchmarks.throughput", argv))
+    return rows
 
 
 if __name__ == "__main__":

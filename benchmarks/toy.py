@@ -1,20 +1,18 @@
 """Mode coverage on the 2-D mixtures: default settings, one row per seed.
 
-    python benchmarks/toy.py [--seeds 0-9] [--dataset ring,grid] [--models gmgan] [--steps N]
-                             [--set key=value ...] [--out bench-out/toy]
+    python -m benchmarks.toy [--seeds 0-9] [--dataset ring,grid] [--models gmgan] [--steps N]
+                             [--set key=value ...] [--smoke]
 
 Trains one run per (dataset, model, seed) on one thread, one after another, and scores 2,500
-samples with the Unrolled GAN / PacGAN protocol (`mixgan.metrics.mode_stats`). Writes a Markdown
+samples with the Unrolled GAN / PacGAN protocol (`mixgan.metrics.mode_stats`). Prints a Markdown
 table (seed, modes covered, high-quality share, KL, spread, wall time; then the worst seed and the mean)
-to stdout and to ``<out>/toy.md``; docs/toy.md quotes it. Runs live in
-``<out>/<dataset>-<model>-<config hash>-s<seed>``; a finished run is reused and an unfinished one
-resumed, so an interrupted benchmark goes on where it stopped.
+and appends it to ``benchmarks/results/toy.md``. Runs are kept in the benchmark cache, keyed by the
+code version and the run's settings: a finished run is reused and an unfinished one resumed, so an
+interrupted benchmark goes on where it stopped. ``--smoke``: ring, seed 0, 30 steps.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -24,6 +22,8 @@ import mixgan
 from mixgan.config import parse_override
 from mixgan.data import load_dataset
 from mixgan.metrics import mode_stats
+
+from . import _harness
 
 COMPONENTS = {"ring": 8, "grid": 25}
 
@@ -45,16 +45,15 @@ def spread(x: torch.Tensor, centers: torch.Tensor, std: float) -> float:
     return float((good.square().mean() / 2).sqrt() / std) if len(good) else float("nan")
 
 
-def run_one(dataset: str, model: str, seed: int, settings: dict, out: Path) -> dict:
+def run_one(dataset: str, model: str, seed: int, settings: dict) -> dict:
     values = {"model.name": model, "data.dataset": dataset, "prior.components": COMPONENTS[dataset],
               **settings, "train.seed": seed, "train.device": "cpu"}
-    cfg = mixgan.build_config(values)
-    tag = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-    path = out / f"{dataset}-{model}-{tag}-s{seed}"
-    cfg.out = str(path)
-    done = path / "metrics-toy.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    return _harness.cached("toy", __file__, values, lambda folder: train_and_score(values, folder / "run"))
+
+
+def train_and_score(values: dict, path: Path) -> dict:
+    cfg = mixgan.build_config({**values, "out": str(path)})
+    dataset, model, seed, settings = cfg.data.dataset, cfg.model.name, cfg.train.seed, values
     t0 = time.perf_counter()
     run = mixgan.train(cfg, resume=(path / "config.toml").is_file())
     seconds = time.perf_counter() - t0
@@ -63,8 +62,8 @@ def run_one(dataset: str, model: str, seed: int, settings: dict, out: Path) -> d
     stats = mode_stats(x, data.centers, data.std)
     result = {"dataset": dataset, "model": model, "seed": seed, "steps": cfg.train.steps,
               "seconds": round(seconds, 1), "modes": stats["modes"], "high_quality": stats["high_quality"],
-              "kl": stats["kl"], "spread": spread(x, data.centers, data.std), "settings": settings}
-    done.write_text(json.dumps(result))
+              "kl": stats["kl"], "spread": spread(x, data.centers, data.std),
+              "settings": {k: v for k, v in settings.items() if k != "train.seed"}}
     return result
 
 
@@ -87,7 +86,7 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0-9", help="e.g. 0-9 or 0,1,2")
     ap.add_argument("--dataset", default="ring,grid", help="ring, grid or both (comma-separated)")
@@ -95,25 +94,26 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the preset's training steps")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override any setting, as `mixgan train --set` (repeatable)")
-    ap.add_argument("--out", default="bench-out/toy")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="seconds: ring, seed 0, 30 steps")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.seeds, args.dataset, args.steps = "0", "ring", 30
     torch.set_num_threads(1)
     settings = dict(parse_override(text) for text in args.set)
     if args.steps is not None:
         settings["train.steps"] = args.steps
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for dataset in args.dataset.split(","):
         if dataset not in COMPONENTS:
             raise SystemExit(f"error: --dataset takes ring and/or grid, got '{dataset}'")
         for model in args.models.split(","):
             for seed in parse_seeds(args.seeds):
-                rows.append(run_one(dataset, model, seed, settings, out))
+                rows.append(run_one(dataset, model, seed, settings))
                 print("|".join(table([rows[-1]])[2].split("|")[1:-1]), flush=True)
     text = "\n".join(table(rows))
-    (out / "toy.md").write_text(text + "\n")
     print(text)
+    _harness.log_result("toy", text, _harness.command_line("benchmarks.toy", argv))
+    return rows
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from benchmarks import _harness as harness
 
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    """Benchmarks log into a temporary results folder; returns a reader of one benchmark's log."""
+    """Benchmarks log into a temporary results folder and cache into a fresh folder; returns a
+    reader of one benchmark's log."""
     monkeypatch.setenv("MIXGAN_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("MIXGAN_BENCH_CACHE", str(tmp_path / "bench-cache"))
 
     def read(name: str) -> str:
         return (tmp_path / "results" / f"{name}.md").read_text()
@@ -53,7 +55,7 @@ def test_cache_key_changes_with_the_arguments_and_the_library_sources(monkeypatc
 
 
 def test_cached_computes_once_per_key(tmp_path, monkeypatch):
-    monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MIXGAN_BENCH_CACHE", str(tmp_path / "cache"))
     calls = []
 
     def compute(folder):
@@ -63,4 +65,70 @@ def test_cached_computes_once_per_key(tmp_path, monkeypatch):
     assert harness.cached("demo", harness.__file__, {"a": 1}, compute) == {"value": 1}
     assert harness.cached("demo", harness.__file__, {"a": 1}, compute) == {"value": 1}
     assert harness.cached("demo", harness.__file__, {"a": 2}, compute) == {"value": 2}
-    assert calls[0].is_relative_to(tmp_path / "cache" / "benchmarks" / "demo")
+    assert calls[0].is_relative_to(tmp_path / "cache" / "demo")
+
+
+def test_toy_smoke_logs_every_seeds_modes_and_kl(results):
+    from benchmarks import toy
+
+    rows = toy.main(["--smoke"])
+    entry = results("toy").split("\n## ")[-1]
+    assert "python -m benchmarks.toy --smoke" in entry
+    for r in rows:
+        assert f"| ring | gmgan | {r['seed']} | 30 | {r['modes']}/8 | {100 * r['high_quality']:.1f}% | {r['kl']:.3f} |" in entry
+
+
+@pytest.mark.slow  # four processes: two trainings, two evaluations
+def test_quality_smoke_logs_each_entrys_fid_and_its_ratio_to_the_script(results):
+    from benchmarks import quality
+
+    rows = quality.main(["--smoke", "--eval-jobs", "2"])
+    entry = results("quality").split("\n## ")[-1]
+    assert [r["label"] for r in rows] == ["dcgan", "gan"]
+    for r in rows:
+        assert r["steps"] == 20
+        assert f"| {r['label']} | 20 | {r['fid']:.3g} | {r['fid_ratio']:.3g} | {r['is']:.3g} |" in entry
+    assert rows[0]["fid_ratio"] == 1.0
+
+
+def test_launches_smoke_logs_each_entrys_operations_per_step(results):
+    from benchmarks import launches
+
+    rows = launches.main(["--smoke"])
+    entry = results("launches").split("\n## ")[-1]
+    assert [label for label, _ in rows][:3] == ["script DCGAN", "gan", "gmgan"]
+    script = rows[0][1]
+    for label, total in rows:
+        assert total > 0
+        assert f"| {label} | {total:.0f} | {total / script:.2f} |" in entry
+
+
+def test_throughput_smoke_logs_both_loops_images_per_second(results):
+    from benchmarks import throughput
+
+    rows = throughput.main(["--smoke"])
+    entry = results("throughput").split("\n## ")[-1]
+    (r,) = rows
+    assert r["batch"] == 16 and r["library_img_s_wall"] > 0 and r["hand_img_s_wall"] > 0
+    assert (f"| 16 | {r['library_img_s_wall']:.0f} | {r['hand_img_s_wall']:.0f} | {r['library_img_s_cpu']:.0f} | "
+            f"{r['hand_img_s_cpu']:.0f} | {100 * r['overhead_cpu_median']:+.1f}% /") in entry
+
+
+def test_eval_speed_smoke_logs_stage_times_and_the_noisy_images_worse_fid(results):
+    from benchmarks import eval_speed
+
+    r = eval_speed.main(["--smoke", "--threads", "1"])
+    entry = results("eval_speed").split("\n## ")[-1]
+    assert f"| {r['load_cached_real_s']:.4g} | {r['fake_features_s']:.4g} | {r['fid_s']:.4g} | {r['prdc_s']:.4g} | {r['total_s']:.4g} |" in entry
+    clean, noisy = r["sanity"].values()
+    assert noisy["fid"] > clean["fid"]
+    assert f"| test split | {clean['fid']:.4g} | {clean['is']:.4g} |" in entry
+
+
+def test_knn_smoke_logs_time_and_memory_of_the_neighbour_lists(results):
+    from benchmarks import knn
+
+    (r,) = knn.main(["--smoke", "--threads", "1"])
+    entry = results("knn").split("\n## ")[-1]
+    assert (r["M"], r["k"], r["backend"]) == (300, 5, "torch")
+    assert f"| 300 | torch | {r['knn_s']} | {r['knn_cpu_s']} | {r['peak_extra_mb']} | {r['result_mb']} |" in entry
