@@ -1,14 +1,15 @@
 """GM-GAN clustering against the prior's K and sigma and the training length; resumes where it stopped.
 
-    OMP_NUM_THREADS=1 python benchmarks/cluster_sweep.py --dataset digits \\
+    OMP_NUM_THREADS=1 python -m benchmarks.cluster_sweep --dataset digits \\
         --grid 10:1.0:3000,10:0.25:3000,30:0.25:3000,50:0.25:3000 --seeds 0
 
 Each ``K:sigma:steps`` entry trains a static ``gmgan`` with the dataset's defaults otherwise, then
 clusters the test split (``mixgan.analysis.cluster_run``) and reports accuracy and NMI beside
 k-means, with the diagnosis of ``gaussian_purity``: how pure each Gaussian's samples are by the
-reference classifier, and how many classes the Gaussians make at all. One JSON line per finished
-run goes to ``<out>/results.jsonl``; a rerun skips those. The Markdown table goes to stdout and
-``<out>/table.md``.
+reference classifier, and how many classes the Gaussians make at all. Each finished run is kept in
+the benchmark cache (keyed by the code version and its settings); a rerun reuses it and an
+interrupted run resumes. The Markdown table is appended to ``benchmarks/results/cluster_sweep.md``.
+``--smoke``: digits, K = 10, sigma 1, 20 steps.
 """
 from __future__ import annotations
 
@@ -20,26 +21,25 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from mixgan.config import Recipe  # noqa: E402
-
-PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
-
-DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
+from . import _harness
 
 
-def run_one(dataset: str, k: int, sigma: float, steps: int, seed: int, out: Path, extra: list[str],
+def run_one(dataset: str, data_dir: str, k: int, sigma: float, steps: int, seed: int, extra: list[str],
             fid: bool = False) -> dict:
+    key = {"dataset": dataset, "K": k, "sigma": sigma, "steps": steps, "seed": seed, "settings": extra, "fid": fid}
+    return _harness.cached("cluster_sweep", __file__, key,
+                           lambda folder: train_and_cluster(dataset, data_dir, k, sigma, steps, seed, folder / "run",
+                                                            extra, fid))
+
+
+def train_and_cluster(dataset: str, data_dir: str, k: int, sigma: float, steps: int, seed: int, path: Path,
+                      extra: list[str], fid: bool) -> dict:
     import mixgan
     from mixgan.analysis import cluster_run
     from mixgan.metrics.suite import evaluate_samples
 
-    tag = "".join(f"-{e.replace('=', '')}" for e in extra)
-    path = out / f"{dataset}-K{k}-s{sigma}-n{steps}-seed{seed}{tag}"
-    cfg = mixgan.build_config({**PREVIOUS_IMAGE_RECIPE, "model.name": "gmgan", "data.dataset": dataset,
-                               "data.data_dir": DATA_DIRS.get(dataset, ""), "prior.components": k,
+    cfg = mixgan.build_config({**_harness.previous_image_recipe(), "model.name": "gmgan", "data.dataset": dataset,
+                               "data.data_dir": data_dir, "prior.components": k,
                                "prior.sigma": sigma, "train.steps": steps, "train.seed": seed,
                                "train.sample_every": steps, "out": str(path)}, overrides=extra)
     t0 = time.perf_counter()
@@ -78,48 +78,41 @@ def table(rows: list[dict], classes: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="digits")
+    _harness.add_data_dir(p)
     p.add_argument("--grid", default="10:1.0:3000,10:0.25:3000,30:0.25:3000,50:0.25:3000",
                    help="comma list of K:sigma:steps")
     p.add_argument("--seeds", default="0")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra setting for every run, e.g. --set model.info_weight=1")
     p.add_argument("--fid", action="store_true", help="also measure the FID of 5,000 samples")
-    p.add_argument("--out", default="bench-out/cluster-sweep")
+    p.add_argument("--smoke", action="store_true", help="seconds: digits, K = 10, sigma 1, 20 steps")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.dataset, args.grid, args.seeds = "digits", "10:1.0:20", "0"
+    folder = _harness.data_dir(args.dataset, args.data_dir)
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "results.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     rows = []
     t0 = time.perf_counter()
     for entry in args.grid.split(","):
         k, sigma, steps = entry.split(":")
         for seed in (int(s) for s in args.seeds.split(",")):
-            key = (args.dataset, " ".join(args.set), int(k), float(sigma), int(steps), seed)
-            row = next((r for r in reversed(done) if (r["dataset"], r.get("settings", ""), r["K"], r["sigma"], r["steps"],
-                                            r["seed"]) == key), None)
-            if row is None or (args.fid and "fid" not in row):
-                row = run_one(args.dataset, *key[2:5], seed, out, args.set, args.fid)
-                with log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-            print(json.dumps(row), file=sys.stderr, flush=True)
-            rows.append(row)
+            rows.append(run_one(args.dataset, folder, int(k), float(sigma), int(steps), seed, args.set, args.fid))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     from mixgan.data import load_dataset
 
-    classes = load_dataset(args.dataset, DATA_DIRS.get(args.dataset, "")).num_classes
-    text = (f"{args.dataset}, static gmgan, test split, mean ± std over the seeds listed; {os.cpu_count()} CPU cores, load average "
-            f"{os.getloadavg()[0]:.1f} at the end; this invocation {(time.perf_counter() - t0) / 60:.1f} min\n\n"
-            + table(rows, classes) + "\n")
-    (out / "table.md").write_text(text)
+    classes = load_dataset(args.dataset, folder).num_classes
+    text = (f"{args.dataset}, static gmgan, test split, mean ± std over the seeds listed; "
+            f"this invocation {(time.perf_counter() - t0) / 60:.1f} min (finished runs reused from the cache)\n\n"
+            + table(rows, classes))
     print(text)
-    return 0
+    _harness.log_result("cluster_sweep", text, _harness.command_line("benchmarks.cluster_sweep", argv))
+    return rows
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,14 +1,15 @@
 """The GM-GAN paper's experiments at this machine's scale; resumes where it stopped.
 
-    python benchmarks/gmgan_repro.py --datasets digits --seeds 0,1 --steps 3000
-    python benchmarks/gmgan_repro.py --datasets fashion-mnist --ks 10,20 --seeds 0 --steps 1500
+    python -m benchmarks.gmgan_repro --datasets digits --seeds 0,1 --steps 3000
+    python -m benchmarks.gmgan_repro --datasets fashion-mnist --ks 10,20 --seeds 0 --steps 1500
 
 For every dataset, `gan` against `gmgan` static and dynamic with K in --ks, all with the same
 settings and number of steps (an equal training budget), several seeds. Each run is evaluated
 (FID, IS, precision/recall, quality/diversity on the reference classifier's features) and, for
 GM-GAN, clustered (test split, beside k-means); the first seed of the best GM-GAN also gets the
-trade-off sweep. Results go to <out>/results.jsonl (one line per finished run: a finished run is
-never redone, an unfinished one is resumed) and a Markdown table to <out>/table.md.
+trade-off sweep. Every run is kept in the benchmark cache, keyed by the code version and its
+settings (a finished run is reused, an unfinished one resumed); the Markdown table is appended to
+``benchmarks/results/gmgan_repro.md``. ``--smoke``: digits, K = 5, seed 0, 20 steps, 200 samples.
 """
 from __future__ import annotations
 
@@ -19,11 +20,10 @@ import time
 from pathlib import Path
 
 import mixgan
-from mixgan.config import Recipe
-
-PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
 from mixgan.analysis import cluster_run, tradeoff_sweep
 from mixgan.metrics.suite import evaluate_samples
+
+from . import _harness
 
 METRICS = ("fid", "is", "precision", "recall", "quality", "diversity", "cluster_acc", "cluster_nmi", "kmeans_acc")
 
@@ -37,11 +37,19 @@ def variants(ks: list[int]) -> list[tuple[str, dict]]:
     return out
 
 
-def run_one(dataset: str, name: str, values: dict, seed: int, steps: int, out: Path, n_eval: int,
-            overrides: list[str]) -> dict:
-    path = out / dataset / f"{name}-s{seed}"
-    cfg = mixgan.build_config({**PREVIOUS_IMAGE_RECIPE, **values, "data.dataset": dataset, "train.seed": seed, "train.steps": steps,
-                               "out": str(path)}, overrides=overrides)
+def run_key(dataset: str, data_dir: str, values: dict, seed: int, steps: int, n_eval: int, overrides: list[str]) -> dict:
+    settings = {**_harness.previous_image_recipe(), **values, "data.dataset": dataset, "data.data_dir": data_dir,
+                "train.seed": seed, "train.steps": steps}
+    return {"settings": settings, "overrides": overrides, "n_eval": n_eval}
+
+
+def run_one(name: str, key: dict) -> dict:
+    return _harness.cached("gmgan_repro", __file__, key, lambda folder: train_and_score(name, key, folder / "run"))
+
+
+def train_and_score(name: str, key: dict, path: Path) -> dict:
+    cfg = mixgan.build_config({**key["settings"], "out": str(path)}, overrides=key["overrides"])
+    dataset, seed, steps, n_eval = cfg.data.dataset, cfg.train.seed, cfg.train.steps, key["n_eval"]
     t0 = time.perf_counter()
     run = mixgan.train(cfg, resume=(path / "config.toml").is_file())
     seconds = time.perf_counter() - t0
@@ -75,50 +83,47 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="digits")
+    _harness.add_data_dir(ap)
     ap.add_argument("--ks", default="5,10,20,30")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--n-eval", type=int, default=2000)
     ap.add_argument("--scales", default="0.25,0.5,0.75,1,1.5,2")
     ap.add_argument("--set", action="append", default=[], help="extra settings for every run")
-    ap.add_argument("--out", default="bench-out/gmgan")
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = out / "results.jsonl"
-    done = [json.loads(l) for l in results.read_text().splitlines()] if results.is_file() else []
-    finished = {(r["dataset"], r["variant"], r["seed"], r["steps"]) for r in done}
+    ap.add_argument("--smoke", action="store_true", help="seconds: digits, K = 5, seed 0, 20 steps, 200 samples")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.datasets, args.ks, args.seeds, args.steps, args.n_eval, args.scales = "digits", "5", "0", 20, 200, "0.5,1"
     ks = [int(k) for k in args.ks.split(",")]
+    rows, curves = [], {}
     for dataset in args.datasets.split(","):
+        folder = _harness.data_dir(dataset, args.data_dir)
+        keys = {}
         for name, values in variants(ks):
             for seed in (int(s) for s in args.seeds.split(",")):
-                if (dataset, name, seed, args.steps) in finished:
-                    continue
-                row = run_one(dataset, name, values, seed, args.steps, out, args.n_eval, args.set)
-                done.append(row)
-                with open(results, "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                print(json.dumps(row), flush=True)
-        ds_rows = [r for r in done if r["dataset"] == dataset and r["variant"].startswith("gmgan")]
-        curve = out / dataset / "tradeoff.json"
-        if ds_rows and not curve.is_file():
-            best = max(ds_rows, key=lambda r: r.get("cluster_acc", 0))
-            run = mixgan.load(out / dataset / f"{best['variant']}-s{best['seed']}")
-            sweep = tradeoff_sweep(run.model, run.data, [float(s) for s in args.scales.split(",")], n=args.n_eval)
-            curve.write_text(json.dumps({"variant": best["variant"], **sweep}, indent=1))
-    text = table(done)
-    for dataset in args.datasets.split(","):
-        curve = out / dataset / "tradeoff.json"
-        if curve.is_file():
-            s = json.loads(curve.read_text())
-            text += f"\n\nTrade-off on {dataset} ({s['variant']}):\n\n| s | quality | diversity | precision | recall | FID |\n|---|---|---|---|---|---|\n"
-            text += "\n".join(f"| {sc:g} | {q:.3f} | {d:.3f} | {p:.3f} | {r:.3f} | {f:.2f} |" for sc, q, d, p, r, f in
-                              zip(s["scales"], s["quality"], s["diversity"], s["precision"], s["recall"], s["fid"]))
-    (out / "table.md").write_text(text + "\n")
+                keys[name, seed] = run_key(dataset, folder, values, seed, args.steps, args.n_eval, args.set)
+                rows.append(run_one(name, keys[name, seed]))
+                print(json.dumps(rows[-1]), flush=True)
+        mixtures = [r for r in rows if r["dataset"] == dataset and r["variant"].startswith("gmgan")]
+        if mixtures:
+            best = max(mixtures, key=lambda r: r.get("cluster_acc", 0))
+            run = mixgan.load(_harness.cache_dir("gmgan_repro", __file__, keys[best["variant"], best["seed"]]) / "run")
+            scales = [float(s) for s in args.scales.split(",")]
+            curves[dataset] = _harness.cached(
+                "gmgan_repro", __file__, {"tradeoff": keys[best["variant"], best["seed"]], "scales": scales},
+                lambda _: {"variant": best["variant"], **tradeoff_sweep(run.model, run.data, scales, n=args.n_eval)})
+    text = table(rows)
+    for dataset, s in curves.items():
+        text += (f"\n\nTrade-off on {dataset} ({s['variant']}):\n\n| s | quality | diversity | precision | recall | FID |"
+                 "\n|---|---|---|---|---|---|\n")
+        text += "\n".join(f"| {sc:g} | {q:.3f} | {d:.3f} | {p:.3f} | {r:.3f} | {f:.2f} |" for sc, q, d, p, r, f in
+                          zip(s["scales"], s["quality"], s["diversity"], s["precision"], s["recall"], s["fid"]))
     print(text)
+    _harness.log_result("gmgan_repro", text, _harness.command_line("benchmarks.gmgan_repro", argv))
+    return {"rows": rows, "tradeoff": curves}
 
 
 if __name__ == "__main__":

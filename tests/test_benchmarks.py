@@ -132,3 +132,50 @@ def test_knn_smoke_logs_time_and_memory_of_the_neighbour_lists(results):
     entry = results("knn").split("\n## ")[-1]
     assert (r["M"], r["k"], r["backend"]) == (300, 5, "torch")
     assert f"| 300 | torch | {r['knn_s']} | {r['knn_cpu_s']} | {r['peak_extra_mb']} | {r['result_mb']} |" in entry
+
+
+def test_cluster_sweep_smoke_logs_accuracy_beside_kmeans(results):
+    from benchmarks import cluster_sweep
+
+    (r,) = cluster_sweep.main(["--smoke"])
+    entry = results("cluster_sweep").split("\n## ")[-1]
+    assert (r["K"], r["sigma"], r["steps"]) == (10, 1.0, 20)
+    assert 0 <= r["accuracy"] <= 1
+    assert (f"| defaults | 10 | 1.0 | 20 | 0 | {r['accuracy']:.3f} | {r['nmi']:.3f} | {r['purity']:.3f} | "
+            f"{r['classes_covered']} of 10 | – | {r['kmeans']:.3f} | {r['kmeans_nmi']:.3f} |") in entry
+
+
+@pytest.mark.slow  # three trainings and a trade-off sweep
+def test_gmgan_repro_smoke_logs_each_variants_fid_and_the_tradeoff_curve(results):
+    from benchmarks import gmgan_repro
+
+    out = gmgan_repro.main(["--smoke"])
+    entry = results("gmgan_repro").split("\n## ")[-1]
+    assert [r["variant"] for r in out["rows"]] == ["gan", "gmgan-static-K5", "gmgan-dynamic-K5"]
+    for r in out["rows"]:
+        assert f"| digits | {r['variant']} | 1 | 20 | {r['fid']:.3f} | {r['is']:.3f} |" in entry
+    curve = out["tradeoff"]["digits"]
+    assert f"| 0.5 | {curve['quality'][0]:.3f} | {curve['diversity'][0]:.3f} |" in entry
+
+
+@pytest.mark.slow  # two trainings, the classifier embedding and an evaluation
+def test_icgan_smoke_logs_fid_and_instance_fidelity(results):
+    from benchmarks import icgan
+
+    rows = icgan.main(["--smoke"])
+    entry = results("icgan").split("\n## ")[-1]
+    assert [r["model"] for r in rows] == ["icgan", "gan"]
+    ic, gan = rows
+    assert (f"| icgan | {ic['train_s']} | {ic['fid']:.2f} | {ic['precision']:.3f} | {ic['recall']:.3f} | "
+            f"{ic['density']:.3f} | {ic['coverage']:.3f} | {ic['instance_fidelity']:.3f} | "
+            f"{ic['instance_fidelity_unseen']:.3f} |") in entry
+    assert f"| gan | {gan['train_s']} | {gan['fid']:.2f} |" in entry
+
+
+def test_icgan_toy_smoke_logs_the_share_near_the_conditioning_mode(results):
+    from benchmarks import icgan
+
+    figures = icgan.main(["--toy", "--smoke"])
+    entry = results("icgan").split("\n## ")[-1]
+    assert "python -m benchmarks.icgan --toy --smoke" in entry
+    assert f"overall {figures['overall']:.3f}, worst mode {figures['worst_mode']:.2f}" in entry
