@@ -6,14 +6,15 @@ the class joined to G's input and D's input). Each (model, seed) trains in its o
 ``n`` samples (n/N per class) are scored by ``mixgan.metrics.suite.evaluate_samples``: IS and FID in
 the reference classifier's space, intra-class FID, conditional accuracy and CAS.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conditional.py --dataset fashion-mnist --steps 1000 \\
-        --seeds 0,1 --jobs 2 --doc docs/conditional.md
+    OMP_NUM_THREADS=1 python -m benchmarks.conditional --dataset fashion-mnist --steps 1000 --seeds 0,1 --jobs 2
 
-Results per run are kept as JSON under ``--out`` (a rerun skips finished runs); the table replaces
-the block between the dataset's markers in ``--doc``.
+Each run's scores are kept in the benchmark cache, keyed by the code version and the run's settings
+(a rerun reuses finished runs); the table is appended to ``benchmarks/results/conditional.md``.
+``--smoke``: digits, cgan and acgan, 20 steps, 200 samples.
 
 ``--dataset linear`` runs the vector-conditioning check instead: a cGAN trained on ``npz:`` data
-with x = A c + b + diag(s) eps, c ~ U[-1, 1]^2, compared with the true conditional mean and spread.
+with x = A c + b + diag(s) eps, c ~ U[-1, 1]^2, compared with the true conditional mean and spread
+(``--dataset linear --smoke``: 20 steps).
 """
 from __future__ import annotations
 
@@ -21,22 +22,13 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
-import re
-import shlex
 import statistics
-import sys
+import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from . import _harness
 
-from mixgan.config import Recipe  # noqa: E402
-
-PREVIOUS_IMAGE_RECIPE = Recipe.read("image-dcgan-ns").values
-
-DATA_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}
 # name -> settings on top of the shared ones
 CONFIGS = {
     # mismatch 0: these rows were measured before model.mismatch existed (the image preset now sets 1)
@@ -57,26 +49,29 @@ CONFIGS = {
        for s, w in ((1.0, 1.0), (1.0, 3.0), (1.0, 10.0), (0.75, 1.0))},
 }
 DEFAULT_CONFIGS = ["gmgan-supervised K=N", "gmgan-supervised K=3N", "acgan", "cgan"]
-SHARED = {**PREVIOUS_IMAGE_RECIPE, "model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
+SHARED = {**_harness.previous_image_recipe(), "model.arch": "dcgan", "model.width": 64, "prior.latent_dim": 64, "prior.sigma": 0.5,
           "train.batch_size": 64, "train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.ema": True,
           "train.ema_decay": 0.99, "train.log_every": 100}
-# --recipe current: the library's own image recipe (mixgan/recipes/image-*.toml) with
-# nothing on top but the mixture's sigma, so the figures are what a user's defaults give
+# --recipe current: the library's own image recipe with nothing on top but the mixture's sigma, so the
+# figures are what a user's defaults give
 CURRENT = {"prior.sigma": 0.5, "train.log_every": 100}
-# --recipe gpu: a larger batch with faster rates, as one would on a GPU, trained wherever the benchmark runs
+# --recipe gpu: the image recipe with the batch and learning rates chosen for a GPU, trained wherever the benchmark runs
 GPU = {**CURRENT, "train.batch_size": 128, "train.lr_g": 1e-3, "train.lr_d": 2e-3}
 RECIPES = {"previous": SHARED, "current": CURRENT, "gpu": GPU}
-EVAL_VERSION = 2  # 2: samples shuffled before IS
 METRICS = [("is", "IS ↑"), ("fid", "FID ↓"), ("intra_fid", "intra-FID ↓"),
            ("conditional_accuracy", "cond. acc. ↑"), ("cas", "CAS ↑")]
 
 
 def run_one(job: dict) -> dict:
-    """Train one (config, seed), sample it class by class, score it; cached as JSON."""
+    """Train one (config, seed), sample it class by class, score it; kept in the benchmark cache."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
     torch.set_num_threads(1)
+    return _harness.cached("conditional", __file__, job, lambda folder: train_and_score(job, folder / "run"))
+
+
+def train_and_score(job: dict, run_dir: Path) -> dict:
     import mixgan
     from mixgan.cli.evaluate import sample_run
     from mixgan.data import load_dataset
@@ -84,35 +79,23 @@ def run_one(job: dict) -> dict:
 
     import numpy as np
 
-    result_path = Path(job["result"])
-    if result_path.exists():
-        done = json.loads(result_path.read_text())
-        if done.get("eval_version") == EVAL_VERSION:
-            return done
-    run_dir = Path(job["run"])
-    try:
-        run = mixgan.load(run_dir, step=None if job["seconds"] else job["steps"])
-        train_s = json.loads(result_path.read_text())["train_s"]
-    except Exception:  # not trained to the end yet: (re)train
-        run = None
-    if run is None and run_dir.exists():  # an interrupted earlier attempt
+    if run_dir.exists():  # an interrupted earlier attempt
         import shutil
 
         shutil.rmtree(run_dir)
     recipe = RECIPES[job["recipe"]]
     values = {**recipe, **CONFIGS[job["config"]], "data.dataset": job["dataset"],
-              "data.data_dir": DATA_DIRS.get(job["dataset"], ""), "train.steps": job["steps"],
+              "data.data_dir": job["data_dir"], "train.steps": job["steps"],
               "train.seed": job["seed"], "train.sample_every": job["steps"],
               "train.checkpoint_every": job["steps"], "out": str(run_dir)}
     if job["width"]:
         values["model.width"] = job["width"]
     if job["seconds"]:  # a wall-clock budget: the loop stops at max_seconds and checkpoints there
         values["train.max_seconds"] = job["seconds"]
-    if run is None:
-        t0 = time.perf_counter()
-        run = mixgan.train(mixgan.build_config(values))
-        train_s = time.perf_counter() - t0
-    data = load_dataset(job["dataset"], DATA_DIRS.get(job["dataset"], ""))
+    t0 = time.perf_counter()
+    run = mixgan.train(mixgan.build_config(values))
+    train_s = time.perf_counter() - t0
+    data = load_dataset(job["dataset"], job["data_dir"])
     x, labels = sample_run(run, job["n"], seed=1000 + job["seed"])
     # sample_run returns the samples class by class; IS averages over contiguous splits, each of
     # which would then hold one class (IS ~ 1): shuffle samples and labels together first.
@@ -121,10 +104,7 @@ def run_one(job: dict) -> dict:
     scores = evaluate_samples(x, data, metrics="fid,is,cas", labels=labels, seed=job["seed"])
     out = {"config": job["config"], "seed": job["seed"], "steps": run.step, "train_s": round(train_s, 1),
            **{k: scores.get(k) for k, _ in METRICS}, "n_fake": scores["n_fake"], "n_real": scores["n_real"],
-           "classifier_accuracy": scores.get("classifier_accuracy"), "eval_version": EVAL_VERSION}
-    from mixgan.io import atomic_write_text
-
-    atomic_write_text(result_path, json.dumps(out, indent=1) + "\n")
+           "classifier_accuracy": scores.get("classifier_accuracy")}
     return out
 
 
@@ -135,7 +115,7 @@ LINEAR_SETTINGS = {"model.name": "cgan", "model.width": 64, "prior.latent_dim": 
 LINEAR_CONDITIONS = [[-0.8, 0.0], [0.0, 0.0], [0.8, -0.8], [0.8, 0.8], [-0.5, 0.9]]
 
 
-def linear_block(steps: int, seeds: list[int], out: Path) -> str:
+def linear_block(steps: int, seeds: list[int], out: Path) -> tuple[str, list[dict]]:
     """Train a vector cGAN per seed on the linear task; a table of generated vs true mean and spread."""
     import numpy as np
     import torch
@@ -151,21 +131,20 @@ def linear_block(steps: int, seeds: list[int], out: Path) -> str:
     np.savez(path, x=x.astype(np.float32), c=c.astype(np.float32))
     lines = ["| seed | c | true mean | generated mean | true std | generated std |", "|---|---|---|---|---|---|"]
     vec = lambda v: "(" + ", ".join(f"{t:.2f}" for t in v) + ")"  # noqa: E731
+    rows = []
     for seed in seeds:
         run_dir = out / f"linear-s{seed}"
-        if run_dir.exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
         run = mixgan.train(mixgan.build_config({**LINEAR_SETTINGS, "data.dataset": f"npz:{path}", "train.seed": seed,
                                                 "train.steps": steps, "train.sample_every": steps,
                                                 "train.checkpoint_every": steps, "out": str(run_dir)}))
         for cond in LINEAR_CONDITIONS:
             g = run.sample(2000, cond=cond, seed=1).x.numpy()
+            rows.append({"seed": seed, "c": cond, "true_mean": (a @ np.array(cond) + b).tolist(),
+                         "mean": g.mean(0).tolist(), "std": g.std(0).tolist()})
             lines.append(f"| {seed} | {vec(cond)} | {vec(a @ np.array(cond) + b)} | {vec(g.mean(0))} | {vec(s)} | "
                          f"{vec(g.std(0))} |")
     return "\n".join([f"cGAN on `npz:` vectors, {steps} generator steps (2 D steps each), "
-                       f"{LINEAR['n']} pairs, 2,000 samples per condition:", "", *lines])
+                       f"{LINEAR['n']} pairs, 2,000 samples per condition:", "", *lines]), rows
 
 
 def fmt(values: list[float], digits: int) -> str:
@@ -200,37 +179,28 @@ def per_seed(results: list[dict], configs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def real_accuracy(dataset: str, n: int = 10_000) -> float:
+def real_accuracy(dataset: str, data_dir: str, n: int = 10_000) -> float:
     """How often the reference classifier names the class of the first n real training images: the
     conditional accuracy a generator that copied the data would get."""
     from mixgan.data import load_dataset
     from mixgan.metrics.classifier import get_classifier
 
-    data = load_dataset(dataset, DATA_DIRS.get(dataset, ""))
+    data = load_dataset(dataset, data_dir)
     x, y = data.x_train[:n], data.y_train[:n]
     return (get_classifier(data).probs(x).argmax(1) == y).float().mean().item()
 
 
-def recipe_batch(recipe: str) -> int:
-    return RECIPES[recipe].get("train.batch_size", Recipe.read("image-gan").values["train.batch_size"])
+def recipe_batch(recipe: str, dataset: str) -> int:
+    """The batch size a run of ``recipe`` trains with."""
+    import mixgan
+
+    return mixgan.build_config({**RECIPES[recipe], "data.dataset": dataset, "model.name": "cgan"}).train.batch_size
 
 
-def write_doc(doc: Path, dataset: str, block: str) -> None:
-    from mixgan.io import atomic_write_text
-
-    start, end = f"<!-- benchmark:{dataset} -->", f"<!-- /benchmark:{dataset} -->"
-    text = doc.read_text() if doc.exists() else ""
-    new = f"{start}\n{block}\n{end}"
-    if start in text and end in text:
-        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: new, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
-    atomic_write_text(doc, text)
-
-
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="fashion-mnist")
+    _harness.add_data_dir(p)
     p.add_argument("--steps", type=int, default=1000, help="generator updates per run (the equal budget)")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS), help="comma list of: " + ", ".join(CONFIGS))
@@ -242,43 +212,36 @@ def main(argv=None) -> int:
                    help="a wall-clock budget per run instead of --steps (train.max_seconds; --steps caps it)")
     p.add_argument("--n", type=int, default=5000, help="samples scored per run (n/N per class)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each)")
-    p.add_argument("--out", default="bench-out/conditional", help="run directories and per-run JSON")
-    p.add_argument("--doc", help="markdown file whose table block for this dataset is replaced")
-    p.add_argument("--block", help="name of the block in --doc (default: the dataset's name)")
     p.add_argument("--finished-only", action="store_true",
-                   help="table the (config, seed) runs already scored under --out; train nothing")
+                   help="table the (config, seed) runs already scored (in the cache); train nothing")
+    p.add_argument("--smoke", action="store_true", help="seconds: digits, cgan and acgan, 20 steps, 200 samples")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.steps, args.seeds, args.n, args.jobs = 20, "0", 200, 1
+        if args.dataset != "linear":
+            args.dataset, args.configs = "digits", "cgan,acgan"
+    args.data_dir = _harness.data_dir(args.dataset, args.data_dir)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         p.error(f"unknown config {unknown[0]!r}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    budget = f"{args.seconds:g}s" if args.seconds else str(args.steps)
-    out = Path(args.out) / (f"{args.dataset}-{budget}-w{args.width or 64}"
-                            + ("" if args.recipe == "previous" else f"-{args.recipe}"))
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/conditional.py " + shlex.join(argv or sys.argv[1:])
-    machine = lambda: (f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), load average "  # noqa: E731
-                       f"{os.getloadavg()[0]:.1f} when it finished; torch CPU")
+    cmd = _harness.command_line("benchmarks.conditional", argv)
     if args.dataset == "linear":
         t0 = time.perf_counter()
-        block = linear_block(args.steps, seeds, out)
-        block += f"\n\nCommand: `{cmd}`  \n{machine()}; took {(time.perf_counter() - t0) / 60:.1f} min."
+        with tempfile.TemporaryDirectory() as tmp:
+            block, rows = linear_block(args.steps, seeds, Path(tmp))
+        block += f"\n\nTook {(time.perf_counter() - t0) / 60:.1f} min."
         print(block)
-        if args.doc:
-            write_doc(Path(args.doc), args.block or args.dataset, block)
-        return 0
-    jobs = []
-    for seed in seeds:
-        for name in configs:
-            slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
-            jobs.append({"config": name, "seed": seed, "dataset": args.dataset, "steps": args.steps, "n": args.n,
-                         "width": args.width, "recipe": args.recipe, "seconds": args.seconds,
-                         "run": str(out / f"{slug}-s{seed}"), "result": str(out / f"{slug}-s{seed}.json")})
+        _harness.log_result("conditional", block, cmd)
+        return rows
+    jobs = [{"config": name, "seed": seed, "dataset": args.dataset, "data_dir": args.data_dir, "steps": args.steps,
+             "n": args.n, "width": args.width, "recipe": args.recipe, "seconds": args.seconds}
+            for seed in seeds for name in configs]
     if args.finished_only:
-        jobs = [j for j in jobs if Path(j["result"]).exists()]
+        jobs = [j for j in jobs if (_harness.cache_dir("conditional", __file__, j) / "result.json").is_file()]
         if not jobs:
-            p.error(f"no finished runs under {out}")
+            p.error("no finished runs of these settings in the cache")
     t0 = time.perf_counter()
     if args.jobs > 1:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
@@ -297,12 +260,13 @@ def main(argv=None) -> int:
         f"**{args.dataset}**, "
         + (f"{args.seconds:g} s of training per run (train.max_seconds), " if args.seconds
            else f"{args.steps} generator steps per run, ")
-        + f"{args.recipe} recipe (batch {recipe_batch(args.recipe)}), conv width {args.width or 64}, "
+        + f"{args.recipe} recipe (batch {recipe_batch(args.recipe, args.dataset)}), conv width {args.width or 64}, "
         f"seeds {args.seeds}{' (the finished runs: see per seed)' if args.finished_only else ''}, "
         f"{args.n} samples per run ({args.n // 10} per class) scored against "
         f"{results[0]['n_real']} real training images; mean ± std over seeds"
         + (f"; reference classifier test accuracy {clf_acc:.3f}" if clf_acc else "")
-        + f"; it names the class of {real_accuracy(args.dataset):.3f} of the first 10,000 real training images.",
+        + f"; it names the class of {real_accuracy(args.dataset, args.data_dir):.3f} of the first 10,000 real "
+        "training images.",
         "",
         table(results, configs),
         "",
@@ -310,14 +274,12 @@ def main(argv=None) -> int:
         "",
         per_seed(results, configs),
         "",
-        f"Command: `{cmd}`  ",
-        f"{machine()}, {args.jobs} run(s) in parallel; this invocation took "
-        f"{wall / 60:.1f} min (finished runs are reused from {out}).",
+        f"{args.jobs} run(s) in parallel; this invocation took {wall / 60:.1f} min (finished runs are reused "
+        "from the cache).",
     ])
     print(block)
-    if args.doc:
-        write_doc(Path(args.doc), args.block or args.dataset, block)
-    return 0
+    _harness.log_result("conditional", block, cmd)
+    return results
 
 
 if __name__ == "__main__":

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Every GPU check of the project in one call of the workplace's device tool (about 10 minutes).
+# Every GPU check of the project in one command on a GPU machine (about 10 minutes).
 #
 #   here, once:  bash benchmarks/gpu_check.sh --prepare
-#                (fills the git-ignored .gpu/: the tomli-w and faiss-cpu wheels the GPU image lacks,
-#                 the Fashion-MNIST .gz files, this machine's reference classifier, so FIDs are
-#                 measured in the same feature space as the CPU figures)
-#   there:       run(command="bash benchmarks/gpu_check.sh", carry=[".gpu"], timeout_s=600)
+#                (fills the git-ignored .gpu/: the tomli-w and faiss-cpu wheels a bare GPU image lacks,
+#                 the dataset's files, this machine's reference classifier, so FIDs are measured in
+#                 the same feature space as the CPU figures)
+#   there:       bash benchmarks/gpu_check.sh          (with .gpu/ beside it)
+#   smoke:       bash benchmarks/gpu_check.sh --smoke  (seconds, on the CPU: the same steps at tiny sizes)
 #
-# On the GPU machine it writes to $OUT: gpu.log (what ran, the machine, each step's time),
-# tests.log (the suite with MIXGAN_TEST_DEVICE=cuda), throughput.md/.json (the library loop
-# against a hand-written one, batch 32 and 128) and quality.md/.json (issue #13's GPU protocol:
-# the script DCGAN, gan and gmgan side by side, 120 s each; the library models with the image preset's
-# CUDA batch of 128, config.DEVICE_PRESETS).
+# It writes to $OUT (default gpu-out): gpu.log (what ran, the machine, each step's time), tests.log
+# (the suite with MIXGAN_TEST_DEVICE=cuda) and results/throughput.md and results/quality.md, the
+# results-log entries of benchmarks.throughput (the library loop against a hand-written one, batch 32
+# and 128) and benchmarks.quality (the script DCGAN, gan and gmgan side by side, 120 s each); append
+# those entries to benchmarks/results/.
+# Data: $MIXGAN_DATA_DIR (fashion-mnist's files), else .gpu/fashion-mnist.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+DATA="${MIXGAN_DATA_DIR:-/usr/share/datasets/fashion-mnist}"
 
 if [ "${1:-}" = "--prepare" ]; then
     set -e
@@ -22,7 +25,7 @@ if [ "${1:-}" = "--prepare" ]; then
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d .gpu/whl tomli-w faiss-cpu
-    cp /usr/share/datasets/fashion-mnist/*.gz .gpu/fashion-mnist/
+    cp "$DATA"/*.gz .gpu/fashion-mnist/
     cache="${MIXGAN_CACHE:-$HOME/.cache/mixgan}"
     if [ -d "$cache/classifiers" ]; then
         rm -rf .gpu/cache/classifiers && cp -r "$cache/classifiers" .gpu/cache/
@@ -31,19 +34,26 @@ if [ "${1:-}" = "--prepare" ]; then
     exit 0
 fi
 
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
 OUT="${OUT:-gpu-out}"
-mkdir -p "$OUT"
+mkdir -p "$OUT/results"
+OUT="$(cd "$OUT" && pwd)"
 LOG="$OUT/gpu.log"
 say() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG"; }
+export MIXGAN_RESULTS_DIR="$OUT/results" PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY="${PYTHON:-python3}"
 
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl \
-    || { say "could not install the carried wheels (run --prepare here first)"; exit 1; }
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 MIXGAN_CACHE=/tmp/mixgan-cache
-mkdir -p /usr/share/datasets/fashion-mnist /tmp/mixgan-cache
-cp .gpu/fashion-mnist/*.gz /usr/share/datasets/fashion-mnist/
-[ -d .gpu/cache/classifiers ] && cp -r .gpu/cache/classifiers /tmp/mixgan-cache/
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$LOG" 2>&1
-python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" >> "$LOG" 2>&1
+if [ $SMOKE -eq 0 ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl \
+        || { say "could not install the carried wheels (run --prepare here first)"; exit 1; }
+    export PYTHONPATH="/tmp/site:$PYTHONPATH" MIXGAN_CACHE=/tmp/mixgan-cache
+    export MIXGAN_DATA_DIR="${MIXGAN_DATA_DIR:-$PWD/.gpu/fashion-mnist}"
+    mkdir -p /tmp/mixgan-cache
+    [ -d .gpu/cache/classifiers ] && cp -r .gpu/cache/classifiers /tmp/mixgan-cache/
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$LOG" 2>&1
+fi
+$PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')" >> "$LOG" 2>&1
 
 status=0
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, log how it ended
@@ -55,17 +65,21 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log how it ende
     [ $rc -eq 0 ] || status=1
 }
 
+if [ $SMOKE -eq 1 ]; then
+    step throughput 120 $PY -m benchmarks.throughput --smoke >> "$LOG" 2>&1
+    step quality 120 $PY -m benchmarks.quality --smoke --models gan >> "$LOG" 2>&1
+    exit $status
+fi
+
 say "suite on cuda"
-MIXGAN_TEST_DEVICE=cuda step tests 240 python3 -m pytest -q -n 8 -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
+MIXGAN_TEST_DEVICE=cuda step tests 240 $PY -m pytest -q -n 8 -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
 tail -3 "$OUT/tests.log" >> "$LOG"
 
 say "throughput"
-step throughput 90 python3 benchmarks/throughput.py --device cuda --batch-sizes 32,128 --steps 300 --warmup 20 \
-    --rounds 2 --out /tmp/throughput >> "$LOG" 2>&1
-cp /tmp/throughput/*.md "$OUT/throughput.md" 2>/dev/null; cp /tmp/throughput/*.json "$OUT/throughput.json" 2>/dev/null
+step throughput 90 $PY -m benchmarks.throughput --device cuda --batch-sizes 32,128 --steps 300 --warmup 20 \
+    --rounds 2 >> "$LOG" 2>&1
 
 say "quality, 120 s each"
-step quality 240 python3 benchmarks/quality.py --device cuda --seconds 120 --models dcgan,gan,gmgan \
+step quality 240 $PY -m benchmarks.quality --device cuda --seconds 120 --models dcgan,gan,gmgan \
     --dataset fashion-mnist --eval-jobs 3 --out /tmp/quality >> "$LOG" 2>&1
-cp /tmp/quality/quality.md /tmp/quality/quality.json "$OUT/" 2>/dev/null
 exit $status

@@ -16,7 +16,7 @@ coverage in the reference classifier's feature space). The table is appended to
 ``--steps N`` trains every entry for N steps instead (no clock; ``--jobs`` at a time): quality per
 step, the regime of a GPU, where the script and the library's small nets make about as many steps in
 the same minutes. With ``--steps`` an entry is kept in the benchmark cache, keyed by the code version
-and its settings, and reused by a later call. ``--smoke``: digits, 20 steps, 500 samples.
+and its settings, and reused by a later call. ``--smoke``: digits, 20 steps, 500 samples, dcgan and gan.
 
 ``--variant 'LABEL=MODEL key=value ...'`` adds a library model with its own settings beside the
 others (how the presets' values were chosen); a setting ending in ``.toml`` is a config file
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -86,6 +85,23 @@ def run_all(cmds: list[list[str]], logs: list[Path], jobs: int) -> None:
                     sys.exit(f"failed ({proc.returncode}), see {log}:\n{log.read_text()[-2000:]}")
 
 
+def evaluate(run: Path, args) -> None:
+    """Draw ``args.n`` samples of a library run (the baseline wrote its own) and score them with
+    ``mixgan evaluate --samples``, as a user would; ``run/quality.json`` appears only when done."""
+    from mixgan.cli import main as cli
+
+    samples = run / "samples.npz"
+    if args.models != BASELINE:
+        code = cli(["sample", str(run), "--n", str(args.n), "--out", str(samples)])
+        if code:
+            sys.exit(code)
+    code = cli(["evaluate", "--samples", str(samples), "--dataset", args.dataset, "--quiet", "--json",
+                str(run / "quality.json.part")] + (["--data-dir", args.data_dir] if args.data_dir else []))
+    if code:
+        sys.exit(code)
+    os.replace(run / "quality.json.part", run / "quality.json")
+
+
 def steps_of(run: Path) -> int:
     if (run / "steps.json").exists():
         return json.loads((run / "steps.json").read_text())["steps"]
@@ -107,7 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--steps", type=int, default=0, help="train every entry for this many steps instead (0: use --seconds)")
     p.add_argument("--jobs", type=int, default=0,
                    help="entries trained at once (default: all with --seconds, the core count with --steps)")
-    p.add_argument("--models", default="dcgan,gan,gmgan", help=f"comma list; '{BASELINE}' is the script baseline")
+    p.add_argument("--models", help=f"comma list; '{BASELINE}' is the script baseline (default dcgan,gan,gmgan)")
     p.add_argument("--variant", action="append", default=[], metavar="'LABEL=MODEL key=value ...'",
                    help="a library model with its own settings (key=value, or a .toml config file), trained beside the others")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every library model")
@@ -118,11 +134,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--n", type=int, default=10_000, help="samples scored per entry")
     p.add_argument("--eval-jobs", type=int, default=2, help="evaluations run at once")
     p.add_argument("--out", default="runs/quality", help="folder of the runs trained with --seconds")
-    p.add_argument("--smoke", action="store_true", help="seconds: digits, dcgan and gan, 20 steps, 500 samples")
+    p.add_argument("--smoke", action="store_true", help="seconds: digits, 20 steps, 500 samples (models dcgan,gan unless given)")
     p.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--eval-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.smoke:
-        args.dataset, args.steps, args.n, args.models = "digits", 20, 500, "dcgan,gan"
+        args.dataset, args.steps, args.n, args.models = "digits", 20, 500, args.models or "dcgan,gan"
+    args.models = args.models or "dcgan,gan,gmgan"
     args.data_dir = _harness.data_dir(args.dataset, args.data_dir)
     out = Path(args.out)
     if args.baseline_worker:
@@ -131,6 +149,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(1)
         _harness.train_baseline(args.dataset, args.seconds, args.device, out, seed=args.seed, max_steps=args.steps,
                                 n_samples=args.n, data_folder=args.data_dir)
+        return []
+    if args.eval_worker:
+        evaluate(out, args)
         return []
     todo = entries(args)
     runs, fresh = {}, []
@@ -148,18 +169,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     run_all([command(model, s, args, runs[label]) for label, model, s in fresh],
             [runs[label].with_name(runs[label].name + ".train.log") for label, _, _ in fresh], jobs=jobs)
     load_after = os.getloadavg()
-    py, evals = sys.executable, []
-    for label, model, _ in fresh:
-        samples = runs[label] / "samples.npz"
-        sample = []
-        if model != BASELINE:
-            sample = [py, "-m", "mixgan", "sample", str(runs[label]), "--n", str(args.n), "--out", str(samples)]
-        ev = [py, "-m", "mixgan", "evaluate", "--samples", str(samples), "--dataset", args.dataset, "--quiet",
-              "--json", str(runs[label] / "quality.json.part")]
-        if args.data_dir:
-            ev += ["--data-dir", args.data_dir]
-        done = ["mv", str(runs[label] / "quality.json.part"), str(runs[label] / "quality.json")]
-        evals.append(["bash", "-c", " && ".join(shlex.join(c) for c in (sample, ev, done) if c)])
+    evals = [[sys.executable, "-m", "benchmarks.quality", "--eval-worker", "--out", str(runs[label]), "--n", str(args.n),
+              "--dataset", args.dataset] + (["--data-dir", args.data_dir] if args.data_dir else [])
+             + (["--models", BASELINE] if model == BASELINE else []) for label, model, _ in fresh]
     run_all(evals, [runs[label].with_name(runs[label].name + ".eval.log") for label, _, _ in fresh],
             jobs=args.eval_jobs)
     rows = []

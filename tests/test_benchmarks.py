@@ -179,3 +179,43 @@ def test_icgan_toy_smoke_logs_the_share_near_the_conditioning_mode(results):
     entry = results("icgan").split("\n## ")[-1]
     assert "python -m benchmarks.icgan --toy --smoke" in entry
     assert f"overall {figures['overall']:.3f}, worst mode {figures['worst_mode']:.2f}" in entry
+
+
+@pytest.mark.slow  # two trainings, class-by-class sampling and CAS
+def test_conditional_smoke_logs_each_models_class_accuracy_and_fid(results):
+    from benchmarks import conditional
+
+    rows = conditional.main(["--smoke"])
+    entry = results("conditional").split("\n## ")[-1]
+    assert [r["config"] for r in rows] == ["cgan", "acgan"]
+    for r in rows:
+        assert (f"| {r['config']} | {r['is']:.2f} | {r['fid']:.2f} | {r['intra_fid']:.2f} | "
+                f"{r['conditional_accuracy']:.3f} | {r['cas']:.3f} | 20 |") in entry
+
+
+def test_conditional_linear_smoke_logs_generated_against_true_means(results):
+    from benchmarks import conditional
+
+    rows = conditional.main(["--dataset", "linear", "--smoke"])
+    entry = results("conditional").split("\n## ")[-1]
+    assert len(rows) == len(conditional.LINEAR_CONDITIONS)
+    for r in rows:
+        assert f"| ({r['mean'][0]:.2f}, {r['mean'][1]:.2f}) |" in entry
+        assert f"| ({r['true_mean'][0]:.2f}, {r['true_mean'][1]:.2f}) |" in entry
+
+
+@pytest.mark.slow  # runs benchmarks.throughput and benchmarks.quality as its steps
+def test_gpu_check_smoke_runs_each_step_and_collects_their_results(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu-out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "MIXGAN_BENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--smoke"], cwd=harness.ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    log = (out / "gpu.log").read_text()
+    assert proc.returncode == 0, log
+    assert "throughput: exit 0" in log and "quality: exit 0" in log
+    assert re.search(r"\| 16 \| \d+ \| \d+ \| \d+ \| \d+ \| [+-]\d", (out / "results" / "throughput.md").read_text())
+    assert re.search(r"\| gan \| 20 \| [\d.]+ \|", (out / "results" / "quality.md").read_text())
