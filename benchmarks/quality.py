@@ -95,7 +95,7 @@ def evaluate(run: Path, args) -> None:
         code = cli(["sample", str(run), "--n", str(args.n), "--out", str(samples)])
         if code:
             sys.exit(code)
-    code = cli(["evaluate", "--samples", str(samples), "--dataset", args.dataset, "--quiet", "--json",
+    code = cli(["evaluate", "--samples", str(samples), "--dataset", args.dataset, "--metrics", "fid,is,prdc", "--quiet", "--json",
                 str(run / "quality.json.part")] + (["--data-dir", args.data_dir] if args.data_dir else []))
     if code:
         sys.exit(code)
