@@ -7,7 +7,9 @@ may be shared: the ratio of two runs made back to back is what to read, not eith
 The reference classifier and its real features are computed before the first run (a one-time cost
 per dataset, cached). Usage:
 
-    OMP_NUM_THREADS=2 python -m benchmarks.eval_cost [--dataset digits] [--steps 1000] [--pairs 2]
+    OMP_NUM_THREADS=2 python -m benchmarks.eval_cost [--dataset digits] [--steps 1000] [--pairs 2] [--smoke]
+
+``--smoke``: seconds; gan, width 16, 40 steps, an evaluation of 200 samples every 20 steps, one pair.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from benchmarks._harness import add_data_dir, command_line, data_dir, log_result
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--model", default="gmgan")
@@ -29,14 +31,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="steps per run (the share does not depend on it once it is a multiple of eval_every)")
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--smoke", action="store_true", help="seconds: gan, width 16, 40 steps, one pair")
     add_data_dir(parser)
     args = parser.parse_args(argv)
+    smoke = {"model.name": "gan", "model.width": 16, "train.steps": 40, "train.eval_every": 20,
+             "train.eval_samples": 200} if args.smoke else {}
+    if args.smoke:
+        args.pairs, args.model, args.steps = 1, "gan", 40
     import mixgan
     from mixgan.data import load_dataset
     from mixgan.training.quality import TrainingEval
 
     values = {"data.dataset": args.dataset, "data.data_dir": data_dir(args.dataset, args.data_dir),
-              "model.name": args.model, "train.steps": args.steps, "train.device": args.device}
+              "model.name": args.model, "train.steps": args.steps, "train.device": args.device, **smoke}
     default = mixgan.build_config(values)
     every, n = default.train.eval_every, default.train.eval_samples
     if not every:
@@ -58,18 +65,20 @@ def main(argv: list[str] | None = None) -> None:
                     evals = [r for r in stats if "eval_s" in r]
                     inside = sum(r["eval_s"] for r in evals)
                     fids = [r["fid"] for r in evals]
-            rows.append((pair, seconds["off"], seconds["on"], seconds["on"] / seconds["off"], len(evals), inside,
-                         inside / seconds["on"], fids[0], fids[-1]))
+            rows.append({"pair": pair, "off_s": seconds["off"], "on_s": seconds["on"],
+                         "ratio": seconds["on"] / seconds["off"], "evaluations": len(evals), "eval_s": inside,
+                         "share": inside / seconds["on"], "first_fid": fids[0], "last_fid": fids[-1]})
     body = [f"{args.model} on {args.dataset}, {args.steps} steps, eval every {every} steps of {n} samples "
             f"({args.device}); runs without and with evaluation made back to back on a possibly shared machine.",
             "", "| pair | without eval (s) | with eval (s) | ratio | evaluations | time in eval (s) | eval share | "
             "first FID | last FID |", "|---|---|---|---|---|---|---|---|---|"]
-    body += [f"| {p} | {a:.1f} | {b:.1f} | {r:.3f} | {k} | {e:.2f} | {s:.1%} | {f0:.2f} | {f1:.2f} |"
-             for p, a, b, r, k, e, s, f0, f1 in rows]
+    body += [f"| {r['pair']} | {r['off_s']:.1f} | {r['on_s']:.1f} | {r['ratio']:.3f} | {r['evaluations']} | "
+             f"{r['eval_s']:.2f} | {r['share']:.1%} | {r['first_fid']:.2f} | {r['last_fid']:.2f} |" for r in rows]
     text = "\n".join(body)
     print(text)
     path = log_result("eval_cost", text, command_line("benchmarks.eval_cost", argv))
     print(f"wrote {path}")
+    return rows
 
 
 if __name__ == "__main__":

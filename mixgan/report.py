@@ -94,9 +94,14 @@ def labelled_png(path: Path, labels: list[str]) -> bytes:
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi == lo:
+    """About ``n`` round values (1, 2 or 5 times a power of ten apart) within [lo, hi]."""
+    if hi <= lo:
         return [lo]
-    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+    raw = (hi - lo) / (n - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = min((m * power for m in (1, 2, 5, 10)), key=lambda v: abs(math.log(v / raw)))
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
 def svg_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel: str = "step",

@@ -219,3 +219,13 @@ def test_gpu_check_smoke_runs_each_step_and_collects_their_results(tmp_path):
     assert "throughput: exit 0" in log and "quality: exit 0" in log
     assert re.search(r"\| 16 \| \d+ \| \d+ \| \d+ \| \d+ \| [+-]\d", (out / "results" / "throughput.md").read_text())
     assert re.search(r"\| gan \| 20 \| [\d.]+ \|", (out / "results" / "quality.md").read_text())
+
+
+def test_eval_cost_smoke_logs_the_ratio_of_runs_with_and_without_evaluation(results):
+    from benchmarks import eval_cost
+
+    (row,) = eval_cost.main(["--smoke"])
+    entry = results("eval_cost")
+    assert "python -m benchmarks.eval_cost --smoke" in entry
+    assert row["evaluations"] == 2 and row["eval_s"] > 0
+    assert f"| {row['ratio']:.3f} |" in entry and f"{row['share']:.1%}" in entry

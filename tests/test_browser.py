@@ -69,14 +69,19 @@ def digits_run(tmp_path_factory):
     return run
 
 
-def _screenshot(driver, name: str) -> None:
+def _screenshot(driver, name: str, element=None) -> None:
+    """The page's top (or ``element``) as a small PNG in $MIXGAN_SCREENSHOTS, where that is set."""
     folder = os.environ.get("MIXGAN_SCREENSHOTS")
     if not folder:
         return
     from PIL import Image
 
     path = Path(folder) / name
-    driver.save_screenshot(str(path))
+    if element is not None:
+        element.screenshot(str(path))
+    else:
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(str(path))
     Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)  # small PNGs for the docs
 
 
@@ -158,4 +163,5 @@ def test_report_in_a_browser_renders_its_curves_and_every_picture(driver, digits
     assert visible(driver) == [str(EVERY)] and driver.find_element(By.ID, "timeline-step").text == f"step {EVERY}"
     slider.send_keys(Keys.END)
     _screenshot(driver, "report.png")
+    _screenshot(driver, "report-timeline.png", driver.find_element(By.CLASS_NAME, "frames"))
     assert _outside_requests(driver, ("file://", "data:")) == []
