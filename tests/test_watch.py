@@ -167,3 +167,15 @@ def test_explore_serves_on_localhost_and_stops_on_ctrl_c_with_one_line(tmp_path)
     finally:
         proc.kill()
     assert proc.returncode == 0 and out.strip() == "explore: stopped" and err == ""
+
+
+def test_tensorboard_gets_the_quality_scalars_and_the_sample_grids(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = mixgan.train(digits_config(tmp_path, **{"train.tensorboard": True}))
+    acc = EventAccumulator(str(run.path / "tensorboard"), size_guidance={"images": 0})
+    acc.Reload()
+    fids = [json.loads(l)["fid"] for l in (run.path / "stats.jsonl").read_text().splitlines() if "fid" in l]
+    assert [(s.step, round(s.value, 4)) for s in acc.Scalars("fid")] == list(zip([10, 20, 30], [round(f, 4) for f in fids]))
+    assert [s.step for s in acc.Scalars("kid")] == [10, 20, 30]
+    assert [i.step for i in acc.Images("samples")] == [10, 20, 30]
