@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+from .errors import MixganError
 from .io import atomic_write_text
 from .training.rundir import RunDir
 
@@ -241,7 +242,7 @@ def _tradeoff(rd: RunDir) -> str:
     path = rd.path / "tradeoff.json"
     if not path.is_file():
         return "<p>not computed yet: <code>mixgan tradeoff RUN</code></p>"
-    t = json.loads(path.read_text())
+    t = _read_part(path)
     scales = t.get("scales", [])
     parts = ["<p>Every latent scale multiplied by s (z = &mu;<sub>k</sub> + s&middot;A<sub>k</sub>&epsilon;): "
              "s &lt; 1 fewer, cleaner samples; s &gt; 1 more varied, rougher ones. The same noise in every grid.</p>"]
@@ -275,10 +276,21 @@ def _tradeoff(rd: RunDir) -> str:
     return "".join(parts)
 
 
+def _read_part(path: Path) -> dict:
+    """A JSON object another command wrote into the run; anything else is one clear error."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MixganError(f"{path} is not readable JSON ({' '.join(str(exc).split())}); remove it or compute it again") from None
+    if not isinstance(data, dict):
+        raise MixganError(f"{path} holds {type(data).__name__}, not a JSON object; remove it or compute it again")
+    return data
+
+
 def _part(rd: RunDir, json_name: str | None, pictures: list[tuple[str, str]], command: str) -> str:
     body = []
     if json_name and (rd.path / json_name).is_file():
-        body.append(_table(json.loads((rd.path / json_name).read_text())))
+        body.append(_table(_read_part(rd.path / json_name)))
     for picture, caption in pictures:
         if (rd.path / picture).is_file():
             body.append(f"<figure>{_img((rd.path / picture).read_bytes(), picture)}"

@@ -24,7 +24,7 @@ from mixgan.data.idx import load_idx_dataset, read_idx
 from mixgan.data.images import _cifar_batch, image_folder
 from mixgan.data.npz import npz_dataset
 from mixgan.errors import MixganError
-from mixgan.training.checkpoint import read_checkpoint
+from mixgan.training.checkpoint import read_checkpoint, seal
 
 from conftest import idx_bytes
 
@@ -204,7 +204,8 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 
 
 def install(tmp_path: Path, run: Path, record: bytes, tensors: bytes, rehash: bool) -> Path:
-    """A copy of the run whose newest checkpoint has these bytes (its checksum fixed when asked)."""
+    """A copy of the run whose newest checkpoint has these bytes (its checksum, size and the
+    record's own checksum fixed when asked, so the readers behind those checks are reached)."""
     import shutil
 
     dst = tmp_path / "run"
@@ -219,7 +220,8 @@ def install(tmp_path: Path, run: Path, record: bytes, tensors: bytes, rehash: bo
             meta = json.loads(record)
             if isinstance(meta, dict):
                 meta["sha256"] = hashlib.sha256(tensors).hexdigest()
-                record = json.dumps(meta).encode()
+                meta["bytes"] = len(tensors)
+                record = json.dumps(seal(meta)).encode()
         except (ValueError, RecursionError):
             pass
     (folder / "step-000002.json").write_bytes(record)

@@ -12,7 +12,8 @@ from ..analysis.cluster import resolve_method
 from ..api import load
 from ..metrics.clustering import confusion
 from ..viz import confusion_plot, labelled_rows
-from .common import BarProgress, add_analysis_options, format_table, write_json, write_npz
+from ..errors import MixganError
+from .common import BarProgress, add_analysis_options, check_seed, format_table, write_json, write_npz
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -30,6 +31,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    if args.per_component < 1:
+        raise MixganError(f"--per-component must be >= 1, got {args.per_component}")
+    if args.epochs < 1:
+        raise MixganError(f"--epochs must be >= 1, got {args.epochs}")
+    check_seed(args.seed)
     r = load(args.run, device=args.device)
     method = resolve_method(r.model, args.method)
     result = cluster_run(r.model, r.data, args.split, args.per_component, args.epochs, args.seed,

@@ -26,6 +26,12 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def check_seed(seed: int) -> int:
+    if not 0 <= seed < 2 ** 63:
+        raise MixganError(f"--seed must be in 0..2^63-1, got {seed}")
+    return seed
+
+
 def add_device_option(p, default: str | None = "auto") -> None:
     """``--device`` for every command that runs a network; resolved by training.dist.resolve_device."""
     p.add_argument("--device", default=default,

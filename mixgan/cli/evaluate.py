@@ -9,7 +9,7 @@ import numpy as np
 from ..data.npz import read_npz
 from ..errors import MixganError
 from ..training.dist import resolve_device
-from .common import BarProgress, add_analysis_options, format_table, write_json
+from .common import BarProgress, add_analysis_options, check_seed, format_table, write_json
 
 SHOWN = ["fid", "kid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
          "conditional_accuracy", "intra_fid", "cas", "modes", "high_quality", "kl",
@@ -94,6 +94,7 @@ def run(args) -> int:
         raise MixganError(f"--n must be >= 2, got {args.n}")
     if args.k < 1:
         raise MixganError(f"--k must be >= 1, got {args.k}")
+    check_seed(args.seed)
     progress = None if args.quiet else BarProgress()
     device = resolve_device(args.device)
     if args.samples:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..training import RunDir
-from ..training.checkpoint import list_checkpoints
+from ..training.checkpoint import scan_checkpoints
 from .common import describe_config
 
 
@@ -17,13 +17,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     rd = RunDir(args.run)
     cfg = rd.config()
-    ckpts = list_checkpoints(rd.checkpoints)
-    done = int(ckpts[-1].stem.split("-")[1]) if ckpts else 0
+    found, damaged = scan_checkpoints(rd.checkpoints)
+    done = found[1]["step"] if found else 0
     stats = rd.read_stats()
     print(f"run:      {rd.path}")
     print(f"model:    {cfg.model.name}")
     print(f"dataset:  {cfg.data.dataset}")
     print(f"steps:    {done} of {cfg.train.steps} (checkpointed)")
+    for d in damaged:
+        print(f"damaged:  step {d.step}, {d.path} ({d.reason}): skipped")
     if stats:
         last = stats[-1]
         print("last log: " + ", ".join(f"{k}={v}" for k, v in last.items() if k != "time"))

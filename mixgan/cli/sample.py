@@ -56,6 +56,16 @@ def class_rows(x: torch.Tensor, labels: torch.Tensor, columns: int = 10) -> tupl
 def run(args) -> int:
     from ..errors import MixganError
 
+    import math
+    from pathlib import Path
+
+    from .common import check_seed
+
+    if not math.isfinite(args.scale) or args.scale <= 0:
+        raise MixganError(f"--scale must be a finite number > 0, got {args.scale}")
+    check_seed(args.seed)
+    if args.grid and not Path(args.grid).parent.is_dir():
+        raise MixganError(f"--grid {args.grid}: folder {Path(args.grid).parent} does not exist")
     kwargs = {}
     if args.cond:
         kwargs["cond"] = read_conditions(args.cond)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..analysis import tradeoff_sweep
@@ -9,7 +10,7 @@ from ..analysis.tradeoff import scale_grid
 from ..api import load
 from ..errors import MixganError
 from ..viz import image_grid, save_png, tradeoff_plot
-from .common import BarProgress, add_analysis_options, write_json
+from .common import BarProgress, add_analysis_options, check_seed, write_json
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -27,6 +28,9 @@ def run(args) -> int:
         scales = [float(s) for s in args.scales.split(",")]
     except ValueError:
         raise MixganError(f"--scales must be comma-separated numbers, got '{args.scales}'") from None
+    if not all(math.isfinite(s) and s > 0 for s in scales):
+        raise MixganError(f"--scales must be finite numbers > 0, got '{args.scales}'")
+    check_seed(args.seed)
     r = load(args.run, device=args.device)
     out = tradeoff_sweep(r.model, r.data, scales, n=args.n, seed=args.seed,
                          progress=None if args.quiet else BarProgress())

@@ -21,6 +21,9 @@ from .base import Dataset
 SPLIT_SEED = 1234  # the split belongs to the file, not to the training seed
 
 
+MAX_CLASSES = 100_000  # the most classes a checkpoint's data description admits
+
+
 def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
     """Every array of an .npz, with object arrays refused rather than unpickled; any failure
     (missing, truncated, not a zip, pickled data) is one MixganError that starts with ``what``."""
@@ -110,5 +113,9 @@ def npz_dataset(path: str, seed: int = 0, test_fraction: float = 0.2) -> Dataset
     num_classes = 0
     if y_tr is not None:
         num_classes = int(max(y_tr.max(), y_te.max())) + 1
+        bound = min(len(x_tr) + len(x_te), MAX_CLASSES)
+        if num_classes > bound:
+            raise MixganError(f"{source}: labels must be 0..N-1 with N classes at most the number of samples "
+                              f"({len(x_tr) + len(x_te)}) and {MAX_CLASSES}; the largest label is {num_classes - 1}")
     return Dataset(f"npz:{p}", x_tr, x_te, y_tr, y_te, num_classes=num_classes, kind=kind, files=[p],
                    cond_train=c_tr, cond_test=c_te)

@@ -14,7 +14,9 @@ import contextlib
 import dataclasses
 import json
 import math
+import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -22,12 +24,13 @@ import torch
 
 from ..config import Config
 from ..data import load_dataset
-from ..errors import MixganError
+from ..errors import Interrupted, MixganError, MixganWarning
 from ..io import atomic_write_text
 from ..models import GANModel, build_model
 from ..viz import image_grid, save_png, save_samples_picture
 from . import dist
-from .checkpoint import latest_checkpoint, load_module_state, save_checkpoint
+from .checkpoint import describe_damage, load_module_state, move_aside, read_checkpoint, save_checkpoint, scan_checkpoints
+from .interrupt import StopRequest
 from .quality import TrainingEval, can_evaluate
 from .rundir import RunDir, default_run_dir
 
@@ -132,11 +135,14 @@ class LossMonitor:
 SETTINGS_FIXED_BY_RUN = ("data", "model", "prior")
 
 
-def _check_resume(saved: Config, cfg: Config, path: Path) -> None:
+def _check_resume(saved: Config | dict, cfg: Config, path: Path) -> None:
+    """Refuse other data, model or prior settings than ``saved`` (a Config, or the dict of one
+    that a checkpoint records: its keys alone are compared)."""
+    saved = saved if isinstance(saved, dict) else saved.to_dict()
     for section in SETTINGS_FIXED_BY_RUN:
-        a, b = dataclasses.asdict(getattr(saved, section)), dataclasses.asdict(getattr(cfg, section))
+        a, b = saved.get(section) or {}, dataclasses.asdict(getattr(cfg, section))
         for key in a:
-            if a[key] != b[key]:
+            if key in b and a[key] != b[key]:
                 raise MixganError(f"--resume: {path} was trained with {section}.{key}={a[key]!r}, "
                                   f"not {b[key]!r}; start a new run for other settings")
 
@@ -220,8 +226,9 @@ def set_lr_factor(model: GANModel, factor: float) -> None:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
-def prepare_run(cfg: Config, resume: bool) -> RunDir:
-    """Create (rank 0) or reopen the run directory; every rank gets the same path."""
+def prepare_run(cfg: Config, resume: bool) -> tuple[RunDir, tuple | None]:
+    """Create (rank 0) or reopen the run directory, holding its writer lock; every rank gets the
+    same path and, on resume, the checkpoint to continue from (or None)."""
     path = Path(cfg.out) if cfg.out else None
     if resume and path is None:
         raise MixganError("--resume needs --out RUN naming the run to continue")
@@ -229,16 +236,59 @@ def prepare_run(cfg: Config, resume: bool) -> RunDir:
         path = dist.broadcast_object(default_run_dir(cfg))
         cfg.out = str(path)
     run = RunDir(path)
-    if resume:
-        if not run.exists():
-            raise MixganError(f"--resume: {path} is not a mixgan run (no config.toml)")
-        _check_resume(run.config(), cfg, path)
-        if dist.is_main():
-            run.write_config(cfg)
-    elif dist.is_main():
-        run.create(cfg)
-    dist.barrier()
-    return run
+    found, outcome = None, None
+    if dist.is_main():
+        try:
+            if resume:
+                found = _reopen(run, cfg)
+            else:
+                run.create(cfg)
+            outcome = str(run.checkpoints / found[1]["tensors"]) if found else ""
+        except MixganError as exc:
+            if dist.world()[1] == 1:
+                raise
+            outcome = MixganError(str(exc))
+    outcome = dist.broadcast_object(outcome)
+    if isinstance(outcome, MixganError):
+        raise outcome
+    if outcome and not dist.is_main():
+        found = read_checkpoint(Path(outcome).with_suffix(".json"))
+    return run, found
+
+
+def _reopen(run: RunDir, cfg: Config) -> tuple | None:
+    """Take the writer lock of a run to resume and find its newest intact checkpoint; damaged
+    newer ones are moved aside as ``*.damaged`` with a warning."""
+    path = run.path
+    if not run.exists():
+        raise MixganError(f"--resume: {path} is not a mixgan run (no config.toml)")
+    _check_resume(run.config(), cfg, path)
+    try:
+        run.lock.acquire()
+        run.remove_stale_temporaries()
+        found, damaged = scan_checkpoints(run.checkpoints)
+        if found is None and (damaged or run.holds_history()):
+            why = (f"{damaged[0].path.name}: {damaged[0].reason}" if damaged
+                   else "the checkpoints folder is missing" if not run.checkpoints.is_dir() else "no checkpoint in it")
+            raise MixganError(f"--resume: {path} has a history (stats.jsonl, samples) but no intact checkpoint "
+                              f"({why}); resuming would start again from step 0 over it: start a new run instead")
+        start = found[1]["step"] if found else 0
+        if found and isinstance(found[1].get("config"), dict):
+            _check_resume(found[1]["config"], cfg, path)
+        if cfg.train.steps < start:
+            raise MixganError(f"--resume: {path} has trained {start} steps; --steps {cfg.train.steps} is below that "
+                              f"(give more than {start} to extend it)")
+        for d, line in zip(damaged, describe_damage(damaged, start)):
+            moved = move_aside([d])
+            warnings.warn(f"{line}; moved aside as {', '.join(m.name for m in moved)}", MixganWarning, stacklevel=2)
+        run.samples.mkdir(exist_ok=True)
+        run.checkpoints.mkdir(exist_ok=True)
+        run.write_config(cfg)
+        run.truncate_stats(start)
+    except BaseException:
+        run.lock.release()
+        raise
+    return found
 
 
 def _seed_global(seed: int, device: torch.device) -> None:
@@ -274,14 +324,22 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -
     """
     device = dist.resolve_device(cfg.train.device)
     created = dist.init_from_env(device)
+    opened: list[RunDir] = []
     try:
-        return _train(cfg, resume, progress, device)
+        return _train(cfg, resume, progress, device, opened)
+    except BaseException:
+        if opened and not resume:
+            opened[0].discard()  # a new run that failed before holding anything of value leaves nothing
+        raise
     finally:
+        for run in opened:
+            run.lock.release()
         if created:
             dist.shutdown()
 
 
-def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.device) -> RunDir:
+def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.device,
+           opened: list[RunDir]) -> RunDir:
     rank, world_size = dist.world()
     main = rank == 0
     t = cfg.train
@@ -289,10 +347,15 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     torch.manual_seed(t.seed)
     # data and model first: a bad file or setting must fail before a run directory is touched
     data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction)
+    if len(data.x_train) == 0:
+        raise MixganError(f"the training set of {data.name} is empty ({len(data.x_test)} item(s), all held out "
+                          "as the test split): give it more data")
+    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size, device)
     model = build_model(cfg, data.spec(), device)
     model.attach_data(data)
     writer_class = _summary_writer_class() if (t.tensorboard and main) else None
-    run = prepare_run(cfg, resume)
+    run, found = prepare_run(cfg, resume)
+    opened.append(run)
     model.attach_run(run.path)
     if main:
         from .. import __version__
@@ -300,20 +363,14 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         atomic_write_text(run.path / "run.json", json.dumps(
             {"mixgan": __version__, "torch": torch.__version__, "device": str(device), "processes": world_size}))
     start = 0
-    if resume:
-        if main:
-            for stale in run.checkpoints.glob(".step-*.tmp-*"):  # left by a killed process
-                stale.unlink(missing_ok=True)
-        found = latest_checkpoint(run.checkpoints)
-        if found is not None:
-            states, record = found
-            restore(model, states, record)
-            start = record["step"]
-        if main:
-            run.truncate_stats(start)
-            best = run.read_best()
-            if best is not None and best["step"] > start:
-                run.write_best(None)
+    if found is not None:
+        states, record = found
+        restore(model, states, record)
+        start = record["step"]
+    if resume and main:
+        best = run.read_best()
+        if best is not None and best["step"] > start:
+            run.write_best(None)
     fmt = _memory_format(cfg, data)
     if fmt is not None:
         model.G.to(memory_format=fmt)
@@ -322,7 +379,6 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         _compile(model.G.net)
         _compile(model.D)
     model.wrap_for_training(lambda module: dist.wrap(module, device))
-    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size, device)
 
     def next_batch(b: int):
         batch = model.batch(stream(b))
@@ -343,6 +399,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         progress.start(start, t.steps)
     tick, tick_step = time.perf_counter(), start
     started, eval_seconds = tick, 0.0
+    stop = StopRequest().install()
     try:
         for step in range(start, t.steps):
             # rank r seeds its global RNG with 2r and its noise generator with 2r + 1: no two streams meet
@@ -365,6 +422,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             log_due = done % t.log_every == 0 or last or eval_due
             grid_due = done % t.sample_every == 0 or last
             ckpt_due = done % t.checkpoint_every == 0 or last
+            interrupted = stop.agreed(done % VOTE_EVERY == 0 or log_due or grid_due or ckpt_due)
+            ckpt_due = ckpt_due or interrupted
             if done % VOTE_EVERY == 0 or log_due or grid_due or ckpt_due:  # the same steps on every rank
                 bad = monitor.first_bad()
                 if bad is not None:
@@ -408,18 +467,22 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 if main:
                     save_checkpoint(run.checkpoints, done, model_states(model),
                                     {"model": model.name, "dataset": cfg.data.dataset,
-                                     "data_spec": dataclasses.asdict(model.spec)}, keep=t.keep_checkpoints,
-                                    protect=(best["step"],) if best else ())
+                                     "data_spec": dataclasses.asdict(model.spec),
+                                     "config": {k: v for k, v in cfg.to_dict().items() if k != "out"}},
+                                    keep=t.keep_checkpoints, protect=(best["step"],) if best else ())
                     if improved:
                         run.write_best(best)
                 last_ckpt = done
                 dist.barrier()
+            if interrupted and not last:
+                raise Interrupted(done, stop.signum or signal.SIGTERM, str(run.path))
             if progress and main:
                 progress.update(done, logs)
             if last:
                 break
         dist.sync_buffers(model.modules().values())
     finally:
+        stop.restore()
         if progress and main:
             progress.close()
         if board:

@@ -1,24 +1,84 @@
-"""The run directory: config.toml, stats.jsonl, samples/, checkpoints/ (StyleGAN2-ADA style)."""
+"""The run directory: config.toml, stats.jsonl, samples/, checkpoints/ (StyleGAN2-ADA style).
+
+One process writes a run at a time: ``train`` holds the directory's lock (``.writer.lock``, an OS
+file lock through ``filelock``, with the holder's pid beside it in ``.writer.pid``) for its whole
+life. The OS releases the lock when its holder dies, so a lock file left by a killed process
+blocks nobody. Readers (``sample``, ``evaluate``, ``report``) never take it.
+"""
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, dump_toml, load_config
 from ..errors import MixganError
-from ..io import atomic_write_text
+from ..io import append_bytes, atomic_write_text, write_error
+
+LOCK_NAME, PID_NAME = ".writer.lock", ".writer.pid"
 
 
 def default_run_dir(cfg: Config) -> Path:
+    """``runs/<model>-<dataset>-<time>-<random>``: two runs started in the same second differ."""
     dataset = cfg.data.dataset.replace(":", "-").replace("/", "-")
-    return Path("runs") / f"{cfg.model.name}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    while True:
+        path = Path("runs") / f"{cfg.model.name}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        if not path.exists():
+            return path
+
+
+def _is_scratch(path: Path) -> bool:
+    """Lock files and temporary files: nothing a user would miss."""
+    return path.name in (LOCK_NAME, PID_NAME) or (path.name.startswith(".") and ".tmp-" in path.name)
+
+
+class RunLock:
+    """The exclusive writer lock of a run directory (non-blocking: a held lock is an error)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self._lock = folder, None
+
+    def holder(self) -> str:
+        try:
+            return self.folder.joinpath(PID_NAME).read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    def acquire(self) -> None:
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.folder / LOCK_NAME, timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise MixganError(f"{self.folder} is being written by another mixgan process (pid {self.holder()}); "
+                              "a run has one writer: wait for it to finish or stop it") from None
+        except OSError as exc:
+            raise write_error(self.folder / LOCK_NAME, exc) from None
+        self._lock = lock  # held from here, even if the pid cannot be written: the caller releases it
+        atomic_write_text(self.folder / PID_NAME, f"{os.getpid()}\n")
+
+    def release(self) -> None:
+        if self._lock is not None:
+            if self.holder() == str(os.getpid()):
+                (self.folder / PID_NAME).unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def held(self) -> bool:
+        return self._lock is not None
 
 
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.lock = RunLock(self.path)
+        self._made_folder = False
 
     config_path = property(lambda self: self.path / "config.toml")
     stats_path = property(lambda self: self.path / "stats.jsonl")
@@ -29,20 +89,61 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.is_file()
 
+    def _holds_anything(self) -> bool:
+        return self.path.exists() and (not self.path.is_dir() or any(not _is_scratch(p) for p in self.path.iterdir()))
+
     def create(self, cfg: Config) -> None:
-        """Make a new run; refuse a folder that already holds anything."""
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise MixganError(f"run directory {self.path} already exists and is not empty "
-                              "(use --resume to continue it, or choose another --out)")
+        """Make a new run and take its writer lock; refuse a folder that already holds anything."""
+        refusal = (f"run directory {self.path} already exists and is not empty "
+                   "(use --resume to continue it, or choose another --out)")
+        if self._holds_anything():
+            raise MixganError(refusal)
+        self._made_folder = not self.path.exists()
         try:
-            self.samples.mkdir(parents=True, exist_ok=True)
-            self.checkpoints.mkdir(exist_ok=True)
-            probe = self.path / ".write-test"
-            probe.write_text("")
-            probe.unlink()
+            self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise MixganError(f"cannot write to output folder {self.path} ({exc.strerror})") from None
-        self.write_config(cfg)
+        try:
+            self.lock.acquire()
+            if self._holds_anything():  # another process made a run here meanwhile
+                raise MixganError(refusal)
+            try:
+                self.samples.mkdir(exist_ok=True)
+                self.checkpoints.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise write_error(exc.filename or self.path, exc) from None
+            self.write_config(cfg)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Remove a new run that failed before its first checkpoint (nothing in it can be resumed,
+        and its folder would block a rerun with the same --out), and release its lock. Everything
+        in it was made by this process: ``create`` found the folder empty."""
+        if self.lock.held and not any(self.checkpoints.glob("step-*")):
+            for entry in self.path.iterdir():
+                if entry.name != LOCK_NAME:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            self.lock.release()
+            (self.path / LOCK_NAME).unlink(missing_ok=True)
+            if self._made_folder:
+                shutil.rmtree(self.path, ignore_errors=True)
+        self.lock.release()
+
+    def holds_history(self) -> bool:
+        """Whether the run has logged anything: a stats line or a sample grid."""
+        try:
+            logged = self.stats_path.is_file() and self.stats_path.stat().st_size > 0
+            return logged or any(self.samples.glob("*.png"))
+        except OSError:
+            return True
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete temporary files of killed writers (only call this holding the lock)."""
+        for folder in (self.path, self.checkpoints, self.samples):
+            for stale in folder.glob(".*.tmp-*"):
+                stale.unlink(missing_ok=True)
 
     def write_config(self, cfg: Config) -> None:
         atomic_write_text(self.config_path, dump_toml(cfg))
@@ -53,21 +154,32 @@ class RunDir:
         return load_config(self.config_path)
 
     def append_stats(self, record: dict[str, Any]) -> None:
-        with open(self.stats_path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
+        append_bytes(self.stats_path, (json.dumps(record) + "\n").encode())
+
+    def _stat_lines(self) -> list[tuple[str, dict[str, Any]]]:
+        """(line, record) of every whole JSON-object line of stats.jsonl (a line cut short by a
+        crash, or one that is not an object, is left out)."""
+        if not self.stats_path.is_file():
+            return []
+        try:
+            text = self.stats_path.read_text(errors="replace")
+        except OSError as exc:
+            raise MixganError(f"cannot read {self.stats_path} ({exc.strerror})") from None
+        out = []
+        for line in text.splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step", 0), int):
+                out.append((line, record))
+        return out
 
     def truncate_stats(self, step: int) -> None:
         """Drop stats logged after ``step`` (they will be logged again after a resume)."""
         if not self.stats_path.is_file():
             return
-        keep = []
-        for line in self.stats_path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
+        keep = [line for line, record in self._stat_lines() if record.get("step", 0) <= step]
         atomic_write_text(self.stats_path, "".join(l + "\n" for l in keep))
 
     def read_best(self) -> dict[str, Any] | None:
@@ -85,12 +197,4 @@ class RunDir:
             atomic_write_text(self.best_path, json.dumps(best) + "\n")
 
     def read_stats(self) -> list[dict[str, Any]]:
-        if not self.stats_path.is_file():
-            return []
-        out = []
-        for line in self.stats_path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return [record for _, record in self._stat_lines()]
