@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -171,8 +172,9 @@ def test_resume_with_steps_below_the_trained_step_refuses_and_keeps_the_config(r
 @pytest.mark.parametrize("key,old,new", [("sigma", "0.1", "0.5"), ("lr_g", "0.001", "0.002")])
 def test_config_edited_since_the_checkpoint_is_refused_unless_set(key, old, new, run, cli):
     text = (run / "config.toml").read_text()
-    assert f"\n{key} = {old}\n" in text
-    (run / "config.toml").write_text(text.replace(f"\n{key} = {old}\n", f"\n{key} = {new}\n"))
+    edited = re.sub(rf"^{key} = {old}\b", f"{key} = {new}", text, flags=re.M)
+    assert edited != text
+    (run / "config.toml").write_text(edited)
     before = digest(run)
     code, _, err = cli("train", "--resume", "--out", run, "--steps", 70, "--quiet")
     assert code == 2 and f"was edited since the checkpoint of step 60 ({'prior' if key == 'sigma' else 'train'}.{key}: " \
