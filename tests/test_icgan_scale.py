@@ -67,7 +67,7 @@ def test_dataset_giving_fewer_images_than_announced_is_refused(tmp_path):
 
 # ---- the approximate index -----------------------------------------------------------------
 def test_approximate_neighbours_agree_with_exact_above_095_recall():
-    """faiss IVF-Flat on 8,000 clustered 32-d points (93 cells, 32 scanned): recall@10 >= 0.95."""
+    """faiss IVF-Flat on 8,000 clustered 32-d points (205 cells, 20 scanned): recall@10 >= 0.95."""
     pytest.importorskip("faiss")
     x = clustered(8000)
     exact = knn(x, 10, backend="torch")[0]
@@ -260,3 +260,38 @@ def test_api_samples_from_paths_and_arrays_like_from_their_features(trained_icga
     assert torch.allclose(run.sample(0, instances=big, per_instance=2, seed=4).x, expected.x, atol=1e-2)  # bicubic
     assert torch.equal(run.sample(0, instances=as_float_images(u8), per_instance=2, seed=4).x, expected.x)
     assert run.sample(0, instances=[1, 2], per_instance=1).instance.tolist() == [1, 2]  # indices still indices
+
+
+# ---- the benchmark -------------------------------------------------------------------------------
+def test_scale_benchmark_smoke_run_logs_its_figures(tmp_path, monkeypatch, capsys):
+    """benchmarks/icgan_scale.py at a tiny size: its results-log entry holds the recall and the times it measured."""
+    pytest.importorskip("faiss")
+    from benchmarks import icgan_scale
+
+    monkeypatch.setenv("MIXGAN_RESULTS_DIR", str(tmp_path / "results"))
+    assert icgan_scale.main(["--size", "3000", "--subset", "2000", "--k", "5", "--recall-queries", "40",
+                             "--threads", "1", "--out", str(tmp_path / "out"), "--in-process"]) == 0
+    import json
+
+    parts = {}
+    for line in capsys.readouterr().err.strip().splitlines():
+        row = json.loads(line)
+        parts[row["part"]] = row
+    log = (tmp_path / "results" / "icgan_scale.md").read_text()
+    assert "python -m benchmarks.icgan_scale --size 3000" in log
+    assert f"recall@5 {parts['subset']['recall']:.4f} against the exact lists" in log
+    assert f"recall@5 {parts['full']['recall']:.4f} on 40 random rows" in log
+    assert parts["subset"]["recall"] >= 0.9 and parts["full"]["recall"] >= 0.9
+    table = np.load(tmp_path / "out" / "store-3000-projection" / "neighbors-k5-ivf.npy")
+    assert table.shape == (3000, 5) and table.dtype == np.int32
+
+
+def test_synthetic_images_are_the_same_batch_by_batch():
+    from benchmarks.icgan_scale import SyntheticImages
+
+    data = SyntheticImages(2500, seed=1, batch=1000)
+    batches = list(data.train_batches())
+    assert [len(b) for b in batches] == [1000, 1000, 500] and batches[0].dtype == torch.uint8
+    assert batches[0].shape[1:] == (3, 64, 64)
+    assert torch.equal(torch.from_numpy(data.draw(1)[0]), batches[1])
+    assert len(np.unique(data.draw(0)[1])) == 10

@@ -23,8 +23,9 @@ from ..errors import MixganError
 BACKENDS = ("auto", "torch", "faiss", "kdtree", "ivf")
 METHODS = ("auto", "exact", "faiss")  # model.knn: exact below/approximate above the threshold, or one of them
 THRESHOLD = 200_000  # model.knn_threshold's default: 'auto' uses the approximate index above this many instances
-IVF_NPROBE = 32  # cells each query scans
-IVF_TRAIN_PER_CELL = 64  # training points per cell for the coarse k-means (faiss's minimum is 39)
+IVF_NPROBE = 20  # cells each query scans
+IVF_TRAIN_PER_CELL = 39  # training points per cell for the coarse k-means (faiss's minimum)
+IVF_NITER = 10  # iterations of that k-means
 QUERY_BLOCK = 16384  # query rows per faiss search call
 TREE_MAX_DIM = 8  # 'auto' uses a k-d tree up to this many dimensions (toy data), where it is far faster
 TILE = 1 << 24  # similarities held at once by the torch path (64 MB in float32)
@@ -130,7 +131,7 @@ def _ivf_blocks(x, k: int, nlist: int | None = None, nprobe: int | None = None, 
     cells, probes = ivf_settings(m, nlist, nprobe)
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
+    index.cp.seed, index.cp.niter = seed, IVF_NITER
     rng = np.random.default_rng(seed)
     n_train = min(m, cells * IVF_TRAIN_PER_CELL)
     train = np.ascontiguousarray(x[np.sort(rng.choice(m, n_train, replace=False))], dtype=np.float32)
