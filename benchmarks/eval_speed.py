@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"threads": args.threads, "cpu_count": os.cpu_count(), "n_fake": len(fake_f),
               "n_real": len(real_f), "k": args.k, "load_cached_real_s": round(t1 - t0, 2),
               "fake_features_s": round(t2 - t1, 2), "fid_s": round(t3 - t2, 2), "prdc_s": round(t4 - t3, 2),
-              "total_s": round(t4 - t0, 2), "fid": round(fid_value, 4),
+              "total_s": round(t4 - t0, 2), "fid": round(fid_value, 4), "classifier_accuracy": cls.accuracy,
               **{key: round(v, 4) for key, v in scores.items()}}
     lines = [f"{args.dataset}: {len(fake_f):,} test images as samples against {len(real_f):,} training images, "
-             f"reference-classifier features, k={args.k}, {args.threads} threads; seconds per stage", "",
+             f"reference-classifier features (test accuracy {cls.accuracy:.4f}), k={args.k}, {args.threads} threads; "
+             "seconds per stage", "",
              table([h for _, h in STAGES], [[result[k] for k, _ in STAGES]]), "",
              table(["FID", "precision", "recall", "density", "coverage"],
                    [[result[k] for k in ("fid", "precision", "recall", "density", "coverage")]])]

@@ -120,6 +120,7 @@ def test_eval_speed_smoke_logs_stage_times_and_the_noisy_images_worse_fid(result
     r = eval_speed.main(["--smoke", "--threads", "1"])
     entry = results("eval_speed").split("\n## ")[-1]
     assert f"| {r['load_cached_real_s']:.4g} | {r['fake_features_s']:.4g} | {r['fid_s']:.4g} | {r['prdc_s']:.4g} | {r['total_s']:.4g} |" in entry
+    assert f"test accuracy {r['classifier_accuracy']:.4f}" in entry
     clean, noisy = r["sanity"].values()
     assert noisy["fid"] > clean["fid"]
     assert f"| test split | {clean['fid']:.4g} | {clean['is']:.4g} |" in entry
@@ -229,3 +230,18 @@ def test_eval_cost_smoke_logs_the_ratio_of_runs_with_and_without_evaluation(resu
     assert "python -m benchmarks.eval_cost --smoke" in entry
     assert row["evaluations"] == 2 and row["eval_s"] > 0
     assert f"| {row['ratio']:.3f} |" in entry and f"{row['share']:.1%}" in entry
+
+
+def test_readme_results_at_a_glance_quote_their_results_logs():
+    """Every figure in the README's "Results at a glance" table appears in the results log its row names."""
+    readme = (harness.ROOT / "README.md").read_text()
+    section = readme.split("## Results at a glance", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| what")]
+    assert len(rows) >= 10
+    for row in rows:
+        what, measured, log = [cell.strip() for cell in row.strip("|").split("|")]
+        path = harness.ROOT / log.strip("`")
+        assert log.startswith("`benchmarks/results/") and path.is_file(), row
+        text = path.read_text()
+        for figure in re.findall(r"\d[\d,]*(?:\.\d+)?", measured):
+            assert figure in text, f"{figure} ({what}) is not in {log}"

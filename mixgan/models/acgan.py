@@ -1,6 +1,6 @@
 """AC-GAN (Odena et al. 2017): G takes a one-hot class with z; D has a real/fake head and an
-auxiliary class head. (``model.condition`` does not apply: conditional BatchNorm in G measured far
-worse for AC-GAN on fashion-mnist, FID 119 against 45, docs/conditional.md.)
+auxiliary class head. (``model.condition`` does not apply: conditional BatchNorm in G trained far
+worse for AC-GAN on fashion-mnist than concatenation.)
 
 D minimises the adversarial loss plus the class cross-entropy on real and on generated
 images; G minimises its adversarial loss plus the class cross-entropy of its samples. The

@@ -3,15 +3,14 @@
 The condition is a one-hot class label, or any real vector when the data carries one
 (``npz:PATH`` with an array ``c``). On conv bodies (``model.condition=auto``, the default) it
 enters G through conditional BatchNorm and D through a projection head, as in the SNGAN/BigGAN
-family: on fashion-mnist at 10 CPU-minutes that took FID 35.9 to 15.5 and conditional accuracy
-0.879 to 0.928 against concatenation (seed 0, docs/conditional.md). ``model.condition=concat``
+family, far better on images than concatenation (docs/conditional.md). ``model.condition=concat``
 gives the paper's wiring: the condition joins z at G's input and x at D's (constant extra channels of an image,
 extra inputs of a vector); ``arch=cgan-mlp`` is the paper's MNIST network.
 
 With ``model.mismatch`` (on in the image preset) D also scores every real image paired with a
-wrong class as a fake, a matching-aware D (Reed et al. 2016): conditional accuracy 0.933 -> 0.991
-and FID 14.2 -> 10.6 on fashion-mnist at 10 CPU-minutes. ``model.class_weight`` adds an auxiliary
-class head to D instead (0.983, at FID 23.8).
+wrong class as a fake, a matching-aware D (Reed et al. 2016), which raises conditional accuracy
+and lowers FID (benchmarks/results/conditional.md). ``model.class_weight`` adds an auxiliary class
+head to D instead.
 
 Vector-conditioned models keep up to ``BANK_ROWS`` training conditions in their checkpoint,
 so sampling without conditions draws them from the data: p(x) = mean_i p(x | c_i).
