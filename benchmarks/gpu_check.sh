@@ -13,10 +13,10 @@
 # results-log entries of benchmarks.throughput (the library loop against a hand-written one, batch 32
 # and 128) and benchmarks.quality (the script DCGAN, gan and gmgan side by side, 120 s each); append
 # those entries to benchmarks/results/.
-# Data: $MIXGAN_DATA_DIR (fashion-mnist's files), else .gpu/fashion-mnist.
+# Data: --prepare copies fashion-mnist's files from $MIXGAN_DATA_DIR or their usual place
+# (benchmarks/_harness.py); on the GPU machine $MIXGAN_DATA_DIR, else .gpu/fashion-mnist.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-DATA="${MIXGAN_DATA_DIR:-/usr/share/datasets/fashion-mnist}"
 
 if [ "${1:-}" = "--prepare" ]; then
     set -e
@@ -25,7 +25,8 @@ if [ "${1:-}" = "--prepare" ]; then
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d .gpu/whl tomli-w faiss-cpu
-    cp "$DATA"/*.gz .gpu/fashion-mnist/
+    data=$(python3 -c 'from benchmarks._harness import data_dir; print(data_dir("fashion-mnist"))')
+    cp "$data"/*.gz .gpu/fashion-mnist/
     cache="${MIXGAN_CACHE:-$HOME/.cache/mixgan}"
     if [ -d "$cache/classifiers" ]; then
         rm -rf .gpu/cache/classifiers && cp -r "$cache/classifiers" .gpu/cache/

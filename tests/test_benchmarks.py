@@ -245,3 +245,22 @@ def test_readme_results_at_a_glance_quote_their_results_logs():
         text = path.read_text()
         for figure in re.findall(r"\d[\d,]*(?:\.\d+)?", measured):
             assert figure in text, f"{figure} ({what}) is not in {log}"
+
+
+def test_every_benchmark_is_a_module_with_a_smoke_test_and_no_private_paths():
+    """Benchmarks import no other benchmark but the harness, patch no sys.path, name no dataset
+    folder of their own, and each is run by a test."""
+    tests = "\n".join(p.read_text() for p in (harness.ROOT / "tests").glob("test_*.py"))
+    scripts = [p for p in (harness.ROOT / "benchmarks").iterdir()
+               if p.suffix in (".py", ".sh") and not p.name.startswith("_")]
+    assert len(scripts) >= 11
+    for path in scripts:
+        source = path.read_text()
+        assert "sys.path" not in source, path.name
+        assert "/usr/share/datasets" not in source, path.name
+        modules = re.findall(r"from (?:benchmarks)?\.(\w+) import|from (?:benchmarks|\.) import (\w+)", source)
+        modules += re.findall(r"import benchmarks\.(\w+)", source)
+        for names in modules:
+            assert {n for n in names if n} <= {"_harness"}, f"{path.name} imports {names}"
+        name = path.stem
+        assert re.search(rf"benchmarks(\.| import ){name}\b|benchmarks/{path.name}", tests), f"no test runs {path.name}"
