@@ -29,7 +29,7 @@ from conftest import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-RING = {"train.steps": 60, "train.checkpoint_every": 20, "train.keep_checkpoints": 3, "train.sample_every": 30,
+RING = {"train.steps": 60, "train.checkpoint_every": 20, "train.keep_checkpoints": 3, "train.sample_every": 60,
         "train.log_every": 10}
 
 
@@ -403,6 +403,7 @@ def test_sigint_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_o
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # a real process: most of its time is importing torch
 def test_sigterm_from_a_scheduler_saves_a_checkpoint_and_exits_143(tmp_path):
     out = tmp_path / "run"
     sets = [a for k, v in {**INTERRUPT_RUN, "train.steps": 100_000, "model.width": 16}.items() for a in ("--set", f"{k}={v}")]
