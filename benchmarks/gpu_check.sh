@@ -68,7 +68,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log how it ende
 
 if [ $SMOKE -eq 1 ]; then
     step throughput 120 $PY -m benchmarks.throughput --smoke >> "$LOG" 2>&1
-    step quality 120 $PY -m benchmarks.quality --smoke --models gan >> "$LOG" 2>&1
+    step quality 120 $PY -m benchmarks.quality --smoke --models dcgan >> "$LOG" 2>&1
     exit $status
 fi
 

@@ -219,7 +219,7 @@ def test_gpu_check_smoke_runs_each_step_and_collects_their_results(tmp_path):
     assert proc.returncode == 0, log
     assert "throughput: exit 0" in log and "quality: exit 0" in log
     assert re.search(r"\| 16 \| \d+ \| \d+ \| \d+ \| \d+ \| [+-]\d", (out / "results" / "throughput.md").read_text())
-    assert re.search(r"\| gan \| 20 \| [\d.]+ \|", (out / "results" / "quality.md").read_text())
+    assert re.search(r"\| dcgan \| 20 \| [\d.]+ \| 1 \|", (out / "results" / "quality.md").read_text())
 
 
 def test_eval_cost_smoke_logs_the_ratio_of_runs_with_and_without_evaluation(results):
