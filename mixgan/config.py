@@ -310,7 +310,7 @@ def choose_recipe(dataset: str, model: str, encoder: bool | None = None) -> str:
                 if (RECIPES_DIR / f"{sibling}.toml").is_file():
                     return sibling
             return name
-    raise MixganError(f"no recipe for model '{model}' on dataset '{dataset}'")
+    raise MixganError(f"unknown model '{model}': no recipe for it on dataset '{dataset}' (mixgan recipes lists them)")
 
 
 # ------------------------------------------------------------------------------------- resolution

@@ -424,7 +424,8 @@ def test_a_run_made_before_model_condition_existed_still_loads(tmp_path, cli):
                                     "train.checkpoint_every": 2})
     run = mixgan.train(cfg)
     toml = run.path / "config.toml"
-    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith("condition")))
+    old = ("condition", "version")  # a version-1 file: no version line, no condition
+    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith(old)))
     assert mixgan.load(run.path).cfg.model.condition == "concat"
     toml.write_text(toml.read_text().replace("[model]", '[model]\ncondition = "auto"'))
     code, _, err = cli("sample", run.path, "--n", 4, "--out", tmp_path / "s.npz")
@@ -441,5 +442,6 @@ def test_a_run_made_before_model_mismatch_existed_loads_with_it_off(tmp_path):
                                                  "train.checkpoint_every": 2}))
     toml = run.path / "config.toml"
     assert mixgan.load(run.path).cfg.model.mismatch == 1.0
-    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith("mismatch")))
+    old = ("mismatch", "version")  # a version-1 file: no version line, no mismatch
+    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith(old)))
     assert mixgan.load(run.path).cfg.model.mismatch == 0.0

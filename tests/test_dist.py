@@ -24,7 +24,8 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
 # Small settings every model trains with; per-model extras where a model needs them. The CPU is
 # meant throughout (gloo, byte-identical weights), also where MIXGAN_TEST_DEVICE names a GPU.
-BASE = {"train.device": "cpu", "data.dataset": "digits", "model.width": 8, "prior.latent_dim": 8, "prior.components": 10,
+BASE = {"train.device": "cpu", "data.dataset": "digits", "encoder.enabled": False, "model.width": 8, "prior.latent_dim": 8,
+        "prior.components": 10,
         "train.steps": 6, "train.batch_size": 16, "train.log_every": 3, "train.sample_every": 100,
         "train.checkpoint_every": 3}
 EXTRA = {

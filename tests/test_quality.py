@@ -100,7 +100,8 @@ def test_bad_augment_policy_is_one_line():
         mixgan.build_config({"train.r1": -1})
 
 
-IMAGE_SMALL = {"data.dataset": "digits", "model.width": 8, "prior.latent_dim": 8, "prior.components": 10}
+IMAGE_SMALL = {"data.dataset": "digits", "encoder.enabled": False, "model.width": 8, "prior.latent_dim": 8,
+               "prior.components": 10}
 
 
 @pytest.mark.parametrize("name", ["gan", "gmgan", "gmgan-supervised", "cgan", "acgan"])
