@@ -271,7 +271,7 @@ def _reopen(run: RunDir, cfg: Config) -> tuple | None:
             why = (f"{damaged[0].path.name}: {damaged[0].reason}" if damaged
                    else "the checkpoints folder is missing" if not run.checkpoints.is_dir() else "no checkpoint in it")
             raise MixganError(f"--resume: {path} has a history (stats.jsonl, samples) but no intact checkpoint "
-                              f"({why}); resuming would start again from step 0 over it: start a new run instead")
+                              f"({why}); resuming would start again from step 0 over it: remove the folder or choose another --out")
         start = found[1]["step"] if found else 0
         if found and isinstance(found[1].get("config"), dict):
             _check_resume(found[1]["config"], cfg, path)
