@@ -419,3 +419,47 @@ def test_sigterm_from_a_scheduler_saves_a_checkpoint_and_exits_143(tmp_path):
     step = int(line.split("interrupted at step ")[1].split(";")[0])
     assert line == f"mixgan: interrupted at step {step}; checkpoint saved, continue with --resume --out {out}"
     assert read_checkpoint(list_checkpoints(out / "checkpoints")[-1])[1]["step"] == step > 20
+
+
+def _interrupted_rank(rank: int, world: int, store: str, out: str, results: str) -> None:
+    """One gloo rank of a CPU run; rank 1 alone gets SIGTERM inside step 5."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from mixgan.errors import Interrupted
+    from mixgan.training import loop
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    if rank == 1:
+        add = loop.LossMonitor.add
+
+        def add_and_signal(self, step, logs):
+            add(self, step, logs)
+            if step == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        loop.LossMonitor.add = add_and_signal
+    try:
+        mixgan.train(mixgan.build_config({**{k: v for k, v in INTERRUPT_RUN.items()}, "train.device": "cpu",
+                                          "data.dataset": "ring", "model.width": 16, "train.batch_size": 32,
+                                          "out": out}))
+        result = "finished"
+    except Interrupted as exc:
+        result = str(exc.step)
+    Path(results, str(rank)).write_text(result)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two processes
+def test_sigterm_on_one_rank_stops_every_rank_after_the_same_step_with_a_checkpoint(tmp_path):
+    import torch.multiprocessing as mp
+
+    (tmp_path / "results").mkdir()
+    out = tmp_path / "run"
+    mp.start_processes(_interrupted_rank, args=(2, str(tmp_path / "store"), str(out), str(tmp_path / "results")),
+                       nprocs=2, start_method="fork")  # forked: no second import of torch
+    steps = {p.name: p.read_text() for p in (tmp_path / "results").iterdir()}
+    assert steps == {"0": "10", "1": "10"}  # agreed at the first vote after the signal (the log line of step 10)
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-000010.json"]
+    assert read_checkpoint(out / "checkpoints" / "step-000010.json")[1]["step"] == 10
