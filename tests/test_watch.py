@@ -179,3 +179,21 @@ def test_tensorboard_gets_the_quality_scalars_and_the_sample_grids(tmp_path):
     assert [(s.step, round(s.value, 4)) for s in acc.Scalars("fid")] == list(zip([10, 20, 30], [round(f, 4) for f in fids]))
     assert [s.step for s in acc.Scalars("kid")] == [10, 20, 30]
     assert [i.step for i in acc.Images("samples")] == [10, 20, 30]
+
+
+@pytest.mark.parametrize("model, kind", [("cgan", "class"), ("icgan", "instance"), ("gan", "none")])
+def test_explorer_offers_classes_instances_or_nothing_by_model(tmp_path, model, kind):
+    from mixgan.explore import Explorer
+
+    run = mixgan.train(digits_config(tmp_path, **{"model.name": model, "train.eval_every": 0, "train.steps": 4,
+                                                  "model.width": 8, "model.embedding": "pixels"}))
+    ex = Explorer(run)
+    assert ex.kind == kind
+    if kind == "none":
+        assert ex.choices == [] and ex.grid_png(None, 1.0, 0) != ex.grid_png(None, 0.5, 0)
+        return
+    a, b = ex.choices[0][0], ex.choices[1][0]
+    assert ex.grid_png(a, 1.0, 0) != ex.grid_png(b, 1.0, 0)
+    assert "quality" in ex.score(a, 1.0, 0)
+    if kind == "instance":
+        assert ex.instance_png(a)[:4] == b"\x89PNG"
