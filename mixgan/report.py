@@ -187,20 +187,24 @@ def _summary(rd: RunDir, cfg, stats: list[dict]) -> dict:
         except json.JSONDecodeError:
             info = {}
     last = stats[-1] if stats else {}
-    seconds, prev = 0.0, 0
-    for r in stats:  # robust to resumes: each logged interval at its own rate, plus its evaluation
+    train_s, eval_s, prev = 0.0, 0.0, 0
+    for r in stats:  # robust to resumes: each logged interval at its own rate
         if r.get("it_per_s"):
-            seconds += (r["step"] - prev) / r["it_per_s"]
-        seconds += r.get("eval_s", 0.0)
+            train_s += (r["step"] - prev) / r["it_per_s"]
+        eval_s += r.get("eval_s", 0.0)
         prev = r["step"]
-    out = {"Model": cfg.model.name, "Dataset": cfg.data.dataset, "Steps trained": f"{last.get('step', 0)} of {cfg.train.steps}",
-           "Training time": f"{seconds / 60:.1f} min" if seconds else "unknown",
-           "Mean throughput": (f"{last.get('step', 0) / seconds:.1f} steps/s" if seconds else "unknown")}
+    steps = last.get("step", 0)
+    total = f"{(train_s + eval_s) / 60:.1f} min" + (f", of which {eval_s:.0f} s evaluating" if eval_s else "")
+    out = {"Model": cfg.model.name, "Dataset": cfg.data.dataset, "Steps trained": f"{steps} of {cfg.train.steps}",
+           "Training time": total if train_s else "unknown",
+           "Mean throughput": f"{steps / train_s:.1f} steps/s" if train_s else "unknown"}
     best = rd.read_best()
     if best:
         out["Best FID"] = f"{best['fid']:.4g} at step {best['step']}"
-    out.update({"Device": info.get("device", "unknown") + (f" x {info['processes']}" if info.get("processes", 1) > 1 else ""),
-                "mixgan": info.get("mixgan", "unknown"), "torch": info.get("torch", "unknown"), "Run directory": str(rd.path)})
+    processes = info.get("processes", 1)
+    out.update({"Device": info.get("device", "unknown") + (f" x {processes}" if processes > 1 else ""),
+                "mixgan": info.get("mixgan", "unknown"), "torch": info.get("torch", "unknown"),
+                "Run directory": str(rd.path)})
     return out
 
 
@@ -231,7 +235,7 @@ def _timeline(rd: RunDir, model_name: str) -> str:
     n = len(grids)
     return (f'<p>{note} Slide through training ({n} grid{"s" if n > 1 else ""}).</p>'
             f'<input type="range" id="timeline" min="0" max="{n - 1}" value="{n - 1}" step="1" '
-            f'aria-label="training step"> <span id="timeline-step">step {grids[-1].stem.split("-")[1].lstrip("0") or "0"}</span>'
+            f'aria-label="training step"> <span id="timeline-step">step {int(grids[-1].stem.split("-")[1])}</span>'
             f'<div class="frames">{"".join(frames)}</div>'
             "<script>(function(){var s=document.getElementById('timeline'),f=document.querySelectorAll('.frame'),"
             "l=document.getElementById('timeline-step');function show(){f.forEach(function(e,i){e.hidden=i!=+s.value});"

@@ -12,7 +12,7 @@ from .suite import as_images, evaluate_samples
 from .toy import mode_stats
 
 __all__ = ["BACKBONES", "Backbone", "ReferenceClassifier", "as_images", "classification_accuracy_score",
-           "conditional_accuracy", "evaluate_samples", "feature_stats", "fid", "frechet_distance",
-           "get_backbone", "get_classifier", "inception_score", "inter_diversity", "intra_diversity",
-           "intra_fid", "kid", "knn_radii", "mmd2_unbiased", "polynomial_kernel", "mean_pairwise_msssim", "mode_stats", "ms_ssim", "msssim_setting", "prdc",
-           "quality_diversity", "quality_score", "reference_features"]
+           "conditional_accuracy", "evaluate_samples", "feature_stats", "fid", "frechet_distance", "get_backbone",
+           "get_classifier", "inception_score", "inter_diversity", "intra_diversity", "intra_fid", "kid", "knn_radii",
+           "mean_pairwise_msssim", "mmd2_unbiased", "mode_stats", "ms_ssim", "msssim_setting", "polynomial_kernel",
+           "prdc", "quality_diversity", "quality_score", "reference_features"]
