@@ -59,7 +59,10 @@ class Run:
 
 
 def train(config: Config | dict | str | Path, resume: bool = False, progress=None) -> Run:
-    """Train from a Config, a dict of settings (``{"model.name": "gmgan", ...}``) or a TOML path."""
+    """Train from a Config, a dict of settings (``{"model.name": "gmgan", ...}``) or a TOML path.
+
+    SIGINT or SIGTERM during training finishes the step, saves a checkpoint and raises
+    :class:`mixgan.errors.Interrupted`; continue with ``resume=True``."""
     if isinstance(config, (str, Path)):
         config = build_config(config_file=config)
     elif isinstance(config, dict):
