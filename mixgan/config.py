@@ -109,7 +109,8 @@ class TrainConfig:
     compile: bool = False
     tensorboard: bool = False
     # FID, KID, precision and recall every eval_every steps (0: off), of eval_samples samples against as many
-    # real images in the reference classifier's space (labelled image data only; docs/report.md)
+    # real images in the reference classifier's space (labelled image data only; docs/report.md); its time is
+    # left out of it_per_s and of max_seconds
     eval_every: int = 0
     eval_samples: int = 1000
 
