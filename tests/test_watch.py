@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 import mixgan
 
@@ -197,3 +198,29 @@ def test_explorer_offers_classes_instances_or_nothing_by_model(tmp_path, model, 
     assert "quality" in ex.score(a, 1.0, 0)
     if kind == "instance":
         assert ex.instance_png(a)[:4] == b"\x89PNG"
+
+
+def test_evaluating_during_training_leaves_the_trained_weights_unchanged(tmp_path):
+    from test_training import weights
+
+    mixgan.train(digits_config(tmp_path / "a", **{"train.steps": 20}))
+    mixgan.train(digits_config(tmp_path / "b", **{"train.steps": 20, "train.eval_every": 0}))
+    a, b = weights(tmp_path / "a" / "run"), weights(tmp_path / "b" / "run")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_run_keeps_its_best_checkpoint_and_schedule(tmp_path):
+    from test_training import Crash
+
+    from mixgan.training.checkpoint import checkpoint_step, list_checkpoints
+
+    cfg = digits_config(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        mixgan.train(cfg, progress=Crash())  # dies at step 13, after the best-so-far checkpoint of step 10
+    run = mixgan.train(cfg, resume=True)
+    records = [json.loads(l) for l in (run.path / "stats.jsonl").read_text().splitlines()]
+    measured = [r for r in records if "fid" in r]
+    assert [r["step"] for r in measured] == [10, 20, 30]
+    best = min(measured, key=lambda r: r["fid"])["step"]
+    assert run.dir.read_best()["step"] == best
+    assert best in {checkpoint_step(p) for p in list_checkpoints(run.path / "checkpoints")}
