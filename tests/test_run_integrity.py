@@ -152,6 +152,32 @@ def test_second_writer_is_refused_naming_the_holder_and_a_killed_holder_blocks_n
     assert steps == sorted(set(steps)) and steps[-1] == 80
 
 
+def _resume_in_child(run: str, err: str) -> None:
+    """A forked ``mixgan train --resume`` (no second import of torch); stderr into ``err``."""
+    from mixgan.cli import main
+
+    sys.stderr = open(err, "w")
+    code = main(["train", "--resume", "--out", run, "--steps", "200", "--quiet"])
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def test_two_resumes_at_once_one_trains_the_other_is_refused(run, tmp_path):
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    procs = [fork.Process(target=_resume_in_child, args=(str(run), str(tmp_path / f"err{i}"))) for i in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    results = sorted((proc.exitcode, (tmp_path / f"err{i}").read_text()) for i, proc in enumerate(procs))
+    assert [code for code, _ in results] == [0, 2], results
+    assert "being written by another mixgan process (pid " in one_line(results[1][1])
+    steps = [r["step"] for r in map(json.loads, (run / "stats.jsonl").read_text().splitlines())]
+    assert steps == list(range(10, 201, 10))  # every step logged once, by one writer
+
+
 # ---- 3, 9: --resume refuses what would lose or mix data ---------------------------------------
 
 def test_resume_without_checkpoints_but_with_history_refuses_and_keeps_it(run, cli):
