@@ -224,7 +224,7 @@ def train_baseline(dataset: str, seconds: float, device: str, out: Path, seed: i
 
     torch.manual_seed(seed)
     data = load_dataset(dataset, data_folder or data_dir(dataset), seed=seed)
-    x = data.x_train.to(device)
+    x = data.images().to(device)
     G, D = baseline_nets(x.shape[1], x.shape[2])
     G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))

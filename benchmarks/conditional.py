@@ -186,7 +186,7 @@ def real_accuracy(dataset: str, data_dir: str, n: int = 10_000) -> float:
     from mixgan.metrics.classifier import get_classifier
 
     data = load_dataset(dataset, data_dir)
-    x, y = data.x_train[:n], data.y_train[:n]
+    x, y = data.images("train")[:n], data.y_train[:n]
     return (get_classifier(data).probs(x).argmax(1) == y).float().mean().item()
 
 

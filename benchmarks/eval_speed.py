@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     real_f, _ = reference_features(cls, data, "train", indices=rows)
     t1 = time.perf_counter()
-    fake_f, _ = cls.embed(data.x_test[:args.n])
+    fake_f, _ = cls.embed(data.images("test")[:args.n])
     t2 = time.perf_counter()
     fid_value = fid(fake_f, real_f)
     t3 = time.perf_counter()
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.sanity:
         from mixgan.metrics import evaluate_samples
 
-        x = data.x_test[:args.n]
+        x = data.images("test")[:args.n]
         noisy = (x + args.noise * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
         result["sanity"] = {}
         for name, images in (("test split", x), (f"test split + N(0, {args.noise:g}^2) noise", noisy)):

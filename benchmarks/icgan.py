@@ -88,7 +88,7 @@ def train_and_score(name: str, args, folder: Path) -> dict:
         result["embedding"] = args.embedding
         result["k"] = args.k
         result["instance_fidelity"] = instance_fidelity(run.model)
-        result["instance_fidelity_unseen"] = instance_fidelity(run.model, images=run.data.x_test)
+        result["instance_fidelity_unseen"] = instance_fidelity(run.model, images=run.data.images("test"))
     return result
 
 

@@ -48,7 +48,7 @@ def child(m: int, k: int, embedding: str, backend: str, threads: int, dataset: s
     emb = get_embedding(embedding, data.spec())
     t0 = time.perf_counter()
     emb.fit(data)
-    h = embed(emb, x)
+    h = embed(emb, data.images())
     t_embed = time.perf_counter() - t0
     del data, emb
     try:  # hand freed heap pages back, so the kNN's own allocations show in the resident size

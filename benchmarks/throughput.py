@@ -100,7 +100,7 @@ def hand_seconds_per_step(cfg, warmup: int) -> tuple[float, float]:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, data.spec(), device)
     G, D, opt_g, opt_d = model.G, model.D, model.opt_g, model.opt_d
-    x = data.x_train.to(device)
+    x = data.images().to(device)
     b, steps = cfg.train.batch_size, cfg.train.steps
     times = []
     for step in range(steps - 1):

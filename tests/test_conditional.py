@@ -114,7 +114,7 @@ def test_acgan_discriminator_class_head_learns_the_class_of_real_digits(tmp_path
                                                  "train.checkpoint_every": 150, "train.sample_every": 150}))
     d = run.model.D.eval()
     with torch.no_grad():
-        _, cls = d(run.data.x_test)
+        _, cls = d(run.data.images("test"))
     assert (cls.argmax(1) == run.data.y_test).float().mean() > 0.5
 
 
@@ -172,7 +172,7 @@ def test_cgan_fidelity_terms_teach_d_the_class_of_real_digits(tmp_path, setting)
                                                  "model.condition": "auto", "model.loss": "hinge", "train.lr_d": 1e-3,
                                                  f"model.{setting}": 1.0, "train.checkpoint_every": 150,
                                                  "train.sample_every": 150}))
-    d, x = run.model.D.eval(), run.data.x_test
+    d, x = run.model.D.eval(), run.data.images("test")
     with torch.no_grad():
         if setting == "class_weight":
             scores = d(x, run.model.one_hot(torch.zeros(len(x), dtype=torch.long)))[1]
@@ -262,7 +262,7 @@ def test_npz_dataset_reads_conditions_labels_and_images(tmp_path):
     assert sorted(map(tuple, x.round(5))) == sorted(map(tuple, np.load(path)["x"].round(5)))  # a split, no loss
     np.savez(path, x=np.full((10, 8, 8), 255, np.uint8), x_test=np.zeros((4, 8, 8), np.uint8))
     d = load_dataset(f"npz:{path}")
-    assert d.shape == (1, 8, 8) and d.kind == "image" and d.x_train.max() == 1 and d.x_test.min() == -1
+    assert d.shape == (1, 8, 8) and d.kind == "image" and d.images().max() == 1 and d.images("test").min() == -1
 
 
 @pytest.mark.parametrize("arrays, message", [

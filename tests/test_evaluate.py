@@ -33,14 +33,14 @@ def test_digits_classifier_is_cached_accurate_and_reused(digits, cli):
     cls = get_classifier("digits")
     assert cls.accuracy >= 0.95
     again = get_classifier("digits")
-    assert again.path == cls.path and torch.equal(again.features(digits.x_test[:5]), cls.features(digits.x_test[:5]))
+    assert again.path == cls.path and torch.equal(again.features(digits.images("test")[:5]), cls.features(digits.images("test")[:5]))
     assert cls.features(digits.x_test[:7]).shape == (7, 128) and cls.probs(digits.x_test[:7]).shape == (7, 10)
     code, out, _ = cli("classifier", "info", "--dataset", "digits")
     assert code == 0 and f"{cls.accuracy:.4f}" in out
 
 
 def test_evaluate_npz_real_test_split_beats_noise(digits, cli, tmp_path):
-    x = digits.x_test
+    x = digits.images("test")
     as_uint8 = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
     gen = torch.Generator().manual_seed(0)
     noisy = (x + 0.8 * torch.randn(x.shape, generator=gen)).clamp(-1, 1).numpy()
@@ -93,7 +93,7 @@ class ClassStub:
         self.model = type("M", (), {"class_conditional": True, "num_classes": data.num_classes})()
 
     def sample(self, n, label=None, seed=0):
-        pool = self.data.x_test[self.data.y_test == (label + self.wrong) % self.data.num_classes]
+        pool = self.data.images("test")[self.data.y_test == (label + self.wrong) % self.data.num_classes]
         idx = torch.randint(len(pool), (n,), generator=torch.Generator().manual_seed(seed))
         return Samples(pool[idx], label=torch.full((n,), label))
 
@@ -181,7 +181,7 @@ def test_classifier_training_is_seeded_and_a_damaged_cache_entry_is_not_used(dig
 
     from mixgan.metrics.classifier import _load_classifier, train_cnn
 
-    x, y = digits.x_train[:256], digits.y_train[:256]
+    x, y = digits.images()[:256], digits.y_train[:256]
     a, b, c = (train_cnn(x, y, 10, epochs=2, seed=s).state_dict() for s in (0, 0, 1))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)

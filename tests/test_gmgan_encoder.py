@@ -42,7 +42,7 @@ def test_cluster_method_defaults_to_encoder_and_refuses_it_without_one(tmp_path,
     code, out, err = cli("cluster", plain.path, "--method", "encoder")
     assert code == 2 and "no encoder" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(MixganError, match="no encoder"):
-        plain.cluster(plain.data.x_test, method="encoder")
+        plain.cluster(plain.data.images("test"), method="encoder")
 
 
 def test_report_shows_generated_beside_assigned_images(tmp_path, cli):
@@ -136,10 +136,10 @@ def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_cluster
     emb.fit(data)
     for key, value in emb.net.state_dict().items():
         assert torch.equal(model.E.net[0].state_dict()[key], value), key
-    feats = emb(data.x_train).double().numpy()
+    feats = emb(data.images()).double().numpy()
     model.E.eval()
     with torch.no_grad():
-        heads = model.E(data.x_train.float(), all_heads=True)[0]
+        heads = model.E(data.images().float(), all_heads=True)[0]
     for h in range(2):
         km = KMeans(10, n_init=10, random_state=cfg.train.seed + h).fit(feats)
         assert (heads[:, h].argmax(1).numpy() == km.labels_).mean() > 0.99

@@ -35,7 +35,7 @@ def trained(tmp_path_factory):
 # ---- embeddings ----------------------------------------------------------------------------
 def test_pixel_embedding_of_points_keeps_neighbours_in_their_mode():
     data = load_dataset("grid")
-    sub = data.x_train[:4000]
+    sub = data.images()[:4000]
     emb = get_embedding("pixels", data.spec())
     emb.fit(data)
     h = embed(emb, sub)
@@ -56,7 +56,7 @@ def test_callable_registered_and_module_path_embeddings(digits):
     for name in ("first10", "test_icgan:flat_features", flat_features):
         e = get_embedding(name, spec)
         assert e.dim == 10
-        assert torch.allclose(embed(e, digits.x_train[:3]), torch.nn.functional.normalize(flat_features(digits.x_train[:3])))
+        assert torch.allclose(embed(e, digits.images()[:3]), torch.nn.functional.normalize(flat_features(digits.images()[:3])))
     with pytest.raises(MixganError, match="unknown embedding 'nope'"):
         get_embedding("nope", spec)
     with pytest.raises(MixganError, match="must map N inputs to N x d"):
@@ -70,7 +70,7 @@ def test_callable_registered_and_module_path_embeddings(digits):
 def test_selfsup_encoder_learns_augmentation_invariance_and_is_cached(digits, monkeypatch):
     from mixgan.embeddings import selfsup
 
-    x = digits.x_train[:300]
+    x = digits.images()[:300]
 
     def retrieval(emb):
         g = torch.Generator().manual_seed(9)
@@ -102,13 +102,13 @@ def test_selfsup_encoder_learns_augmentation_invariance_and_is_cached(digits, mo
 def test_classifier_embedding_groups_classes(digits):
     emb = get_embedding("classifier", digits.spec())
     emb.fit(digits)
-    h = embed(emb, digits.x_train)
+    h = embed(emb, digits.images())
     assert h.shape == (len(digits.x_train), 128)
     agree = (digits.y_train[knn(h, 5)[0]] == digits.y_train[:, None]).float().mean()
     assert agree > 0.9
     copy = get_embedding("classifier", digits.spec())
     copy.load_state_dict(emb.state_dict())
-    assert torch.allclose(embed(copy, digits.x_train[:20]), h[:20], atol=1e-6)
+    assert torch.allclose(embed(copy, digits.images()[:20]), h[:20], atol=1e-6)
 
 
 # ---- training batches ------------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_batch_pairs_each_instance_with_a_real_neighbour(tmp_path, digits, name)
     slots = []
     for row, i in enumerate(index.tolist()):
         nbrs = model.neighbors[i]
-        match = (model.x_train[nbrs].flatten(1) == b.x[row].flatten()).all(1)
+        match = (model.images(nbrs).flatten(1) == b.x[row].flatten()).all(1)
         assert match.any()  # x is an image of one of i's neighbours
         slots.append(int(match.nonzero()[0]))
         if name == "icgan-class":
@@ -183,12 +183,12 @@ def test_loaded_run_samples_stored_and_unseen_instances_without_the_dataset(trai
     assert set(only.instance.tolist()) == {7, 9}
     each = run.sample(0, instances=[3, 1, 4], per_instance=2)
     assert each.instance.tolist() == [3, 3, 1, 1, 4, 4]
-    h = run.model.embed_instances(digits.x_test[:6])
+    h = run.model.embed_instances(digits.images("test")[:6])
     unseen = run.sample(60, conditions=h)
     assert set(unseen.instance.tolist()) == set(range(6))
     # the same image given as an unseen instance conditions G exactly like the stored one
     stored = run.sample(0, instances=[5], per_instance=8, seed=2)
-    given = run.sample(0, conditions=run.model.embed_instances(digits.x_train[5:6]), per_instance=8, seed=2)
+    given = run.sample(0, conditions=run.model.embed_instances(digits.images()[5:6]), per_instance=8, seed=2)
     assert torch.allclose(stored.x, given.x, atol=1e-5)
     with pytest.raises(MixganError, match="instances must be N x 1 x 8 x 8"):
         run.model.embed_instances(torch.zeros(3, 1, 28, 28))
@@ -214,7 +214,7 @@ def test_class_conditional_icgan_samples_requested_class(tmp_path, digits, devic
     assert (s.label == 3).all() and s.x.device.type == s.label.device.type == "cpu"  # Samples: always on the CPU
     own = run.sample(50, instances=[0, 1])
     assert torch.equal(own.label, run.model.labels.cpu()[own.instance])
-    h = run.model.embed_instances(digits.x_test[:4])
+    h = run.model.embed_instances(digits.images("test")[:4])
     with pytest.raises(MixganError, match="needs a class for unseen instances"):
         run.sample(8, conditions=h)
     t = run.sample(8, conditions=h, condition_labels=digits.y_test[:4])
@@ -251,13 +251,13 @@ def test_cli_sample_representatives_and_grid(trained, tmp_path, cli):
     assert img.shape[:2] == (5 * cell + 8, 10 * cell + 8)  # 5 instances, each + 9 samples
     # the first column is the real instance
     first = img[8:8 + 64:8, 8:8 + 64:8]
-    real = ((trained.data.x_train[reps[0], 0] + 1) * 127.5).round().numpy()
+    real = ((trained.data.images()[reps[0], 0] + 1) * 127.5).round().numpy()
     assert np.abs(first.astype(float) - real).max() <= 1
 
 
 def test_cli_sample_unseen_instances_from_npz(trained, tmp_path, cli, digits):
     src = tmp_path / "new.npz"
-    np.savez(src, x=digits.x_test[:7].numpy())
+    np.savez(src, x=digits.images("test")[:7].numpy())
     out = tmp_path / "s.npz"
     code, _, err = cli("sample", trained.path, "--n", 70, "--instances", src, "--out", out,
                        "--grid", tmp_path / "g.png")

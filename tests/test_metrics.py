@@ -254,7 +254,7 @@ def test_evaluate_is_does_not_depend_on_sample_order():
     from mixgan.metrics.suite import evaluate_samples
 
     data = load_dataset("digits")
-    x, y = data.x_test, data.y_test
+    x, y = data.images("test"), data.y_test
     by_class = torch.argsort(y, stable=True)
     a = evaluate_samples(x, data, metrics=["is"], n_real=200)["is"]
     b = evaluate_samples(x[by_class], data, metrics=["is"], n_real=200)["is"]

@@ -13,7 +13,7 @@ def test_fashion_test_split_scores_like_real_data_and_heavy_noise_does_not():
     data = load_dataset("fashion-mnist")
     cls = get_classifier(data)  # trained on first use, then cached
     assert cls.accuracy >= 0.90
-    x = data.x_test[:N]
+    x = data.images("test")[:N]
     gen = torch.Generator().manual_seed(0)
     noisy = (x + 1.0 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
     real = evaluate_samples(x, data, metrics="fid,prdc,qd", n_real=N)

@@ -145,7 +145,7 @@ def cluster_run(model: GANModel, data, split: str = "test", per_component: int =
     """Cluster a dataset split with a trained mixture model and score it against the labels."""
     if split not in ("train", "test"):
         raise MixganError(f"split must be 'train' or 'test', got '{split}'")
-    x = data.x_train if split == "train" else data.x_test
+    x = data.images(split)
     label = data.y_train if split == "train" else data.y_test
     assign = gaussian_assigner(model, method, per_component, epochs, seed, progress)
     gaussian = assign(x)
@@ -156,7 +156,7 @@ def cluster_run(model: GANModel, data, split: str = "test", per_component: int =
     if K > N:
         if data.y_train is None:
             raise MixganError("merging Gaussians into classes needs the training split's labels")
-        train_g = gaussian if split == "train" else assign(data.x_train)
+        train_g = gaussian if split == "train" else assign(data.images("train"))
         mapping = majority_merge(train_g, data.y_train.numpy(), K)
         pred = mapping[gaussian]
         scores = cluster_scores(pred, label)

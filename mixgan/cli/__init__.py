@@ -15,9 +15,9 @@ import threading
 import warnings
 
 from ..errors import Interrupted, MixganError, MixganWarning
-from . import classifier, cluster, evaluate, explore, info, recipes, report, sample, tradeoff, train
+from . import classifier, cluster, data, evaluate, explore, info, recipes, report, sample, tradeoff, train
 
-COMMANDS = [train, sample, info, recipes, evaluate, classifier, cluster, tradeoff, report, explore]
+COMMANDS = [train, sample, info, recipes, evaluate, classifier, cluster, tradeoff, report, explore, data]
 
 
 def build_parser() -> argparse.ArgumentParser:

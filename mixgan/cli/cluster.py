@@ -59,7 +59,7 @@ def run(args) -> int:
         x, _ = r.model.sample_grid(columns=10)
         labels = [f"G{k} -> {result.gaussian_to_class[k]}" for k in range(K)]
         labelled_rows(x, K, labels, rd / "cluster-gaussians.png", title="each Gaussian and its matched class")
-        split_x = r.data.x_train if args.split == "train" else r.data.x_test
+        split_x = r.data.images(args.split)
         side, blank = 8, torch.ones_like(split_x[0])  # blank (white) where a Gaussian got fewer images
         real = []
         for k in range(K):

@@ -100,8 +100,10 @@ def run(args) -> int:
     if args.samples:
         if not args.dataset:
             raise MixganError("--samples needs --dataset naming the data the samples imitate")
-        data = load_dataset(args.dataset, args.data_dir)
         x, labels = load_npz(args.samples)
+        shape = getattr(x, "shape", ())  # images: the real data is brought to the samples' size and channels
+        size = dict(resolution=shape[-1], channels=shape[1]) if len(shape) == 4 and shape[-1] == shape[-2] else {}
+        data = load_dataset(args.dataset, args.data_dir, **size)
         source = args.samples
     else:
         from ..api import load
@@ -110,7 +112,8 @@ def run(args) -> int:
             raise MixganError("--dataset applies to --samples; a run evaluates against its own dataset")
         r = load(args.run, device=device, step=checkpoint_arg(args.run, args.step))
         data = load_dataset(r.cfg.data.dataset, args.data_dir or r.cfg.data.data_dir, seed=r.cfg.train.seed,
-                            test_fraction=r.cfg.data.test_fraction)
+                            test_fraction=r.cfg.data.test_fraction, resolution=r.cfg.data.resolution,
+                            channels=r.cfg.data.channels)
         x, labels = sample_run(r, args.n, args.seed)
         source = f"{args.run} (step {r.step})"
     result = evaluate_samples(x, data, metrics=args.metrics, labels=labels, backbone=args.backbone,

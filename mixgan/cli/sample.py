@@ -111,7 +111,7 @@ def write_instance_picture(r, s, kwargs, instance_x, args) -> None:
         train_x = None
         if "conditions" not in kwargs:
             try:
-                train_x = r.data.x_train
+                train_x = r.data.images()
             except MixganError:
                 train_x = None  # the training set is not here: samples only
         shown, rows, _ = instance_grid(r.model, kwargs, instance_x, train_x, seed=args.seed)

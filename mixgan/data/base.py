@@ -1,4 +1,4 @@
-"""The in-memory dataset every model trains on."""
+"""The in-memory dataset every model trains on, and the one conversion of stored images to floats."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,6 +6,14 @@ from pathlib import Path
 
 import torch
 
+
+def to_float(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
+    """Stored images as float32 in [-1, 1], on the device ``x`` is on: uint8 ``0..levels`` maps
+    linearly onto [-1, 1] (``levels`` is 255 for every dataset but scikit-learn's digits, 16);
+    float tensors (points, or images given as floats) are returned as float32 unchanged."""
+    if x.dtype == torch.uint8:
+        return x.float() / (levels / 2) - 1.0
+    return x.float()
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,9 @@ class DataSpec:
 
 @dataclass
 class Dataset:
-    """Train and test tensors. Images are float32 N x C x H x W in [-1, 1]; points are N x D.
+    """Train and test tensors as stored: images are uint8 N x C x H x W with values ``0..levels``
+    (or float32 in [-1, 1] where a file gave floats), points are float32 N x D. :meth:`images`
+    gives them as floats in [-1, 1]; models convert batch by batch on their device (:func:`to_float`).
 
     ``cond_train``/``cond_test`` hold real-valued conditions for vector-conditioned data.
     ``centers`` and ``std`` describe a toy mixture's modes.
@@ -43,6 +53,9 @@ class Dataset:
     files: list[Path] = field(default_factory=list)
     cond_train: torch.Tensor | None = None
     cond_test: torch.Tensor | None = None
+    levels: int = 255
+    skipped: int = 0  # unreadable files left out when loading
+    variant: str = ""  # set where the images were resized or recoloured on loading: part of the fingerprint
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -51,6 +64,18 @@ class Dataset:
     def spec(self) -> DataSpec:
         cond_dim = self.cond_train.shape[1] if self.cond_train is not None else 0
         return DataSpec(self.name, self.shape, self.num_classes, self.kind, cond_dim)
+
+    def images(self, split: str = "train", index: torch.Tensor | None = None) -> torch.Tensor:
+        """A split (or its rows ``index``) as float32, images in [-1, 1]."""
+        x = self.x_train if split == "train" else self.x_test
+        if index is None and not isinstance(x, torch.Tensor):  # read on demand (shards): all of it
+            index = slice(None)
+        return to_float(x if index is None else x[index], self.levels)
+
+    @property
+    def streamed(self) -> bool:
+        """Images read on demand (shards), not held in memory: training streams them through a DataLoader."""
+        return not isinstance(self.x_train, torch.Tensor)
 
     @property
     def is_image(self) -> bool:
@@ -61,6 +86,8 @@ class Dataset:
         import hashlib
 
         h = hashlib.sha256(self.name.encode())
+        if self.variant:
+            h.update(self.variant.encode())
         for path in sorted(self.files):
             st = path.stat()
             h.update(f"{path.name}:{st.st_size}".encode())
@@ -68,7 +95,7 @@ class Dataset:
                 h.update(fh.read(1 << 20))
         if not self.files:
             h.update(str(tuple(self.x_train.shape)).encode())
-            h.update(self.x_train[:64].numpy().tobytes())
+            h.update(self.images("train", torch.arange(min(64, len(self.x_train)))).numpy().tobytes())
         return h.hexdigest()[:16]
 
 

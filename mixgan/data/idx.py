@@ -57,7 +57,7 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 def load_idx_dataset(name: str, folder: str | Path) -> Dataset:
-    """train-/t10k- images and labels from ``folder``, as 1 x 28 x 28 images in [-1, 1]."""
+    """train-/t10k- images and labels from ``folder``, as uint8 1 x 28 x 28 images."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MixganError(f"{name}: data folder {folder} does not exist (set --data-dir)")
@@ -74,7 +74,7 @@ def load_idx_dataset(name: str, folder: str | Path) -> Dataset:
             raise MixganError(f"{ip}: no images")
         if labels.max(initial=0) > 9:
             raise MixganError(f"{lp}: label {int(labels.max())} outside 0..9")
-        x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
+        x = torch.from_numpy(images.copy()).unsqueeze(1)
         parts[split] = (x, torch.from_numpy(labels.astype(np.int64)))
         files += [ip, lp]
     shapes = {tuple(parts[s][0].shape[1:]) for s in parts}

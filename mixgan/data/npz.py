@@ -1,7 +1,7 @@
 """``npz:PATH``: targets ``x`` and, optionally, conditions ``c`` and labels ``y`` from a NumPy .npz.
 
 ``x`` is N x D (plain vectors, kind "points") or N x C x H x W / N x H x W images (uint8
-0..255, or floats already in [-1, 1]). ``c`` is N x cond_dim real-valued conditions (the
+0..255, held as uint8, or floats already in [-1, 1], held as float32). ``c`` is N x cond_dim real-valued conditions (the
 cGAN's vector case: learn p(x | c)). ``y`` holds integer class labels 0..N-1. A test split is
 taken from ``x_test``/``c_test``/``y_test`` when present, else a fixed seeded fraction is held
 out. Arrays are read with ``allow_pickle=False``: object arrays are refused, never unpickled.
@@ -47,7 +47,7 @@ def _targets(x: np.ndarray, source: str) -> tuple[torch.Tensor, str]:
         raise MixganError(f"{source}: x must be numeric, got {x.dtype}")
     kind = "image" if x.ndim == 4 else "points"
     if kind == "image" and x.dtype == np.uint8:
-        t = torch.from_numpy(x.astype(np.float32)) / 127.5 - 1.0
+        return torch.from_numpy(np.ascontiguousarray(x)), kind  # stored as is: converted per batch
     else:
         t = torch.from_numpy(np.asarray(x, dtype=np.float32))
     if not torch.isfinite(t).all():

@@ -145,7 +145,7 @@ class SelfSupEmbedding(Embedding):
 
         def make():
             s = self.settings
-            net, losses = train_encoder(data.x_train, s["steps"], s["batch_size"], s["width"], seed=s["seed"])
+            net, losses = train_encoder(data.images(), s["steps"], s["batch_size"], s["width"], seed=s["seed"])
             meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "settings": s,
                     "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
             return net, net.state_dict(), meta

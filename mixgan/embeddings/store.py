@@ -75,17 +75,20 @@ def as_float_images(x: torch.Tensor) -> torch.Tensor:
 
 
 def train_batches(data, batch_size: int = EMBED_BATCH) -> Iterator[torch.Tensor]:
-    """The training images in their order, ``batch_size`` at a time, as stored (uint8 or float).
+    """The training images in their order, ``batch_size`` at a time, as float32 in [-1, 1]
+    (converted a batch at a time from the stored uint8 with the dataset's levels; points as stored).
 
-    A dataset with its own ``train_batches(batch_size)`` (a sharded one) gives them; otherwise
-    ``x_train`` is sliced."""
+    A dataset with its own ``train_batches(batch_size)`` gives them; otherwise ``x_train`` (a
+    tensor, or shards read on demand) is sliced."""
     own = getattr(data, "train_batches", None)
     if callable(own):
         yield from own(batch_size)
         return
+    from ..data import to_float
+
     x = data.x_train
     for a in range(0, len(x), batch_size):
-        yield x[a:a + batch_size]
+        yield to_float(x[a:a + batch_size], getattr(data, "levels", 255))
 
 
 def train_count(data) -> int:

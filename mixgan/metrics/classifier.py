@@ -107,6 +107,8 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
 def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, softmax probabilities) of ``net`` over ``x`` in eval mode, computed on the net's
     device and returned on the CPU."""
+    if x.dtype == torch.uint8:
+        raise MixganError("images must be floats in [-1, 1], not stored uint8 (see mixgan.data.to_float)")
     net.eval()
     device = next(net.parameters()).device
     feats, probs = [], []
@@ -208,9 +210,9 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
         raise MixganError(f"dataset '{data.name}' has no class labels, so no reference classifier can be "
                           "trained (use --backbone inception --weights FILE)")
     epochs = default_epochs(len(data.x_train))
-    net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
+    net = train_cnn(data.images("train"), data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
                     desc=f"classifier {data.name}", device=device)
-    acc = accuracy(net, data.x_test, data.y_test) if data.y_test is not None and len(data.x_test) else float("nan")
+    acc = accuracy(net, data.images("test"), data.y_test) if data.y_test is not None and len(data.x_test) else float("nan")
     blob = tensors_blob(net.state_dict())
     meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "arch_version": ARCH_VERSION,
             "shape": list(data.shape), "num_classes": data.num_classes, "accuracy": acc, "epochs": epochs,
@@ -248,11 +250,11 @@ def reference_features(backbone: Backbone, data, split: str = "train", indices: 
 
     if split not in ("train", "test"):
         raise MixganError(f"split must be train or test, got {split!r}")
-    x = data.x_train if split == "train" else data.x_test
     rows = "all"
     if indices is not None:
         indices = torch.as_tensor(indices).long()
-        x = x[indices]
+    x = data.images(split, indices)
+    if indices is not None:
         rows = f"{len(indices)}-{hashlib.sha256(indices.numpy().tobytes()).hexdigest()[:8]}"
     path = cache_dir() / "features" / f"{cache_key(data)}-{split}-{rows}-{backbone.id}.safetensors"
     if path.is_file():

@@ -129,7 +129,7 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
     fake_f, fake_p = bb.embed(imgs)
     times["features"] = time.perf_counter() - t0
     out: dict = {"dataset": data.name, "n_real": len(real_f), "n_fake": len(imgs), "backbone": bb.name,
-                 "backbone_id": bb.id}
+                 "backbone_id": bb.id, "image_shape": list(data.shape)}  # the real data's (and classifier's) input
     if bb.name == "classifier":
         out["classifier_accuracy"] = bb.accuracy
 
@@ -167,6 +167,6 @@ def evaluate_samples(x, data, metrics=None, labels=None, backbone: str = "classi
                 out["intra_fid"] = None  # no class with enough samples on both sides
     if "cas" in names:
         timed("cas", lambda: out.update(cas=classification_accuracy_score(
-            imgs, labels, data.x_test, data.y_test, data.num_classes, seed=seed, progress=progress, device=device)))
+            imgs, labels, data.images("test"), data.y_test, data.num_classes, seed=seed, progress=progress, device=device)))
     out["time_s"] = {key: round(v, 3) for key, v in times.items()}
     return out

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..config import Config
-from ..data import DataSpec, Dataset
+from ..data import DataSpec, Dataset, to_float
 from ..errors import MixganError
 from ..nets import IMAGE_ARCHS, LatentGenerator, build_discriminator, build_generator, resolve_arch
 from ..nets.augment import attach_augment
@@ -142,6 +142,7 @@ class GANModel:
         self.build_networks()
         self.to(device)
         self.x_train = self.y_train = None
+        self.levels = 255
 
     def build_networks(self) -> None:
         """G (prior + net), D, the EMA copy and the optimizers, from the config and the data spec
@@ -208,9 +209,17 @@ class GANModel:
         m = self.cfg.model
         return build_discriminator(m.arch, self.shape, m.width, spectral_norm=m.spectral_norm)
 
+    def images(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Held training images (all, or rows ``index``) as floats in [-1, 1], converted where they are held."""
+        return to_float(self.x_train if index is None else self.x_train[index], self.levels)
+
     def batch(self, index: torch.Tensor) -> Batch:
         """The real batch for these training-set indices (held data, on the model's device)."""
-        return Batch(self.x_train[index], y=None if self.y_train is None else self.y_train[index])
+        return Batch(self.images(index), y=None if self.y_train is None else self.y_train[index])
+
+    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> Batch:
+        """The real batch from images a data loader delivered (uint8, on the model's device)."""
+        return Batch(to_float(x, self.levels), y=y)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None) -> Batch:
         """n generated samples for a training step (``batch``: the step's real batch), with the
@@ -224,7 +233,12 @@ class GANModel:
 
     # ---- training -------------------------------------------------------------------
     def attach_data(self, data: Dataset) -> None:
-        """Hold the training set (moved to the model's device on assignment)."""
+        """Hold the training set as stored (uint8 images), moved to the model's device on assignment;
+        streamed data (shards) is not held: its batches come through :meth:`loaded_batch`."""
+        self.levels = data.levels
+        if data.streamed:
+            self.x_train = self.y_train = None
+            return
         self.x_train, self.y_train = data.x_train, data.y_train
 
     def attach_run(self, path) -> None:

@@ -210,15 +210,18 @@ class GMGAN(GANModel):
         self.neighbors = None
         if self.E is None:
             return
+        if data.streamed and e.neighbors:
+            raise MixganError(f"the encoder's neighbour pairs need the training set in memory; '{data.name}' is "
+                              "streamed from shards (set encoder.neighbors=0)")
         count = train_count(data)
-        if m.knn == "faiss" or count > m.knn_threshold:
+        if m.knn == "faiss" or count > m.knn_threshold or data.streamed:
             self._attach_at_scale(data, count)
             return
-        feats = self.x_train.flatten(1)
+        feats = self.images().flatten(1)
         if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
             emb = get_embedding("selfsup", self.spec)
             emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
-            selfsup_feats = embed(emb, self.x_train, normalize=False)  # one pass, for k-means and kNN
+            selfsup_feats = embed(emb, self.images(), normalize=False)  # one pass, for k-means and kNN
             if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
                 self.init_encoder(emb.net, selfsup_feats)
             if e.space == "selfsup":
@@ -287,8 +290,12 @@ class GMGAN(GANModel):
         pair = None
         if self.neighbors is not None:
             pick = (index + self.step) % self.neighbors.shape[1]
-            pair = self.x_train[self.neighbors[index, pick].long()]
+            pair = self.images(self.neighbors[index, pick].long())
         return EncoderBatch(b.x, y=b.y, pair=pair)
+
+    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> Batch:
+        b = super().loaded_batch(x, y)
+        return b if self.E is None else EncoderBatch(b.x, y=b.y, pair=None)
 
     def fake(self, n, gen, grad, batch=None) -> Batch:
         if self.E is None:

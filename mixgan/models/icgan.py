@@ -137,6 +137,9 @@ class ICGAN(GANModel):
         """Embed the training set a batch at a time and find each instance's neighbours, into
         memory-mapped files of the cache (reused by any run on the same data and embedding), or
         reuse the run's own files on resume."""
+        if data.streamed:
+            raise MixganError(f"model '{self.name}' needs its training set in memory; '{data.name}' is streamed "
+                              "from shards (train icgan on an in-memory dataset)")
         super().attach_data(data)
         m, k = train_count(data), self.cfg.model.k
         if k >= m:
@@ -176,7 +179,7 @@ class ICGAN(GANModel):
         Only the batch's rows of the neighbour table and the features are read."""
         pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
         j = self.neighbors[index, pick].long()
-        return Batch(self.x_train[j], h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
+        return Batch(self.images(j), h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
         """G(z, h_i) for the batch's instances i (cycled if more samples than instances are asked)."""
@@ -328,7 +331,7 @@ class ICGAN(GANModel):
         gen = torch.Generator(self.device).manual_seed(seed)
         x = self.sample(0, generator=gen, instances=idx, per_instance=per).x.view(rows, per, *self.shape)
         if real:
-            x = torch.cat([self.x_train[idx.to(self.device)].float().cpu().unsqueeze(1), x], 1)
+            x = torch.cat([self.images(idx.to(self.device)).cpu().unsqueeze(1), x], 1)
         return x.flatten(0, 1), rows
 
 

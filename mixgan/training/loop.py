@@ -133,6 +133,7 @@ class LossMonitor:
 
 
 SETTINGS_FIXED_BY_RUN = ("data", "model", "prior")
+FREE_ON_RESUME = {"data.workers"}  # settings of those sections that do not change what is trained
 
 
 def _check_resume(saved: Config | dict, cfg: Config, path: Path) -> None:
@@ -142,7 +143,7 @@ def _check_resume(saved: Config | dict, cfg: Config, path: Path) -> None:
     for section in SETTINGS_FIXED_BY_RUN:
         a, b = saved.get(section) or {}, dataclasses.asdict(getattr(cfg, section))
         for key in a:
-            if key in b and a[key] != b[key]:
+            if key in b and a[key] != b[key] and f"{section}.{key}" not in FREE_ON_RESUME:
                 raise MixganError(f"--resume: {path} was trained with {section}.{key}={a[key]!r}, "
                                   f"not {b[key]!r}; start a new run for other settings")
 
@@ -381,7 +382,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     model.wrap_for_training(lambda module: dist.wrap(module, device))
 
     def next_batch(b: int):
-        batch = model.batch(stream(b))
+        batch = model.loaded_batch(*streamed.get(b)) if data.streamed else model.batch(stream(b))
         if fmt is not None:
             batch.x = batch.x.contiguous(memory_format=fmt)
         return batch

@@ -1,0 +1,322 @@
+"""Image datasets larger than memory: uint8 ``.npy`` shards with a JSON manifest.
+
+Layout of a shard folder (written by :class:`ShardWriter`, ``mixgan data pack``)::
+
+    manifest.json             format, version, shape, levels, classes, per split: count, shards
+    train-00000.npy ...       uint8 N x C x H x W (plain NumPy .npy, no pickle)
+    train-labels.npy          int32 labels of the split, in shard order (when the data has classes)
+    test-00000.npy ...
+
+Each shard's SHA-256 and size are in the manifest. Opening a folder checks every shard's size and
+.npy header (cheap) and its SHA-256 (once per file version: the result is cached by path, size
+and modification time under ``$MIXGAN_CACHE/shards-verified``); ``mixgan data verify`` rehashes
+everything. Images are read with ``os.pread`` at the offset the header gives, so a process holds
+only the images it asked for: its memory does not grow with the number of images.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..errors import MixganError
+from ..io import atomic_write_text, cache_dir
+
+FORMAT = "mixgan-shards"
+VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_SHARD_SIZE = 10_000
+SPLITS = ("train", "test")
+
+
+def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) of a .npy file, read from its header alone."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        if fortran:
+            raise ValueError("Fortran-ordered array")
+        return tuple(shape), dtype, fh.tell()
+
+
+class ShardWriter:
+    """Writes uint8 images (and labels) of each split into shards of ``shard_size`` images;
+    :meth:`close` writes the manifest last, so a folder without one is an unfinished pack."""
+
+    def __init__(self, out: str | Path, shape: tuple[int, int, int], shard_size: int = DEFAULT_SHARD_SIZE,
+                 classes: list[str] | None = None, source: str = ""):
+        if shard_size < 1:
+            raise MixganError(f"--shard-size must be >= 1, got {shard_size}")
+        self.out, self.shape, self.shard_size = Path(out), tuple(int(s) for s in shape), shard_size
+        if (self.out / MANIFEST).exists():
+            raise MixganError(f"{self.out} already holds packed shards; choose another folder")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.classes, self.source = list(classes or []), source
+        self.pending = {s: [] for s in SPLITS}
+        self.pending_count = {s: 0 for s in SPLITS}
+        self.shards = {s: [] for s in SPLITS}
+        self.labels = {s: [] for s in SPLITS}
+
+    def add(self, split: str, x: np.ndarray, y: np.ndarray | None = None) -> None:
+        """Append uint8 images ``x`` (N x C x H x W) and their labels to ``split``."""
+        x = np.asarray(x)
+        if x.dtype != np.uint8 or x.shape[1:] != self.shape:
+            raise MixganError(f"shards hold uint8 images of shape {self.shape}, got {x.dtype} {x.shape[1:]}")
+        if (y is None) != (not self.classes):
+            raise MixganError("labels are needed exactly when the data has classes")
+        if y is not None:
+            self.labels[split].append(np.asarray(y, np.int32))
+        self.pending[split].append(x)
+        self.pending_count[split] += len(x)
+        while self.pending_count[split] >= self.shard_size:
+            self._flush(split, self.shard_size)
+
+    def _flush(self, split: str, n: int) -> None:
+        whole = np.concatenate(self.pending[split]) if len(self.pending[split]) > 1 else self.pending[split][0]
+        part, rest = whole[:n], whole[n:]
+        self.pending[split] = [rest] if len(rest) else []
+        self.pending_count[split] = len(rest)
+        name = f"{split}-{len(self.shards[split]):05d}.npy"
+        self.shards[split].append(self._save(name, np.ascontiguousarray(part)))
+
+    def _save(self, name: str, array: np.ndarray) -> dict:
+        path = self.out / name
+        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, path)
+        return {"file": name, "count": int(len(array)), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+    def close(self) -> dict:
+        """Write the last shards, the labels and the manifest; returns the manifest."""
+        splits = {}
+        for split in SPLITS:
+            if self.pending_count[split]:
+                self._flush(split, self.pending_count[split])
+            count = sum(s["count"] for s in self.shards[split])
+            entry = {"count": count, "shards": self.shards[split]}
+            if self.classes and count:
+                entry["labels"] = self._save(f"{split}-labels.npy", np.concatenate(self.labels[split]))
+            splits[split] = entry
+        if not splits["train"]["count"]:
+            raise MixganError(f"{self.out}: no training images to pack")
+        manifest = {"format": FORMAT, "version": VERSION, "shape": list(self.shape), "dtype": "uint8",
+                    "levels": 255, "classes": self.classes, "source": self.source, "splits": splits}
+        atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1))
+        return manifest
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """A shard folder's manifest, checked for format and version."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MixganError(f"{folder}: no {MANIFEST} (not a folder written by `mixgan data pack`)") from None
+    except (OSError, ValueError) as exc:
+        raise MixganError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise MixganError(f"{path}: not a mixgan shard manifest")
+    version = manifest.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise MixganError(f"{path}: shard format version {version} is newer than this mixgan reads ({VERSION}); "
+                          "upgrade mixgan")
+    try:
+        shape = tuple(int(s) for s in manifest["shape"])
+        assert len(shape) == 3 and shape[0] in (1, 3) and manifest["dtype"] == "uint8"
+        for split in SPLITS:
+            entry = manifest["splits"][split]
+            assert sum(int(s["count"]) for s in entry["shards"]) == int(entry["count"])
+    except (KeyError, TypeError, ValueError, AssertionError):
+        raise MixganError(f"{path}: malformed manifest") from None
+    return manifest
+
+
+def _verified_stamp(path: Path) -> Path:
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    return cache_dir() / "shards-verified" / key
+
+
+def check_shard(folder: Path, entry: dict, shape: tuple[int, ...], dtype, full: bool = False,
+                use_cache: bool = True) -> None:
+    """Refuse a shard whose size, header or (``full``) SHA-256 does not match its manifest entry.
+    A hash that matched once is remembered for that file version unless ``use_cache`` is False."""
+    path = folder / entry["file"]
+    try:
+        size = path.stat().st_size
+        found_shape, found_dtype, offset = _npy_header(path)
+    except FileNotFoundError:
+        raise MixganError(f"{path}: shard missing") from None
+    except (OSError, ValueError) as exc:
+        raise MixganError(f"{path}: not a readable .npy shard ({exc})") from None
+    want = (int(entry["count"]), *shape)
+    if found_shape != want or found_dtype != np.dtype(dtype) or size != offset + int(np.prod(want)) * found_dtype.itemsize \
+            or size != int(entry["bytes"]):
+        raise MixganError(f"{path}: shard does not match the manifest (shape {found_shape}, {size} bytes; "
+                          f"expected {want}, {entry['bytes']} bytes): refused")
+    if not full:
+        return
+    stamp = _verified_stamp(path)
+    if use_cache and stamp.is_file() and stamp.read_text() == entry["sha256"]:
+        return
+    if _sha256(path) != entry["sha256"]:
+        raise MixganError(f"{path}: SHA-256 does not match the manifest (damaged or changed shard): refused")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, entry["sha256"])
+
+
+def verify(folder: str | Path, use_cache: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Check every shard (and label file) of a folder in full; returns the manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    shape = tuple(manifest["shape"])
+    work = [(e, shape, np.uint8) for s in SPLITS for e in manifest["splits"][s]["shards"]]
+    work += [(manifest["splits"][s]["labels"], (), np.int32) for s in SPLITS if "labels" in manifest["splits"][s]]
+    for i, (entry, shp, dtype) in enumerate(work):
+        if shp == ():  # a label file: one int32 per image of its split
+            split = entry["file"].split("-")[0]
+            entry = dict(entry, count=manifest["splits"][split]["count"])
+        check_shard(folder, entry, shp, dtype, full=True, use_cache=use_cache)
+        if progress is not None:
+            progress(i + 1, len(work))
+    return manifest
+
+
+class ShardArray:
+    """A split's images, read on demand: ``len``, ``shape``, ``dtype`` and ``x[index]`` (uint8 tensor).
+
+    Picklable (worker processes reopen the files); ``channels`` converts on reading (1 -> 3 repeats
+    the grey plane, 3 -> 1 takes the luma of ITU-R 601, as PIL's convert("L"))."""
+
+    def __init__(self, folder: Path, entries: list[dict], shape: tuple[int, int, int], channels: int = 0):
+        self.folder, self.entries, self.stored = Path(folder), entries, tuple(shape)
+        self.out_channels = channels or shape[0]
+        counts = [int(e["count"]) for e in entries]
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.item = int(np.prod(shape))
+        self.offsets = [_npy_header(self.folder / e["file"])[2] for e in entries]
+        self._fds, self._pid = {}, None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fds", "_pid")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._fds, self._pid = {}, None
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), self.out_channels, *self.stored[1:])
+
+    dtype = torch.uint8
+    ndim = 4
+
+    def _fd(self, shard: int) -> int:
+        if self._pid != os.getpid():  # a forked worker: its own descriptors
+            self._fds, self._pid = {}, os.getpid()
+        if shard not in self._fds:
+            self._fds[shard] = os.open(self.folder / self.entries[shard]["file"], os.O_RDONLY)
+        return self._fds[shard]
+
+    def read(self, index) -> np.ndarray:
+        """uint8 images ``index`` (any integer sequence) in that order, N x C x H x W."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if len(index) and (index.min() < -n or index.max() >= n):
+            raise IndexError(f"index out of range for {n} images")
+        index = np.where(index < 0, index + n, index)
+        out = np.empty((len(index), *self.stored), np.uint8)
+        flat = out.reshape(len(index), -1)
+        shard = np.searchsorted(self.starts, index, side="right") - 1
+        for row, (i, s) in enumerate(zip(index.tolist(), shard.tolist())):
+            pos = self.offsets[s] + (i - int(self.starts[s])) * self.item
+            got = os.preadv(self._fd(s), [memoryview(flat[row])], pos)
+            if got != self.item:
+                raise MixganError(f"{self.folder / self.entries[s]['file']}: truncated shard")
+        return convert_channels(out, self.out_channels)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, slice):
+            index = range(*index.indices(len(self)))
+        if isinstance(index, torch.Tensor):
+            index = index.cpu().numpy()
+        if np.isscalar(index):
+            return torch.from_numpy(self.read([index])[0])
+        return torch.from_numpy(self.read(index))
+
+    def batches(self, batch_size: int = 1024) -> Iterator[np.ndarray]:
+        """Every image in order, ``batch_size`` at a time."""
+        for a in range(0, len(self), batch_size):
+            yield self.read(np.arange(a, min(a + batch_size, len(self))))
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 N x C x H x W with 1 or 3 channels as ``channels`` channels."""
+    if x.shape[1] == channels:
+        return x
+    if channels == 3:
+        return np.repeat(x, 3, axis=1)
+    x = x.astype(np.uint32)
+    luma = (x[:, 0] * 299 + x[:, 1] * 587 + x[:, 2] * 114 + 500) // 1000
+    return luma[:, None].astype(np.uint8)
+
+
+def shard_dataset(folder: str | Path, seed: int = 0, test_fraction: float = 0.2, resolution: int = 0,
+                  channels: int = 0, verify_hashes: bool = True):
+    """``shards:DIR`` as a Dataset whose ``x_train``/``x_test`` are :class:`ShardArray`s (read on
+    demand); training streams it through :func:`mixgan.data.loader.make_loader`."""
+    from .base import Dataset
+
+    folder = Path(folder).expanduser()
+    manifest = read_manifest(folder)
+    shape = tuple(manifest["shape"])
+    if resolution and resolution != shape[1]:
+        raise MixganError(f"{folder}: shards hold {shape[1]} px images, data.resolution is {resolution}; "
+                          f"pack them again with --resolution {resolution}")
+    for split in SPLITS:
+        for entry in manifest["splits"][split]["shards"]:
+            check_shard(folder, entry, shape, np.uint8, full=verify_hashes)
+    labels = {}
+    for split in SPLITS:
+        entry = manifest["splits"][split].get("labels")
+        if entry is not None:
+            check_shard(folder, dict(entry, count=manifest["splits"][split]["count"]), (), np.int32,
+                        full=verify_hashes)
+            labels[split] = torch.from_numpy(np.load(folder / entry["file"], allow_pickle=False).astype(np.int64))
+    x_tr = ShardArray(folder, manifest["splits"]["train"]["shards"], shape, channels)
+    x_te = ShardArray(folder, manifest["splits"]["test"]["shards"], shape, channels)
+    classes = manifest.get("classes") or []
+    return Dataset(f"shards:{folder}", x_tr, x_te, labels.get("train"), labels.get("test"),
+                   num_classes=len(classes), files=[folder / MANIFEST],
+                   variant=f"{x_tr.shape[1]}x{shape[1]}x{shape[2]}" if channels and channels != shape[0] else "")
