@@ -34,7 +34,7 @@ def test_digits_classifier_is_cached_accurate_and_reused(digits, cli):
     assert cls.accuracy >= 0.95
     again = get_classifier("digits")
     assert again.path == cls.path and torch.equal(again.features(digits.images("test")[:5]), cls.features(digits.images("test")[:5]))
-    assert cls.features(digits.x_test[:7]).shape == (7, 128) and cls.probs(digits.x_test[:7]).shape == (7, 10)
+    assert cls.features(digits.images("test")[:7]).shape == (7, 128) and cls.probs(digits.images("test")[:7]).shape == (7, 10)
     code, out, _ = cli("classifier", "info", "--dataset", "digits")
     assert code == 0 and f"{cls.accuracy:.4f}" in out
 

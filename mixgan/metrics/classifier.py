@@ -64,10 +64,12 @@ def default_epochs(n_train: int) -> int:
 
 def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, seed: int = 0,
               batch_size: int = 128, lr: float = 2e-3, progress: Progress | None = None,
-              desc: str = "classifier", device: torch.device | str = "cpu") -> SmallCNN:
+              desc: str = "classifier", device: torch.device | str = "cpu", levels: int = 255) -> SmallCNN:
     """Train a SmallCNN with Adam and a cosine learning-rate decay; same seed, same weights.
 
-    The net trains on ``device``; ``x``/``y`` may live anywhere (each batch is moved there)."""
+    The net trains on ``device``; ``x``/``y`` may live anywhere (each batch is moved there). ``x``
+    holds floats in [-1, 1], or stored uint8 images with values 0..``levels`` (converted per batch,
+    so shards are never loaded whole)."""
     if len(x) != len(y):
         raise MixganError(f"{len(x)} images but {len(y)} labels")
     if len(x) < 2:
@@ -76,23 +78,25 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
         raise MixganError(f"labels must be in [0, {num_classes - 1}], got {int(y.min())}..{int(y.max())}")
     torch.manual_seed(seed)  # weight init
     device = torch.device(device)
+    from ..data import to_float
+
     net = SmallCNN(tuple(x.shape[1:]), num_classes).to(device, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     total = epochs * steps_per_epoch
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
-    x, y = x.float(), y.long().to(x.device)
+    y = y.long()
     net.train()
     step = 0
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size].to(x.device)
+            idx = perm[i:i + batch_size]
             if len(idx) < 2:
                 continue  # BatchNorm needs 2 samples
-            _, logits = net(x[idx].to(device))
-            loss = F.cross_entropy(logits, y[idx].to(device))
+            _, logits = net(to_float(x[idx.to(x.device) if isinstance(x, torch.Tensor) else idx], levels).to(device))
+            loss = F.cross_entropy(logits, y[idx.to(y.device)].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -104,16 +108,20 @@ def train_cnn(x: torch.Tensor, y: torch.Tensor, num_classes: int, epochs: int, s
 
 
 @torch.no_grad()
-def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000,
+                levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, softmax probabilities) of ``net`` over ``x`` in eval mode, computed on the net's
-    device and returned on the CPU."""
-    if x.dtype == torch.uint8:
+    device and returned on the CPU. ``x`` holds floats in [-1, 1]; stored uint8 images only with
+    their ``levels`` (converted per batch)."""
+    from ..data import to_float
+
+    if x.dtype == torch.uint8 and levels is None:
         raise MixganError("images must be floats in [-1, 1], not stored uint8 (see mixgan.data.to_float)")
     net.eval()
     device = next(net.parameters()).device
     feats, probs = [], []
     for i in range(0, len(x), batch_size):
-        h, logits = net(x[i:i + batch_size].to(device).float())
+        h, logits = net(to_float(x[i:i + batch_size], levels or 255).to(device))
         feats.append(h.cpu())
         probs.append(logits.softmax(1).cpu())
     if not feats:
@@ -122,8 +130,8 @@ def run_batches(net: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> tupl
 
 
 @torch.no_grad()
-def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    _, probs = run_batches(net, x)
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, levels: int | None = None) -> float:
+    _, probs = run_batches(net, x, levels=levels)
     return float((probs.argmax(1) == y.cpu()).double().mean())
 
 
@@ -210,9 +218,9 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
         raise MixganError(f"dataset '{data.name}' has no class labels, so no reference classifier can be "
                           "trained (use --backbone inception --weights FILE)")
     epochs = default_epochs(len(data.x_train))
-    net = train_cnn(data.images("train"), data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
-                    desc=f"classifier {data.name}", device=device)
-    acc = accuracy(net, data.images("test"), data.y_test) if data.y_test is not None and len(data.x_test) else float("nan")
+    net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
+                    desc=f"classifier {data.name}", device=device, levels=data.levels)
+    acc = accuracy(net, data.x_test, data.y_test, levels=data.levels) if data.y_test is not None and len(data.x_test) else float("nan")
     blob = tensors_blob(net.state_dict())
     meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "arch_version": ARCH_VERSION,
             "shape": list(data.shape), "num_classes": data.num_classes, "accuracy": acc, "epochs": epochs,
