@@ -171,7 +171,7 @@ def test_encoder_gmgan_above_the_threshold_finds_pixel_neighbours_in_a_projectio
     model = build_model(cfg, digits_data.spec())
     model.attach_data(digits_data)
     assert model.neighbors.shape == (1438, 5) and model.neighbors.dtype == torch.int32
-    centred = digits_data.x_train.flatten(1) - digits_data.x_train.flatten(1).mean(0)
+    centred = digits_data.images().flatten(1) - digits_data.images().flatten(1).mean(0)
     assert recall_at_k(model.neighbors, knn(centred, 5, backend="torch")[0]) >= 0.7
     b = model.batch(torch.arange(16))
     assert b.pair.shape == b.x.shape

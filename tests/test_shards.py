@@ -91,8 +91,9 @@ def test_ranks_split_every_epoch_so_each_image_is_seen_once(packed):
         order = BatchStream(len(data.x_train), batch, seed=3, rank=rank, world_size=world)
         loader = StreamedBatches(data.x_train, data.y_train, order, 0, workers=0, device=torch.device("cpu"))
         for b in range(5):
-            x, y = loader.get(b)
-            assert torch.equal(y, torch.tensor(image_id(x)) % 3)  # labels travel with their images
+            x, y, index = loader.get(b)
+            assert image_id(x) == index.tolist()
+            assert torch.equal(y, index % 3)  # labels travel with their images
             seen += image_id(x)
         loader.close()
     assert sorted(seen) == list(range(60))
@@ -161,3 +162,28 @@ def test_writer_refuses_images_of_another_shape(tmp_path):
     w = ShardWriter(tmp_path / "w", (1, 8, 8))
     with pytest.raises(MixganError, match="uint8 images of shape"):
         w.add("train", np.zeros((2, 3, 8, 8), np.uint8))
+
+
+def test_gmgan_with_encoder_pairs_trains_from_shards(tmp_path, packed, monkeypatch):
+    """The encoder's neighbour pairs of a streamed batch are read from the shards: the pair of image i
+    is one of i's neighbours in the model's table."""
+    from mixgan.models.gmgan import GMGAN
+
+    _, out = packed
+    seen = []
+    original = GMGAN.loaded_batch
+
+    def spy(self, x, y, index):
+        b = original(self, x, y, index)
+        seen.append((index.clone(), b.pair.clone(), self.neighbors.clone()))
+        return b
+
+    monkeypatch.setattr(GMGAN, "loaded_batch", spy)
+    cfg = small_config(tmp_path, **{"model.name": "gmgan", "data.dataset": f"shards:{out}", "encoder.enabled": True,
+                                    "encoder.neighbors": 2, "model.width": 4, "train.steps": 2,
+                                    "train.batch_size": 8, "data.workers": 0, "prior.components": 3})
+    mixgan.train(cfg)
+    index, pair, neighbors = seen[0]
+    assert pair.shape == (8, 1, 8, 8)
+    ids = image_id(((pair + 1) * 127.5).round().to(torch.uint8))
+    assert all(j in neighbors[i].tolist() for i, j in zip(index.tolist(), ids))

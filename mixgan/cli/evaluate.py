@@ -100,10 +100,8 @@ def run(args) -> int:
     if args.samples:
         if not args.dataset:
             raise MixganError("--samples needs --dataset naming the data the samples imitate")
+        data = load_dataset(args.dataset, args.data_dir)
         x, labels = load_npz(args.samples)
-        shape = getattr(x, "shape", ())  # images: the real data is brought to the samples' size and channels
-        size = dict(resolution=shape[-1], channels=shape[1]) if len(shape) == 4 and shape[-1] == shape[-2] else {}
-        data = load_dataset(args.dataset, args.data_dir, **size)
         source = args.samples
     else:
         from ..api import load

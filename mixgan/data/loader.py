@@ -29,16 +29,16 @@ def default_workers() -> int:
 
 
 class _Batches(torch.utils.data.Dataset):
-    """Item b = (b, uint8 images, labels or None) of batch b."""
+    """Item b = (b, uint8 images, labels or None, indices) of batch b."""
 
     def __init__(self, images, labels: torch.Tensor | None, order: Callable[[int], torch.Tensor]):
         self.images, self.labels, self.order = images, labels, order
 
     def __getitem__(self, b: int):
-        index = self.order(b).cpu().numpy()
-        x = torch.from_numpy(self.images.read(index))
+        index = self.order(b).cpu()
+        x = torch.from_numpy(self.images.read(index.numpy()))
         y = self.labels[index] if self.labels is not None else None
-        return b, x, y
+        return b, x, y, index
 
 
 class _From(Sampler):
@@ -52,8 +52,8 @@ class _From(Sampler):
 
 
 class StreamedBatches:
-    """Batches of a streamed split in order from batch ``start``: ``get(b)`` gives (x uint8, y)
-    on ``device``; b must be the next batch (the position is the training step's)."""
+    """Batches of a streamed split in order from batch ``start``: ``get(b)`` gives (x uint8, y, the
+    images' indices) on ``device``; b must be the next batch (the position is the training step's)."""
 
     def __init__(self, images, labels, order: Callable[[int], torch.Tensor], start: int, workers: int,
                  device: torch.device):
@@ -65,13 +65,14 @@ class StreamedBatches:
         self.workers = workers
         self._it = iter(self.loader)
 
-    def get(self, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def get(self, b: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         if b != self.next:
             raise MixganError(f"streamed batches are read in order: batch {b} asked, {self.next} is next")
-        got, x, y = next(self._it)
+        got, x, y, index = next(self._it)
         self.next += 1
         x = x.to(self.device, non_blocking=True)
-        return x, (y.to(self.device, non_blocking=True) if y is not None else None)
+        return (x, (y.to(self.device, non_blocking=True) if y is not None else None),
+                index.to(self.device, non_blocking=True))
 
     def close(self) -> None:
         """Stop the worker processes."""

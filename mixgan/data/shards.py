@@ -101,7 +101,9 @@ class ShardWriter:
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
         os.replace(tmp, path)
-        return {"file": name, "count": int(len(array)), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+        digest = _sha256(path)
+        _remember_verified(path, digest)
+        return {"file": name, "count": int(len(array)), "bytes": path.stat().st_size, "sha256": digest}
 
     def close(self) -> dict:
         """Write the last shards, the labels and the manifest; returns the manifest."""
@@ -154,6 +156,12 @@ def _verified_stamp(path: Path) -> Path:
     return cache_dir() / "shards-verified" / key
 
 
+def _remember_verified(path: Path, digest: str) -> None:
+    stamp = _verified_stamp(path)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stamp, digest)
+
+
 def check_shard(folder: Path, entry: dict, shape: tuple[int, ...], dtype, full: bool = False,
                 use_cache: bool = True) -> None:
     """Refuse a shard whose size, header or (``full``) SHA-256 does not match its manifest entry.
@@ -178,8 +186,7 @@ def check_shard(folder: Path, entry: dict, shape: tuple[int, ...], dtype, full: 
         return
     if _sha256(path) != entry["sha256"]:
         raise MixganError(f"{path}: SHA-256 does not match the manifest (damaged or changed shard): refused")
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stamp, entry["sha256"])
+    _remember_verified(path, entry["sha256"])
 
 
 def verify(folder: str | Path, use_cache: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:

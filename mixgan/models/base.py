@@ -217,8 +217,9 @@ class GANModel:
         """The real batch for these training-set indices (held data, on the model's device)."""
         return Batch(self.images(index), y=None if self.y_train is None else self.y_train[index])
 
-    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> Batch:
-        """The real batch from images a data loader delivered (uint8, on the model's device)."""
+    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
+        """The real batch from images a data loader delivered (uint8, on the model's device) with their
+        training-set ``index``."""
         return Batch(to_float(x, self.levels), y=y)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None) -> Batch:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
+from ..data import to_float
 from ..embeddings.store import InstanceStore, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
@@ -210,9 +211,7 @@ class GMGAN(GANModel):
         self.neighbors = None
         if self.E is None:
             return
-        if data.streamed and e.neighbors:
-            raise MixganError(f"the encoder's neighbour pairs need the training set in memory; '{data.name}' is "
-                              "streamed from shards (set encoder.neighbors=0)")
+        self.source = data.x_train if data.streamed else None  # shards: pairs are read from them
         count = train_count(data)
         if m.knn == "faiss" or count > m.knn_threshold or data.streamed:
             self._attach_at_scale(data, count)
@@ -293,9 +292,17 @@ class GMGAN(GANModel):
             pair = self.images(self.neighbors[index, pick].long())
         return EncoderBatch(b.x, y=b.y, pair=pair)
 
-    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None) -> Batch:
-        b = super().loaded_batch(x, y)
-        return b if self.E is None else EncoderBatch(b.x, y=b.y, pair=None)
+    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
+        """A streamed batch; the neighbour pairs are read from the shards (the same pick as :meth:`batch`)."""
+        b = super().loaded_batch(x, y, index)
+        if self.E is None:
+            return b
+        pair = None
+        if self.neighbors is not None:
+            pick = (index + self.step) % self.neighbors.shape[1]
+            j = self.neighbors[index.to(self.neighbors.device), pick.to(self.neighbors.device)].long()
+            pair = to_float(self.source[j.cpu()].to(self.device), self.levels)
+        return EncoderBatch(b.x, y=b.y, pair=pair)
 
     def fake(self, n, gen, grad, batch=None) -> Batch:
         if self.E is None:
