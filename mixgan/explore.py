@@ -151,10 +151,13 @@ class Explorer:
         """The real image of an instance (IC-GAN on images), enlarged; None where there is none."""
         from .viz import image_grid
 
-        x = self.model.x_train if self.model.x_train is not None else self.data.x_train
-        if self.kind != "instance" or not self.data.is_image or choice >= len(x):
+        held = self.model.x_train is not None
+        n = len(self.model.x_train if held else self.data.x_train)
+        if self.kind != "instance" or not self.data.is_image or choice >= n:
             return None
-        return _png(image_grid(x[choice:choice + 1].float().cpu(), 1))
+        one = torch.tensor([choice])
+        x = self.model.images(one.to(self.model.device)) if held else self.data.images("train", one)
+        return _png(image_grid(x.cpu(), 1))
 
     def page(self) -> str:
         info = self.info()

@@ -204,7 +204,7 @@ def write_photos(folder, digits_data, count: int = 3):
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        grey = ((digits_data.x_test[i, 0] + 1) * 127.5).round().byte().numpy()
+        grey = ((digits_data.images("test")[i, 0] + 1) * 127.5).round().byte().numpy()
         im = Image.fromarray(grey).resize((16 + 8 * i, 24), Image.Resampling.NEAREST).convert("RGB")
         im.save(folder / (f"p{i}.png" if i % 2 == 0 else f"p{i}.jpg"))
     return folder

@@ -347,11 +347,13 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     _check_compile(cfg, device)
     torch.manual_seed(t.seed)
     # data and model first: a bad file or setting must fail before a run directory is touched
-    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction)
+    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction,
+                        resolution=cfg.data.resolution, channels=cfg.data.channels)
     if len(data.x_train) == 0:
         raise MixganError(f"the training set of {data.name} is empty ({len(data.x_test)} item(s), all held out "
                           "as the test split): give it more data")
-    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size, device)
+    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size,
+                         "cpu" if data.streamed else device)  # streamed: the order the loader's workers read
     model = build_model(cfg, data.spec(), device)
     model.attach_data(data)
     writer_class = _summary_writer_class() if (t.tensorboard and main) else None
@@ -368,6 +370,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         states, record = found
         restore(model, states, record)
         start = record["step"]
+        if record.get("batches_read", start * t.d_steps) != start * t.d_steps:
+            raise MixganError(f"--resume: the checkpoint's data position does not match its step {start}")
     if resume and main:
         best = run.read_best()
         if best is not None and best["step"] > start:
@@ -380,6 +384,10 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         _compile(model.G.net)
         _compile(model.D)
     model.wrap_for_training(lambda module: dist.wrap(module, device))
+    if data.streamed:  # shards: read by DataLoader workers from batch start * d_steps on
+        from ..data.loader import StreamedBatches
+
+        streamed = StreamedBatches(data.x_train, data.y_train, stream, start * t.d_steps, cfg.data.workers, device)
 
     def next_batch(b: int):
         batch = model.loaded_batch(*streamed.get(b)) if data.streamed else model.batch(stream(b))
@@ -468,7 +476,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 if main:
                     save_checkpoint(run.checkpoints, done, model_states(model),
                                     {"model": model.name, "dataset": cfg.data.dataset,
-                                     "data_spec": dataclasses.asdict(model.spec),
+                                     "data_spec": dataclasses.asdict(model.spec), "batches_read": done * t.d_steps,
                                      "config": {k: v for k, v in cfg.to_dict().items() if k != "out"}},
                                     keep=t.keep_checkpoints, protect=(best["step"],) if best else ())
                     if improved:
@@ -483,6 +491,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 break
         dist.sync_buffers(model.modules().values())
     finally:
+        if data.streamed:
+            streamed.close()
         stop.restore()
         if progress and main:
             progress.close()
