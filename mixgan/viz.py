@@ -104,12 +104,17 @@ def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true cla
     save_figure(fig, path)
 
 
-def labelled_rows(x: torch.Tensor, rows: int, labels: list[str], path: str | Path, title: str = "") -> None:
-    """An image grid with a text label at the start of every row (e.g. "G3 -> class 7")."""
+def labelled_rows(x: torch.Tensor, rows: int, labels: list[str], path: str | Path, title: str = "",
+                  divider: int | None = None) -> None:
+    """An image grid with a text label at the start of every row (e.g. "G3 -> class 7"), and a
+    vertical line before column ``divider`` where given (between generated and real images)."""
     plt = _figure()
     grid = image_grid(x, rows, upscale=1)
     fig, ax = plt.subplots(figsize=(8, 0.45 * rows + 1))
     ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, interpolation="nearest")
+    if divider is not None:
+        width = x.shape[-1] + 1  # an image and its padding of 1 (image_grid's default)
+        ax.axvline(divider * width, color="#d62728", linewidth=2)
     h = grid.shape[0] / rows
     ax.set_yticks([h * (r + 0.5) for r in range(rows)])
     ax.set_yticklabels(labels, fontsize=8)

@@ -68,7 +68,7 @@ def run(args) -> int:
         both = torch.cat([x.view(K, 10, *x.shape[1:])[:, :side], torch.stack(real)], 1).flatten(0, 1)
         counts = np.bincount(result.gaussian, minlength=K)
         labels = [f"G{k}: {counts[k]} real" for k in range(K)]
-        labelled_rows(both, K, labels, rd / "cluster-assigned.png",
+        labelled_rows(both, K, labels, rd / "cluster-assigned.png", divider=side,
                       title=f"each Gaussian: {side} generated | {side} real images assigned to it ({method})")
     rows = [("accuracy", result.scores.get("accuracy", float("nan"))), ("nmi", result.scores.get("nmi", float("nan"))),
             ("ari", result.scores.get("ari", float("nan")))]
