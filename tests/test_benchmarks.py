@@ -91,6 +91,7 @@ def test_quality_smoke_logs_each_entrys_fid_and_its_ratio_to_the_script(results)
     assert rows[0]["fid_ratio"] == 1.0
 
 
+@pytest.mark.slow  # five short trainings of three models
 def test_launches_smoke_logs_each_entrys_operations_per_step(results):
     from benchmarks import launches
 
