@@ -224,3 +224,9 @@ def test_a_resumed_run_keeps_its_best_checkpoint_and_schedule(tmp_path):
     best = min(measured, key=lambda r: r["fid"])["step"]
     assert run.dir.read_best()["step"] == best
     assert best in {checkpoint_step(p) for p in list_checkpoints(run.path / "checkpoints")}
+
+
+def test_a_run_shorter_than_eval_every_evaluates_nothing(tmp_path):
+    run = mixgan.train(digits_config(tmp_path, **{"train.steps": 8, "train.eval_every": 10}))
+    assert not any("fid" in l for l in (run.path / "stats.jsonl").read_text().splitlines())
+    assert run.dir.read_best() is None

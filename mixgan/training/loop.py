@@ -397,7 +397,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
 
     board = _TensorBoard(run.path, writer_class) if writer_class else None
     evaluates = t.eval_every > 0 and can_evaluate(data)  # the same on every rank; rank 0 evaluates
-    evaluator = TrainingEval(data, t.eval_samples, device, seed=t.seed) if (evaluates and main) else None
+    evaluator = None  # made at the first evaluation: a run shorter than eval_every never loads the classifier
     best = run.read_best() if main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.amp and device.type == "cuda"
                 else contextlib.nullcontext())
@@ -427,7 +427,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                                        and time.perf_counter() - started - eval_seconds >= t.max_seconds)
             if t.max_seconds > 0 and world_size > 1:
                 last = not dist.all_finite(not last)  # every rank stops at the same step
-            eval_due = evaluates and (done % t.eval_every == 0 or last)
+            eval_due = evaluates and done >= t.eval_every and (done % t.eval_every == 0 or last)
             log_due = done % t.log_every == 0 or last or eval_due
             grid_due = done % t.sample_every == 0 or last
             ckpt_due = done % t.checkpoint_every == 0 or last
@@ -445,6 +445,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             if eval_due:
                 if main:
                     began = time.perf_counter()
+                    evaluator = evaluator or TrainingEval(data, t.eval_samples, device, seed=t.seed)
                     quality = {k: round(v, 6) for k, v in evaluator(model).items()}
                     quality["eval_s"] = round(time.perf_counter() - began, 3)
                     eval_seconds += quality["eval_s"]
