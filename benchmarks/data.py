@@ -14,14 +14,13 @@ background, with noise. Drawn with vectorised NumPy, so a million images take mi
 4. Peak RSS of ``mixgan train --dataset shards:...`` (a short run) at each size, in a fresh process.
 
     python -m benchmarks.data                     # the full measurement (about 13 GB of disk at 1M)
-    python -m benchmarks.data --smoke             # seconds: tiny sizes, nothing logged
+    python -m benchmarks.data --smoke             # seconds: tiny sizes, in-process only (no RSS), nothing logged
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -150,15 +149,17 @@ def peak_rss_mb(cmd: list[str]) -> float:
     return kib / 1024
 
 
-def step_rate(folder: Path, tmp: Path, steps: int, workers: int) -> float:
-    """Images/s the default gmgan's training step consumes on the CPU (its second logged interval;
+def step_rate(folder: Path, tmp: Path, steps: int, extra: dict) -> float:
+    """Images/s the default gmgan's training step consumes on the CPU (the second half of the run;
     the step does not depend on the number of images, so the small folder's shards serve)."""
-    run = tmp / "rate-run"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    subprocess.run(train_command(folder, run, "gmgan", steps, workers, []), check=True, env=env,
-                   capture_output=True)
-    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
-    shutil.rmtree(run)
+    import mixgan
+
+    values = {"model.name": "gmgan", "data.dataset": f"shards:{folder}", "train.steps": steps, "train.device": "cpu",
+              "train.log_every": max(1, steps // 2), "train.sample_every": 100_000, "train.checkpoint_every": 100_000,
+              "train.eval_every": 0, "data.workers": 1, "out": str(tmp / "rate-run"), **extra}
+    run = mixgan.train(mixgan.build_config(values))
+    stats = [json.loads(line) for line in (run.path / "stats.jsonl").read_text().splitlines()]
+    shutil.rmtree(run.path)
     return float(stats[-1]["samples_per_s"])
 
 
@@ -176,12 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, nothing logged (a test)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.sizes, args.folder_n, args.workers, args.batches = "300,600", 40, "0,1", 5
+        args.sizes, args.folder_n, args.workers, args.batches = "300,600", 30, "0,1", 5
         args.rss_steps, args.rate_steps, args.batch_size = 2, 2, 8
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="mixgan-bench-data-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     rows: dict = {}
 
     def say(what: str) -> None:
@@ -195,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         rows["folder_write_s"] = time.perf_counter() - t
         say("packing the folder")
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mixgan", "data", "pack", str(folder), str(work / "photos-64"),
-                        "--resolution", "64", "--quiet"], check=True, env=env, capture_output=True)
+        from mixgan.cli import main as cli
+
+        if cli(["data", "pack", str(folder), str(work / "photos-64"), "--resolution", "64", "--quiet"]) != 0:
+            raise RuntimeError("mixgan data pack failed")
         rows["folder_pack_s"] = time.perf_counter() - t
         shard_dirs = {}
         for n in sizes:
@@ -213,12 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             say(f"loader, {w} workers")
             rows[f"loader_{w}"] = loader_rate(first, w, args.batches, args.batch_size)
         say("gmgan step rate")
-        rows["step_rate"] = step_rate(work / "photos-64", work, args.rate_steps, 1)  # the step's cost is the data's size's
-        rows["rss_folder"] = peak_rss_mb(train_command(work / "photos-64", work / "rss-folder", args.rss_model,
-                                                       args.rss_steps, 1, []))
-        for n, out in shard_dirs.items():
+        rows["step_rate"] = step_rate(work / "photos-64", work, args.rate_steps, {"model.width": 4} if args.smoke else {})
+        for n, out in ([] if args.smoke else [("folder", work / "photos-64"), *shard_dirs.items()]):
             say(f"peak RSS at {n}")
-            rows[f"rss_{n}"] = peak_rss_mb(train_command(out, work / f"rss-{n}", args.rss_model, args.rss_steps, 1, []))
+            rows[f"rss_{n}"] = peak_rss_mb(train_command(out, work / f"rss-{n}", args.rss_model, args.rss_steps, 1,
+                                                         []))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -242,11 +243,12 @@ def report(rows: dict, sizes: list[int], args) -> str:
     for key in sorted(k for k in rows if k.startswith("loader_")):
         lines.append(f"| loader, {key.split('_')[1]} worker(s), {sizes[0]:,} images | {rows[key]:,.0f} img/s |")
     lines.append(f"| default gmgan training step on the CPU consumes | {rows['step_rate']:,.1f} img/s |")
-    lines.append(f"| peak RSS, `mixgan train --model {args.rss_model}`, {args.rss_steps} steps, "
-                 f"{args.folder_n * 4 // 5:,}-image shards (the folder) | {rows['rss_folder']:,.0f} MB |")
-    for n in sizes:
-        lines.append(f"| peak RSS, same run, {n:,}-image shards | {rows[f'rss_{n}']:,.0f} MB |")
-    if len(sizes) > 1:
+    for n in ["folder", *sizes]:
+        if f"rss_{n}" in rows:
+            what = f"{args.folder_n - args.folder_n // 5:,}-image folder shards" if n == "folder" else f"{n:,}-image shards"
+            lines.append(f"| peak RSS, `mixgan train --model {args.rss_model}` {args.rss_steps} steps, 1 worker, "
+                         f"{what} | {rows[f'rss_{n}']:,.0f} MB |")
+    if len(sizes) > 1 and f"rss_{sizes[0]}" in rows:
         a, b = rows[f"rss_{sizes[0]}"], rows[f"rss_{sizes[-1]}"]
         lines.append(f"| RSS change {sizes[0]:,} -> {sizes[-1]:,} images | {100 * (b - a) / a:+.1f} % |")
     return "\n".join(lines)

@@ -53,10 +53,11 @@ def test_pack_keeps_every_image_label_and_split_in_order(packed):
     assert torch.equal(sh.x_train[torch.tensor([59, 3, 26])], mem.x_train[[59, 3, 26]])  # across shards, any order
 
 
+@pytest.mark.slow
 def test_training_from_shards_equals_training_in_memory(tmp_path, packed):
     """The same batches in the same order: the same weights, bit for bit, whatever the workers."""
     src, out = packed
-    base = {"model.name": "gan", "train.steps": 6, "train.batch_size": 16, "model.width": 4,
+    base = {"train.eval_every": 0, "model.name": "gan", "train.steps": 6, "train.batch_size": 16, "model.width": 4,
             "train.checkpoint_every": 3, "train.sample_every": 100}
     streamed = small_config(tmp_path / "sh", **base, **{"data.dataset": f"shards:{out}", "data.workers": 1})
     held = copy.deepcopy(streamed)  # the same settings (npz: and shards: take different presets)
@@ -69,7 +70,7 @@ def test_training_from_shards_equals_training_in_memory(tmp_path, packed):
 
 def test_resumed_shard_run_equals_uninterrupted(tmp_path, packed):
     _, out = packed
-    base = {"model.name": "gan", "train.steps": 20, "train.batch_size": 16, "model.width": 4,
+    base = {"train.eval_every": 0, "model.name": "gan", "train.steps": 20, "train.batch_size": 16, "model.width": 4,
             "data.dataset": f"shards:{out}", "data.workers": 0, "train.sample_every": 100}
     mixgan.train(small_config(tmp_path / "a", **base))
     crashed = small_config(tmp_path / "b", **base)
@@ -179,7 +180,8 @@ def test_gmgan_with_encoder_pairs_trains_from_shards(tmp_path, packed, monkeypat
         return b
 
     monkeypatch.setattr(GMGAN, "loaded_batch", spy)
-    cfg = small_config(tmp_path, **{"model.name": "gmgan", "data.dataset": f"shards:{out}", "encoder.enabled": True,
+    cfg = small_config(tmp_path, **{"train.eval_every": 0, "model.name": "gmgan", "data.dataset": f"shards:{out}",
+                                    "encoder.enabled": True,
                                     "encoder.neighbors": 2, "model.width": 4, "train.steps": 2,
                                     "train.batch_size": 8, "data.workers": 0, "prior.components": 3})
     mixgan.train(cfg)
@@ -187,3 +189,17 @@ def test_gmgan_with_encoder_pairs_trains_from_shards(tmp_path, packed, monkeypat
     assert pair.shape == (8, 1, 8, 8)
     ids = image_id(((pair + 1) * 127.5).round().to(torch.uint8))
     assert all(j in neighbors[i].tolist() for i, j in zip(index.tolist(), ids))
+
+
+def test_class_conditional_models_train_from_shards_with_their_labels(tmp_path, packed):
+    _, out = packed
+    cfg = small_config(tmp_path, **{"train.eval_every": 0, "model.name": "cgan", "data.dataset": f"shards:{out}",
+                                    "model.width": 4,
+                                    "train.steps": 2, "train.batch_size": 8, "data.workers": 0})
+    run = mixgan.load(mixgan.train(cfg).path)
+    s = run.sample(6, label=2, seed=0)
+    assert s.x.shape == (6, 1, 8, 8) and (s.label == 2).all()
+    with pytest.raises(MixganError, match="needs its training set in memory"):
+        mixgan.train(small_config(tmp_path / "ic", **{"train.eval_every": 0, "model.name": "icgan",
+                                                      "data.dataset": f"shards:{out}",
+                                                      "model.embedding": "pixels"}))
