@@ -151,7 +151,7 @@ def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_cluster
 def test_balanced_targets_give_every_cluster_an_equal_share_even_when_one_cluster_holds_all():
     """Sinkhorn targets for a batch that E puts almost entirely in cluster 0: every cluster gets n/K of
     the mass, each item's target is a distribution, and the item E ranks highest for a cluster gets it."""
-    from mixgan.models.gmgan import balanced_targets
+    from mixgan.models.gmgan_encoder import balanced_targets
 
     torch.manual_seed(0)
     logits = torch.randn(60, 4)
@@ -165,7 +165,7 @@ def test_balanced_targets_give_every_cluster_an_equal_share_even_when_one_cluste
 
 
 def test_self_label_loss_uses_only_confident_items():
-    from mixgan.models.gmgan import self_label_loss
+    from mixgan.models.gmgan_encoder import self_label_loss
 
     a = torch.tensor([[9.0, 0.0, 0.0], [0.1, 0.0, 0.0]])  # item 0 confident in cluster 0, item 1 not
     b = torch.tensor([[0.0, 5.0, 0.0], [0.0, 0.0, 5.0]], requires_grad=True)
@@ -190,7 +190,7 @@ def test_encoder_variants_assign_each_gaussians_samples_to_that_gaussian(tmp_pat
 
 
 def test_the_head_in_use_is_the_lowest_loss_one_until_selection_ends():
-    from mixgan.models.gmgan import Encoder
+    from mixgan.models.gmgan_encoder import Encoder
 
     enc = Encoder("mlp", (2,), 16, components=4, latent_dim=3, heads=3)
     x = torch.randn(5, 2)

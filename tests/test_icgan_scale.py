@@ -161,7 +161,7 @@ def test_encoder_gmgan_above_the_threshold_finds_pixel_neighbours_in_a_projectio
     """Above model.knn_threshold the encoder's pixel neighbours come from a memory-mapped table of a
     128-d random projection of the centred pixels, streamed into the cache: knn never sees the
     pixels, and the table agrees with the exact neighbours of the centred pixels (measured 0.81)."""
-    import mixgan.models.gmgan as gmgan_mod
+    import mixgan.models.gmgan_encoder as gmgan_mod
     from conftest import small_config
 
     cfg = small_config(tmp_path, **{"data.dataset": "digits", "model.width": 8, "encoder.enabled": True,

@@ -168,18 +168,18 @@ def test_writer_refuses_images_of_another_shape(tmp_path):
 def test_gmgan_with_encoder_pairs_trains_from_shards(tmp_path, packed, monkeypatch):
     """The encoder's neighbour pairs of a streamed batch are read from the shards: the pair of image i
     is one of i's neighbours in the model's table."""
-    from mixgan.models.gmgan import GMGAN
+    from mixgan.models.gmgan_encoder import GMGANWithEncoder
 
     _, out = packed
     seen = []
-    original = GMGAN.loaded_batch
+    original = GMGANWithEncoder.loaded_batch
 
     def spy(self, x, y, index):
         b = original(self, x, y, index)
         seen.append((index.clone(), b.pair.clone(), self.neighbors.clone()))
         return b
 
-    monkeypatch.setattr(GMGAN, "loaded_batch", spy)
+    monkeypatch.setattr(GMGANWithEncoder, "loaded_batch", spy)
     cfg = small_config(tmp_path, **{"train.eval_every": 0, "model.name": "gmgan", "data.dataset": f"shards:{out}",
                                     "encoder.enabled": True,
                                     "encoder.neighbors": 2, "model.width": 4, "train.steps": 2,

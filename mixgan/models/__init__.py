@@ -7,6 +7,7 @@ from .base import GANModel, Samples
 from .cgan import CGAN
 from .gan import GAN
 from .gmgan import GMGAN
+from .gmgan_encoder import GMGANWithEncoder
 from .gmgan_supervised import SupervisedGMGAN
 from .icgan import ClassICGAN, ICGAN
 
@@ -27,9 +28,16 @@ def get_model_class(name: str) -> type[GANModel]:
     return MODELS[name]
 
 
+def model_class(cfg) -> type[GANModel]:
+    """The class that trains ``cfg``: the registry's, except that ``gmgan`` with ``encoder.enabled``
+    is GM-GAN with its encoder."""
+    cls = get_model_class(cfg.model.name)
+    return GMGANWithEncoder if cls is GMGAN and cfg.encoder.enabled else cls
+
+
 def build_model(cfg, spec, device="cpu") -> GANModel:
     """The model ``cfg.model.name`` for data described by ``spec`` (a DataSpec)."""
-    return get_model_class(cfg.model.name)(cfg, spec, device)
+    return model_class(cfg)(cfg, spec, device)
 
 
-__all__ = ["MODELS", "GANModel", "Samples", "build_model", "get_model_class"]
+__all__ = ["MODELS", "GANModel", "Samples", "build_model", "get_model_class", "model_class"]

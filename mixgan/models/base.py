@@ -273,14 +273,19 @@ class GANModel:
         """``d_steps`` discriminator updates, then one generator update; the losses stay on the device."""
         real, loss_d = self.discriminator_steps(next_batch, gen)
         self.D.requires_grad_(False)
+        logs = self.generator_step(real, gen)
+        self.D.requires_grad_(True)
+        self.update_ema()
+        return {"loss_d": loss_d.detach(), **logs}
+
+    def generator_step(self, real: Batch, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One update of G (D frozen; ``real``: the step's last real batch); returns the losses to log."""
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
         loss_g = self.generator_loss(fake)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
-        self.D.requires_grad_(True)
-        self.update_ema()
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}
+        return {"loss_g": loss_g.detach()}
 
     def discriminator_loss(self, real: Batch, fake: Batch) -> torch.Tensor:
         return losses.d_loss(self.d_logits(real), self.d_logits(fake), self.loss_kind)

@@ -7,380 +7,47 @@ where z comes from. Sampling can pick a component and scale every covariance by 
 predicts which Gaussian k made a generated image, and both D and G minimise its cross-entropy
 on generated images (InfoGAN's mutual-information term with the Gaussian index as the
 categorical code). It asks G to make the Gaussians tell apart, which the plain objective
-never does; docs/gmgan.md measures what it does to clustering.
+never does.
 
-``encoder.enabled = true`` goes further (not in the paper either): an encoder E(x) -> (K logits,
-z-hat) trained with G so that the Gaussians become the clusters and every real image gets its
-Gaussian from E directly. G and E minimise ``encoder.ce`` * CE(E(G(z_k)), k) and
-``encoder_l2`` * |z-hat - eps|^2 (ClusterGAN's terms); E also sees real images: it must give two
-random views of one image (or of an image and one of its ``encoder.neighbors`` nearest) the
-same cluster (``encoder.real``, SCAN's consistency) while keeping all K clusters in use
-(``encoder.entropy`` times the entropy of its mean prediction). On images the neighbours can come
-from the label-free contrastive embedding (``encoder.space``), and E can start from that
-embedding's encoder with heads at its features' k-means clusters (``encoder.init``), as SCAN
-starts from a pretext network: on digits that is what lifts clustering past 0.9.
-With ``encoder.cond_d`` D is conditioned on the Gaussian by projection: k for G(z_k), E's
-cluster for a real image, so Gaussian k must generate what E puts in cluster k.
+Composition: with ``encoder.enabled`` the model ``gmgan`` is
+:class:`~mixgan.models.gmgan_encoder.GMGANWithEncoder` (``models.build_model`` chooses), this model
+with an encoder trained beside G. It extends the hooks this class inherits from
+:class:`~mixgan.models.base.GANModel` (``build_discriminator``, ``batch``, ``fake``, ``d_logits``,
+``generator_step``, ``modules``); nothing here depends on it.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
-from ..data import to_float
-from ..embeddings.store import InstanceStore, train_batches, train_count
-from ..errors import MixganError
 from ..nets import build_discriminator
 from . import losses
-from .base import Batch, GANModel, held
-
-
-@dataclass
-class EncoderBatch(Batch):
-    """A Batch with what the encoder's terms need: the noise ``eps`` of a generated batch, and a
-    second real image (a nearest neighbour) to pair with each real one."""
-
-    eps: torch.Tensor | None = None
-    pair: torch.Tensor | None = None
-
-
-class Encoder(nn.Module):
-    """A discriminator body with H·K + d outputs, read as H cluster heads of K logits and z-hat.
-
-    With several heads (``encoder.heads``, SCAN's remedy for a clustering stuck in a poor optimum)
-    every head is trained on the real-image terms, and the one in use (``head``, a buffer, so it is
-    checkpointed) is the one with the lowest running loss: a label-free choice, frozen after the
-    first ``SELECT_FRACTION`` of training so that the Gaussians keep one set of clusters to follow.
-    """
-
-    SELECT_FRACTION = 0.25
-    LOSS_DECAY = 0.99
-
-    def __init__(self, arch: str, shape, width: int, components: int, latent_dim: int, heads: int = 1,
-                 init: str = "scratch"):
-        super().__init__()
-        self.components, self.heads = components, heads
-        out = components * heads + latent_dim
-        if init == "selfsup":  # the contrastive encoder's body (its weights come in attach_data) + a linear head
-            self.net = nn.Sequential(selfsup.Encoder(shape[0]), nn.Linear(selfsup.FEATURE_DIM, out))
-        else:
-            self.net = build_discriminator(arch, shape, width, out_dim=out)
-        if heads > 1:  # (one head keeps the buffer-free state of runs made before heads existed)
-            self.register_buffer("head_loss", torch.zeros(heads))
-            self.register_buffer("head", torch.zeros(1, dtype=torch.long))
-
-    def forward(self, x: torch.Tensor, all_heads: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K logits of the head in use, or B x H x K logits of every head; z-hat)."""
-        out = self.net(x)
-        k = self.components * self.heads
-        logits, zhat = out[:, :k].unflatten(1, (self.heads, self.components)), out[:, k:]
-        return (logits if all_heads else self.in_use(logits)), zhat
-
-    def in_use(self, logits: torch.Tensor) -> torch.Tensor:
-        """The head in use from B x H x K logits."""
-        return logits[:, 0] if self.heads == 1 else logits.index_select(1, self.head).squeeze(1)
-
-    @torch.no_grad()
-    def track(self, losses: torch.Tensor, selecting: bool) -> None:
-        """Update each head's running loss and, while ``selecting``, use the lowest (on the device: no sync)."""
-        if self.heads == 1:
-            return
-        self.head_loss.mul_(self.LOSS_DECAY).add_((1 - self.LOSS_DECAY) * losses.detach())
-        if selecting:
-            self.head.copy_(self.head_loss.argmin().view(1))
-
-
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A random view of each item: images get the self-supervised embedding's augmentations (affine
-    jitter, brightness/contrast, noise, an erased square), vectors a little Gaussian noise."""
-    if x.ndim == 4:
-        return selfsup.augment(x, gen)
-    return x + 0.05 * x.std(0, keepdim=True) * torch.randn(x.shape, generator=gen, device=x.device)
-
-
-SINKHORN_TEMPERATURE = 0.1  # sharpens the targets: at 1 they stay as flat as E's early predictions,
-# and the swapped prediction settles on uniform predictions for every item (measured on digits)
-
-
-def balanced_targets(logits: torch.Tensor, iters: int = 10, temperature: float = SINKHORN_TEMPERATURE) -> torch.Tensor:
-    """Soft assignments of a batch to K clusters with every cluster given an equal share (Sinkhorn-Knopp,
-    as SwAV and SeLa use): softmax(logits / temperature) rescaled alternately per cluster and per
-    item, in log space so that a cluster no item favours does not underflow to 0 / 0."""
-    k = logits.shape[1]
-    log_q = logits.float() / temperature
-    for _ in range(iters):
-        log_q = log_q - torch.logsumexp(log_q, 0, keepdim=True) - math.log(k)
-        log_q = log_q - torch.logsumexp(log_q, 1, keepdim=True)
-    return log_q.exp()
-
-
-def consistency_terms(logits_a: torch.Tensor, logits_b: torch.Tensor,
-                      balance: str = "entropy") -> tuple[torch.Tensor, torch.Tensor]:
-    """(agreement loss, marginal entropy) of two views' cluster logits. 'entropy': -mean log <p_a, p_b>
-    (SCAN); 'sinkhorn': each view predicts the other's equal-share assignment (SwAV's swapped
-    prediction), so a cluster cannot hold two classes while another class is split. The entropy is
-    that of the mean prediction, largest when every cluster is used equally."""
-    pa, pb = logits_a.softmax(1), logits_b.softmax(1)
-    if balance == "sinkhorn":
-        with torch.no_grad():
-            qa, qb = balanced_targets(logits_a), balanced_targets(logits_b)
-        agree = -0.5 * ((qb * logits_a.log_softmax(1)).sum(1) + (qa * logits_b.log_softmax(1)).sum(1)).mean()
-    else:
-        agree = -torch.log((pa * pb).sum(1).clamp_min(1e-8)).mean()
-    mean = torch.cat([pa, pb]).mean(0)
-    return agree, -(mean * torch.log(mean.clamp_min(1e-8))).sum()
-
-
-def self_label_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, threshold: float) -> torch.Tensor:
-    """SCAN's self-labelling: where view a is confident (max p > threshold), view b must predict its
-    cluster; 0 when no item is confident."""
-    with torch.no_grad():
-        conf, target = logits_a.softmax(1).max(1)
-        keep = (conf > threshold).float()
-    ce = F.cross_entropy(logits_b, target, reduction="none")
-    return (ce * keep).sum() / keep.sum().clamp_min(1.0)
-
-
-KMEANS_MARGIN = 2.0  # logit gap of the k-means head initialisation between an item's two nearest centres
+from .base import GANModel
 
 
 class GMGAN(GANModel):
     name = "gmgan"
     mixture = True
 
-    neighbors = held()  # with encoder.neighbors = k: each training image's k nearest, M x k
-
-    def check(self, spec) -> None:
-        e = self.cfg.encoder
-        if e.enabled and "selfsup" in (e.init, e.space) and spec.kind != "image":
-            raise MixganError(f"encoder.init and encoder.space 'selfsup' need images; dataset "
-                              f"'{spec.name}' holds points (use 'scratch' and 'pixels')")
-
-    def build_networks(self) -> None:
-        super().build_networks()
-        self.E = self.opt_e = None
-        if self.cfg.encoder.enabled:
-            m, t, p = self.cfg.model, self.cfg.train, self.cfg.prior
-            self.E = Encoder(m.arch, self.shape, m.width, p.components, p.latent_dim, self.cfg.encoder.heads,
-                             self.cfg.encoder.init)
-            self.opt_e = torch.optim.Adam(self.E.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
-        self.E_train = self.E
-
-    def wrap_for_training(self, wrap) -> None:
-        super().wrap_for_training(wrap)
-        if self.E is not None:  # E trains beside G, so its gradients are synchronised like G's
-            self.E_train = wrap(self.E)
-
     @property
     def info_weight(self) -> float:
         return self.cfg.model.info_weight
 
-    @property
-    def cond_d(self) -> bool:
-        return self.cfg.encoder.enabled and self.cfg.encoder.cond_d
-
     def build_discriminator(self) -> nn.Module:
+        if not self.info_weight:
+            return super().build_discriminator()
         m = self.cfg.model
-        if self.info_weight or self.cond_d:
-            k = self.cfg.prior.components
-            return build_discriminator(m.arch, self.shape, m.width, cond_dim=k if self.cfg.encoder.enabled else 0,
-                                       aux_classes=0 if self.cfg.encoder.enabled else k, spectral_norm=m.spectral_norm)
-        return super().build_discriminator()
+        return build_discriminator(m.arch, self.shape, m.width, aux_classes=self.cfg.prior.components,
+                                   spectral_norm=m.spectral_norm)
 
-    # ---- the encoder ----------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-        """E's (cluster logits, z-hat) for every item of x, computed on the model's device in eval
-        mode, returned on the CPU."""
-        was_training = self.E.training
-        self.E.eval()
-        try:
-            parts = [self.E(x[i:i + batch_size].to(self.device).float()) for i in range(0, len(x), batch_size)]
-        finally:
-            self.E.train(was_training)
-        return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
-
-    def attach_data(self, data) -> None:
-        super().attach_data(data)
-        e, m = self.cfg.encoder, self.cfg.model
-        self.neighbors = None
-        if self.E is None:
-            return
-        self.source = data.x_train if data.streamed else None  # shards: pairs are read from them
-        count = train_count(data)
-        if m.knn == "faiss" or count > m.knn_threshold or data.streamed:
-            self._attach_at_scale(data, count)
-            return
-        feats = self.images().flatten(1)
-        if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
-            emb = get_embedding("selfsup", self.spec)
-            emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
-            selfsup_feats = embed(emb, self.images(), normalize=False)  # one pass, for k-means and kNN
-            if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
-                self.init_encoder(emb.net, selfsup_feats)
-            if e.space == "selfsup":
-                feats = selfsup_feats
-        if e.neighbors:
-            self.neighbors = knn(feats, e.neighbors)[0]  # (knn compares directions: cosine)
-
-    INIT_SAMPLE = 100_000  # at scale, the k-means initialisation of E's heads sees this many images' features
-
-    def _attach_at_scale(self, data, count: int) -> None:
-        """Above ``model.knn_threshold`` (or with ``model.knn=faiss``): the features are streamed into
-        memory-mapped files of the cache, a batch of images at a time, and the neighbours found
-        there (``space=pixels`` in a 128-d random projection of the pixels, never a normalised copy
-        of the whole pixel set), by the method ``model.knn`` picks; the table stays memory-mapped."""
-        import numpy as np
-
-        e, m = self.cfg.encoder, self.cfg.model
-
-        def features(name: str, normalize: bool = True):
-            emb = get_embedding(name, self.spec)
-            st = InstanceStore.for_data(data, emb, {"normalize": normalize})
-            return emb, st, st.features(emb, lambda: emb.fit(data), lambda: train_batches(data), count, self.device,
-                                        normalize=normalize)
-
-        if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
-            emb, st, feats = features("selfsup", normalize=False)
-            if e.init == "selfsup":
-                rng = np.random.default_rng(self.cfg.train.seed)
-                rows = np.sort(rng.choice(count, min(count, self.INIT_SAMPLE), replace=False))
-                self.init_encoder(emb.net, torch.from_numpy(np.asarray(feats[rows])))
-        if not e.neighbors:
-            return
-        if e.space != "selfsup":
-            emb, st, feats = features("projection")
-        backend = resolve_method(m.knn, count, emb.dim, m.knn_threshold)
-        self.neighbors = torch.from_numpy(st.neighbors(feats, e.neighbors, backend))
-
-    @torch.no_grad()
-    def init_encoder(self, body: nn.Module, feats: torch.Tensor) -> None:
-        """E from the contrastive encoder: the weights of its ``body``, and every cluster head set to
-        the k-means clustering of that body's features of the training images, ``feats`` (restart h
-        of head h, seeded by ``train.seed``), so that clustering starts where k-means on those
-        features ends instead of from a random head, which on digits merged whole digits on some seeds."""
-        from sklearn.cluster import KMeans
-
-        self.E.net[0].load_state_dict(body.state_dict())
-        f = feats.double().cpu().numpy()
-        head, k = self.E.net[1], self.components
-        for h in range(self.E.heads):
-            km = KMeans(k, n_init=10, random_state=self.cfg.train.seed + h).fit(f)
-            centres = torch.as_tensor(km.cluster_centers_)
-            # logits alpha * (c_k . f - |c_k|^2 / 2) rank clusters as the distance to c_k does; alpha
-            # makes the gap between the nearest and the next centre KMEANS_MARGIN on the median item
-            dist = torch.cdist(torch.as_tensor(f), centres).pow(2).sort(1).values
-            alpha = 2 * KMEANS_MARGIN / (dist[:, 1] - dist[:, 0]).median()
-            rows = slice(h * k, (h + 1) * k)
-            head.weight[rows] = (alpha * centres).to(head.weight)
-            head.bias[rows] = (-alpha * centres.pow(2).sum(1) / 2).to(head.bias)
-
-    def batch(self, index: torch.Tensor) -> Batch:
-        """The real batch; with neighbours also ``pair``: for each image one of its k nearest
-        neighbours, chosen by step and index so that a resumed run picks the same."""
-        b = super().batch(index)
-        if self.E is None:
-            return b
-        pair = None
-        if self.neighbors is not None:
-            pick = (index + self.step) % self.neighbors.shape[1]
-            pair = self.images(self.neighbors[index, pick].long())
-        return EncoderBatch(b.x, y=b.y, pair=pair)
-
-    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
-        """A streamed batch; the neighbour pairs are read from the shards (the same pick as :meth:`batch`)."""
-        b = super().loaded_batch(x, y, index)
-        if self.E is None:
-            return b
-        pair = None
-        if self.neighbors is not None:
-            pick = (index + self.step) % self.neighbors.shape[1]
-            j = self.neighbors[index.to(self.neighbors.device), pick.to(self.neighbors.device)].long()
-            pair = to_float(self.source[j.cpu()].to(self.device), self.levels)
-        return EncoderBatch(b.x, y=b.y, pair=pair)
-
-    def fake(self, n, gen, grad, batch=None) -> Batch:
-        if self.E is None:
-            return super().fake(n, gen, grad, batch)
-        eps, k = self.G.prior.draw(n, gen, device=self.device)
-        return EncoderBatch(self.generate(eps, k, grad=grad), k=k, eps=eps)
-
-    def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
-        if not self.cond_d:
-            return super().d_logits(b, train)
-        k = b.k
-        if k is None:  # a real image is shown with E's cluster
-            with torch.no_grad():
-                k = self.E(b.x)[0].argmax(1)
-        cond = F.one_hot(k, self.components).to(b.x.dtype)
-        return (self.D_train if train else self.D)(b.x, cond)
-
-    def discriminator_loss(self, real, fake) -> torch.Tensor:
-        if self.cond_d or not self.info_weight:
+    def discriminator_loss(self, real, fake):
+        if not self.info_weight:
             return super().discriminator_loss(real, fake)
         (adv_r, _), (adv_f, which) = self.D_train(real.x), self.D_train(fake.x)
         return losses.d_loss(adv_r, adv_f, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
 
-    def generator_loss(self, fake) -> torch.Tensor:
+    def generator_loss(self, fake):
         if not self.info_weight:
             return super().generator_loss(fake)
         adv, which = self.D(fake.x)
         return losses.g_loss(adv, self.loss_kind) + self.info_weight * F.cross_entropy(which, fake.k)
-
-    def train_step(self, next_batch, gen) -> dict[str, torch.Tensor]:
-        """Without an encoder the base step; with one, ``d_steps`` D updates, then one joint update
-        of G and E on the adversarial loss plus the encoder terms of the module docstring."""
-        if self.E is None:
-            return super().train_step(next_batch, gen)
-        e = self.cfg.encoder
-        real, loss_d = self.discriminator_steps(next_batch, gen)
-        self.D.requires_grad_(False)
-        fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
-        x, n = real.x, len(fake.x)
-        pair = x if real.pair is None else real.pair
-        heads, zhat = self.E_train(torch.cat([fake.x, augment(x, gen), augment(pair, gen)]), all_heads=True)
-        logits = self.E.in_use(heads)
-        ce = F.cross_entropy(logits[:n], fake.k)
-        l2 = (zhat[:n] - fake.eps).pow(2).mean()
-        real_terms = []
-        for h in range(self.E.heads):
-            la, lb = heads[n:n + len(x), h], heads[n + len(x):, h]
-            agree, entropy = consistency_terms(la, lb, e.balance)
-            term = e.real * agree - e.entropy * entropy
-            if e.selflabel:
-                term = term + 0.5 * (self_label_loss(la, lb, e.selflabel)
-                                     + self_label_loss(lb, la, e.selflabel))
-            real_terms.append((term, agree, entropy))
-        terms = torch.stack([t[0] for t in real_terms])
-        agree, entropy = (torch.stack([t[i] for t in real_terms]).mean() for i in (1, 2))  # logged: mean over heads
-        adv = self.generator_loss(fake)
-        loss = adv + e.ce * ce + e.l2 * l2 + terms.sum()
-        self.opt_g.zero_grad(set_to_none=True)
-        self.opt_e.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.opt_e.step()
-        # after backward, which needs the head index as it was
-        self.E.track(terms, selecting=self.step < Encoder.SELECT_FRACTION * self.cfg.train.steps)
-        self.D.requires_grad_(True)
-        self.update_ema()
-        return {"loss_d": loss_d.detach(), "loss_g": adv.detach(), "enc_ce": ce.detach(), "enc_l2": l2.detach(),
-                "enc_agree": agree.detach(), "enc_entropy": entropy.detach()}
-
-    # ---- state ----------------------------------------------------------------------
-    def modules(self) -> dict[str, nn.Module]:
-        mods = super().modules()
-        if getattr(self, "E", None) is not None:
-            mods["E"] = self.E
-        return mods
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        opts = super().optimizers()
-        if getattr(self, "opt_e", None) is not None:
-            opts["opt_e"] = self.opt_e
-        return opts
