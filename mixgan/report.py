@@ -121,7 +121,7 @@ def svg_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel: 
         y0, y1 = y0 - 0.5 * (abs(y0) or 1), y1 + 0.5 * (abs(y1) or 1)
     if x0 == x1:
         x0, x1 = x0 - 1, x1 + 1
-    left, right, top, bottom = 58, 12, 26, 40
+    left, right, top, bottom = 58, 12, 40, 40
     pw, ph = width - left - right, height - top - bottom
 
     def px(x):
@@ -148,7 +148,8 @@ def svg_chart(series: dict[str, list[tuple[float, float]]], title: str, xlabel: 
                      f'stroke="{color}" stroke-width="1.6"/>')
         if len(points) <= 60:
             parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{color}"/>' for x, y in points]
-        parts.append(f'<text x="{left + 6}" y="{top + 14 + 14 * i}" fill="{color}">{html.escape(readable(name))}</text>')
+        # the legend in a row above the plot, 120 px per entry
+        parts.append(f'<text x="{left + 120 * i}" y="{top - 8}" fill="{color}">&#9632; {html.escape(readable(name))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
