@@ -18,6 +18,14 @@ process allocated, without the pages of memory-mapped files it read or wrote):
    (``InstanceStore.neighbors``), and its recall@k on ``--recall-queries`` random rows whose exact
    lists are found by brute force over all M.
 
+    python -m benchmarks.icgan_scale --train-shards DIR1,DIR2 [--train-steps 30] [--k 50]
+
+4. instead of 1-3: peak RSS of ``mixgan train --model icgan --dataset shards:DIR`` (``--train-steps``
+   steps on the CPU, the ``projection`` embedding, ``model.knn=faiss``) for each shard set made by
+   ``mixgan data pack``: a first run, which embeds the images and builds the table into a fresh
+   cache, then a second, which finds them there and only trains (peak RSS of the largest process,
+   DataLoader workers included).
+
 Appends the table to ``benchmarks/results/icgan_scale.md`` (command, commit, date, machine, load).
 """
 from __future__ import annotations
@@ -216,6 +224,49 @@ def part_full(args) -> dict:
 
 PARTS = {"embed": part_embed, "subset": part_subset, "full": part_full}
 
+PEAK_PROBE = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+              "sys.stderr.write(r.stderr[-3000:]); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def train_rss(args) -> list[dict]:
+    """Peak RSS of a short icgan run from each shard set, with a cold and then a warm cache."""
+    import shutil
+
+    rows = []
+    for folder in args.train_shards.split(","):
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+        work = Path(args.out) / f"train-{Path(folder).name}"
+        shutil.rmtree(work, ignore_errors=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MIXGAN_CACHE": str(work / "cache")}
+        row = {"shards": folder, "instances": int(manifest["splits"]["train"]["count"])}
+        for phase in ("first", "second"):
+            cmd = [sys.executable, "-m", "mixgan", "train", "--model", "icgan", "--dataset", f"shards:{folder}",
+                   "--steps", str(args.train_steps), "--device", "cpu", "--quiet", "--out", str(work / f"run-{phase}"),
+                   "--set", "model.embedding=projection", "--set", f"model.k={args.k}", "--set", "model.knn=faiss",
+                   "--set", f"train.checkpoint_every={args.train_steps}", "--set", f"train.sample_every={args.train_steps}"]
+            t0 = time.perf_counter()
+            res = subprocess.run([sys.executable, "-c", PEAK_PROBE, *cmd], capture_output=True, text=True, env=env)
+            code, kib = res.stdout.split()[-2:]
+            if code != "0":
+                raise SystemExit(f"training from {folder} failed:\n{res.stderr}")
+            row[f"{phase}_s"] = round(time.perf_counter() - t0, 1)
+            row[f"{phase}_rss_mb"] = round(int(kib) / 1024, 1)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def train_table(rows: list[dict], args) -> str:
+    lines = [f"Peak RSS of `mixgan train --model icgan --dataset shards:DIR` for {args.train_steps} steps on the CPU "
+             f"(embedding 'projection', k = {args.k}, model.knn=faiss), {args.threads} threads; the first run embeds "
+             "the images and builds the neighbour table into an empty cache, the second finds them there. The 2-core "
+             "machine was shared with other people's jobs while this ran.", "",
+             "| instances (train split) | first run: wall (s) | first run: peak RSS (MB) | second run: wall (s) | "
+             "second run: peak RSS (MB) |", "|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['instances']:,} | {r['first_s']} | {r['first_rss_mb']} | {r['second_s']} | {r['second_rss_mb']} |")
+    return "\n".join(lines) + "\n"
+
 
 def run_part(name: str, args, argv: list[str]) -> dict:
     if args.in_process:
@@ -263,6 +314,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-log", action="store_true", help="print the table only (no results log entry)")
     p.add_argument("--in-process", action="store_true",
                    help="run the parts in this process (quicker; peak RSS then covers all parts so far)")
+    p.add_argument("--train-shards", default="", help="comma-separated shard folders: measure training's peak RSS instead")
+    p.add_argument("--train-steps", type=int, default=30)
     p.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.subset = min(args.subset, args.size)
@@ -277,6 +330,13 @@ def main(argv=None) -> int:
         print(json.dumps(PARTS[args.part](args)))
         return 0
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.train_shards:
+        text = train_table(train_rss(args), args)
+        print(text)
+        if not args.no_log:
+            log_result("icgan_scale", text, command_line("benchmarks.icgan_scale", argv),
+                       title="training memory from shards")
+        return 0
     rows = {}
     for name in ("embed", "subset", "full"):
         rows[name] = run_part(name, args, argv)
