@@ -263,6 +263,7 @@ def test_api_samples_from_paths_and_arrays_like_from_their_features(trained_icga
 
 
 # ---- the benchmark -------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_scale_benchmark_smoke_run_logs_its_figures(tmp_path, monkeypatch, capsys):
     """benchmarks/icgan_scale.py at a tiny size: its results-log entry holds the recall and the times it measured."""
     pytest.importorskip("faiss")
@@ -295,3 +296,60 @@ def test_synthetic_images_are_the_same_batch_by_batch():
     assert batches[0].shape[1:] == (3, 64, 64)
     assert torch.equal(torch.from_numpy(data.draw(1)[0]), batches[1])
     assert len(np.unique(data.draw(0)[1])) == 10
+
+
+# ---- training from shards ------------------------------------------------------------------------
+@pytest.fixture
+def icgan_shards(tmp_path):
+    from mixgan.data.pack import pack
+    from test_shards import numbered_npz
+
+    src = numbered_npz(tmp_path / "d.npz", n_train=200, n_test=20)
+    pack(f"npz:{src}", tmp_path / "shards", shard_size=64)
+    return tmp_path / "shards"
+
+
+def test_streamed_icgan_batches_show_each_instances_neighbour(tmp_path, icgan_shards):
+    """From shards the loader reads, for each instance i of a batch, one of i's k neighbours (a
+    different pick per slot), and D's condition is i's features."""
+    from mixgan.data.loader import StreamedBatches
+    from mixgan.training.loop import BatchStream
+    from test_shards import image_id
+
+    data = load_dataset(f"shards:{icgan_shards}")
+    cfg = icgan_config(tmp_path, **{"data.dataset": f"shards:{icgan_shards}", "model.k": 4, "train.d_steps": 2})
+    model = build_model(cfg, data.spec())
+    model.attach_data(data)
+    order = BatchStream(200, 50, seed=0)
+    loader = StreamedBatches(data.x_train, data.y_train, model.stream_order(order), 0, 0, torch.device("cpu"))
+    picks = set()
+    for step, b in [(0, 0), (0, 1), (1, 2)]:
+        model.step = step
+        x, y, index = loader.get(b)
+        batch = model.loaded_batch(x, y, index)
+        i = order(b)
+        assert image_id(x) == index.tolist()
+        for ii, j in zip(i.tolist(), index.tolist()):
+            row = model.neighbors[ii].tolist()
+            assert j in row
+            picks.add(row.index(j))
+        assert torch.equal(batch.h, model.features[i])
+    loader.close()
+    assert picks == {0, 1, 2, 3}
+
+
+@pytest.mark.slow
+def test_streamed_icgan_run_resumes_exactly(tmp_path, icgan_shards):
+    """A run from shards (a DataLoader worker reading the neighbours) killed after its step-10
+    checkpoint and resumed ends with the weights of an uninterrupted run."""
+    from test_training import Crash, weights
+
+    base = {"data.dataset": f"shards:{icgan_shards}", "model.k": 4, "train.steps": 20, "train.batch_size": 16,
+            "data.workers": 1, "train.sample_every": 100, "train.checkpoint_every": 10}
+    mixgan.train(icgan_config(tmp_path / "a", **base))
+    crashed = icgan_config(tmp_path / "b", **base)
+    with pytest.raises(KeyboardInterrupt):
+        mixgan.train(crashed, progress=Crash())
+    mixgan.train(crashed, resume=True)
+    a, b = weights(tmp_path / "a" / "run"), weights(tmp_path / "b" / "run")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -217,6 +217,11 @@ class GANModel:
         """The real batch for these training-set indices (held data, on the model's device)."""
         return Batch(self.images(index), y=None if self.y_train is None else self.y_train[index])
 
+    def stream_order(self, order: Callable[[int], torch.Tensor]) -> Callable[[int], torch.Tensor]:
+        """The training-set indices a data loader reads for batch b, given the loop's ``order`` of
+        batch b (IC-GAN reads each instance's neighbour instead)."""
+        return order
+
     def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
         """The real batch from images a data loader delivered (uint8, on the model's device) with their
         training-set ``index``."""

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..data import DataSpec, Dataset
 from ..embeddings import embed, get_embedding, resolve_method
+from ..data import to_float
 from ..embeddings.store import InstanceStore, embedding_key, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
@@ -128,18 +129,17 @@ class ICGAN(GANModel):
 
     def _set_instances(self, features, neighbors, labels) -> None:
         """Hold the tables: on the CPU the memory maps themselves (a step reads its rows only),
-        on a GPU a copy in device memory."""
+        on a GPU a copy in device memory (the memory map of the neighbours stays at hand for the
+        data loader's workers)."""
         self.features = torch.from_numpy(features) if isinstance(features, np.ndarray) else features.float()
-        self.neighbors = torch.from_numpy(neighbors) if isinstance(neighbors, np.ndarray) else neighbors
+        self._neighbors_host = torch.from_numpy(neighbors) if isinstance(neighbors, np.ndarray) else neighbors.cpu()
+        self.neighbors = self._neighbors_host
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
 
     def attach_data(self, data: Dataset) -> None:
         """Embed the training set a batch at a time and find each instance's neighbours, into
         memory-mapped files of the cache (reused by any run on the same data and embedding), or
         reuse the run's own files on resume."""
-        if data.streamed:
-            raise MixganError(f"model '{self.name}' needs its training set in memory; '{data.name}' is streamed "
-                              "from shards (train icgan on an in-memory dataset)")
         super().attach_data(data)
         m, k = train_count(data), self.cfg.model.k
         if k >= m:
@@ -180,6 +180,24 @@ class ICGAN(GANModel):
         pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
         j = self.neighbors[index, pick].long()
         return Batch(self.images(j), h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
+
+    def stream_order(self, order):
+        """Streamed data (shards): the loader reads, for batch b's instances i = ``order(b)``, one
+        random neighbour j of each, picked by a generator seeded by b (:class:`NeighbourOrder`)."""
+        self._order = NeighbourOrder(order, self._neighbors_host, self.cfg.train.seed)
+        self._draw_step, self._draw = -1, 0
+        return self._order
+
+    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
+        """A streamed batch: ``x`` the neighbours' images (``index``: which), conditioned on the
+        features of the instances they were picked for. The batch number is the step's next draw."""
+        if self._draw_step != self.step:
+            self._draw_step, self._draw = self.step, 0
+        b = self.step * self.cfg.train.d_steps + self._draw
+        self._draw += 1
+        i = self._order.instances(b).to(self.features.device)
+        return Batch(to_float(x, self.levels), h=self.features[i].to(self.device),
+                     y=y if self.uses_labels else None)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
         """G(z, h_i) for the batch's instances i (cycled if more samples than instances are asked)."""
@@ -333,6 +351,24 @@ class ICGAN(GANModel):
         if real:
             x = torch.cat([self.images(idx.to(self.device)).cpu().unsqueeze(1), x], 1)
         return x.flatten(0, 1), rows
+
+
+class NeighbourOrder:
+    """Batch b's neighbour indices for a data loader: for each instance i of ``order(b)``, entry
+    ``pick`` of its row of the (memory-mapped) neighbour table, ``pick`` drawn by a generator
+    seeded by (seed, b), so that any worker and a resumed run read the same images."""
+
+    def __init__(self, order, neighbors: torch.Tensor, seed: int):
+        self.order, self.neighbors, self.seed = order, neighbors, seed
+
+    def instances(self, b: int) -> torch.Tensor:
+        return self.order(b).cpu()
+
+    def __call__(self, b: int) -> torch.Tensor:
+        i = self.instances(b)
+        g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + b * 7919 + 0x51ED) % (2 ** 63))
+        pick = torch.randint(self.neighbors.shape[1], (len(i),), generator=g)
+        return self.neighbors[i, pick].long()
 
 
 class ClassICGAN(ICGAN):

@@ -387,7 +387,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     if data.streamed:  # shards: read by DataLoader workers from batch start * d_steps on
         from ..data.loader import StreamedBatches
 
-        streamed = StreamedBatches(data.x_train, data.y_train, stream, start * t.d_steps, cfg.data.workers, device)
+        streamed = StreamedBatches(data.x_train, data.y_train, model.stream_order(stream), start * t.d_steps,
+                                   cfg.data.workers, device)
 
     def next_batch(b: int):
         batch = model.loaded_batch(*streamed.get(b)) if data.streamed else model.batch(stream(b))
