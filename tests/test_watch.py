@@ -75,6 +75,7 @@ def test_quality_during_training_lands_in_stats_on_the_schedule_and_keeps_the_be
     measured = [r for r in records if "fid" in r]
     assert [r["step"] for r in measured] == [10, 20, 30]
     assert all(r["fid"] > 0 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and "kid" in r for r in measured)
+    assert all(0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1 for r in measured)
     best = min(measured, key=lambda r: r["fid"])
     assert run.dir.read_best() == {"step": best["step"], "fid": best["fid"]}
     kept = {checkpoint_step(p) for p in list_checkpoints(run.path / "checkpoints")}
@@ -230,3 +231,21 @@ def test_a_run_shorter_than_eval_every_evaluates_nothing(tmp_path):
     run = mixgan.train(digits_config(tmp_path, **{"train.steps": 8, "train.eval_every": 10}))
     assert not any("fid" in l for l in (run.path / "stats.jsonl").read_text().splitlines())
     assert run.dir.read_best() is None
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("cgan", {}), ("acgan", {}), ("icgan", {"model.embedding": "pixels"}),
+    ("gmgan-supervised", {"prior.components": 10}),
+    ("gmgan", {"encoder.enabled": True, "prior.means": "onehot", "prior.components": 10})])
+def test_d_outputs_are_probabilities_and_change_no_state(tmp_path, model, extra):
+    from mixgan.training.quality import d_outputs
+
+    run = mixgan.train(digits_config(tmp_path, **{"model.name": model, "train.eval_every": 0, "train.steps": 4,
+                                                  "model.width": 8, **extra}))
+    m = run.model
+    m.attach_data(run.data)
+    before = {f"{n}.{k}": v.clone() for n, mod in m.modules().items() for k, v in mod.state_dict().items()}
+    out = d_outputs(m, 50)
+    assert set(out) == {"d_real", "d_fake"} and all(0 < v < 1 for v in out.values())
+    after = {f"{n}.{k}": v for n, mod in m.modules().items() for k, v in mod.state_dict().items()}
+    assert all(torch.equal(before[k], after[k]) for k in before)
