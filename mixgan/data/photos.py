@@ -1,8 +1,8 @@
 """Photos as instances: image files read, resized on their short side and centre-cropped to a
-model's image size, as uint8 N x C x H x W."""
+model's image size (:func:`mixgan.data.folder.fit_image`, the training images' path), as uint8
+N x C x H x W."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -10,24 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import MixganError
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def fit_image(im, height: int, width: int, channels: int) -> np.ndarray:
-    """A PIL image scaled (bicubic) so that it covers height x width, centre-cropped to it, in
-    grey (1 channel) or RGB (3): a C x H x W uint8 array."""
-    from PIL import Image
-
-    im = im.convert("L" if channels == 1 else "RGB")
-    w, h = im.size
-    scale = max(height / h, width / w)
-    size = (max(width, round(w * scale)), max(height, round(h * scale)))
-    if size != (w, h):
-        im = im.resize(size, Image.Resampling.BICUBIC)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    arr = np.asarray(im.crop((left, top, left + width, top + height)), dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+from .folder import IMAGE_EXTS, _errors, _open, fit_array, fit_image
 
 
 def image_paths(items: Iterable[str | Path]) -> list[Path]:
@@ -50,21 +33,18 @@ def image_paths(items: Iterable[str | Path]) -> list[Path]:
 
 
 def read_images(paths: Sequence[str | Path], shape: Sequence[int]) -> torch.Tensor:
-    """The images at ``paths`` fitted to ``shape`` (C, H, W): uint8 N x C x H x W. A file that
-    cannot be read as an image is named in a one-line error."""
-    from PIL import Image, UnidentifiedImageError
-
+    """The images at ``paths`` fitted to ``shape`` (C, H, W with H = W): uint8 N x C x H x W. A
+    file that cannot be read as an image is named in a one-line error."""
     c, h, w = shape
+    if h != w:
+        raise MixganError(f"photos are fitted to square images, not {h} x {w}")
     out = []
     for path in paths:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as im:
-                    im.load()
-                    out.append(fit_image(im, h, w, c))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as exc:
+            with _open(Path(path)) as im:
+                im.load()
+                out.append(fit_image(im, h, c))
+        except _errors() as exc:
             reason = " ".join(str(exc).split())
             raise MixganError(f"{path}: not a readable image ({reason})") from None
     return torch.from_numpy(np.stack(out))
@@ -76,8 +56,6 @@ def as_images(value, shape: Sequence[int]) -> torch.Tensor | None:
 
     Images are a list of paths (files or folders), a uint8 array N x C x H x W of any size
     (fitted like files) or a float array in [-1, 1] of exactly ``shape``."""
-    from PIL import Image
-
     from ..embeddings.store import as_float_images
 
     if isinstance(value, (str, Path)):
@@ -88,8 +66,7 @@ def as_images(value, shape: Sequence[int]) -> torch.Tensor | None:
         return None
     x = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
     if x.dtype == torch.uint8 and len(shape) == 3 and tuple(x.shape[1:]) != tuple(shape):
-        if x.shape[1] not in (1, 3):
+        if x.shape[1] not in (1, 3) or shape[1] != shape[2]:
             raise MixganError(f"instance images must be N x C x H x W with 1 or 3 channels, got shape {tuple(x.shape)}")
-        arrs = [a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0) for a in x.cpu().numpy()]
-        x = torch.from_numpy(np.stack([fit_image(Image.fromarray(a), shape[1], shape[2], shape[0]) for a in arrs]))
+        x = torch.from_numpy(fit_array(x.cpu().numpy(), shape[1], shape[0]))
     return as_float_images(x)
