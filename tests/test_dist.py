@@ -131,6 +131,11 @@ def test_every_model_trains_under_ddp_with_identical_weights(tmp_path):
             for name in MODELS]
     jobs.append(("resumed", {**BASE, "model.name": "gmgan", **EXTRA["gmgan"], "train.steps": 3,
                              "resume_to": 6, "out": str(tmp_path / "resumed")}))
+    from mixgan.data.pack import pack
+
+    pack("digits", tmp_path / "digit-shards", shard_size=500)
+    jobs.append(("shards", {**BASE, "model.name": "gan", "data.dataset": f"shards:{tmp_path / 'digit-shards'}",
+                            "data.workers": 0, "train.eval_every": 0, "out": str(tmp_path / "shards")}))
     jobs.append(("nan", {**BASE, "model.name": "gmgan", "poison": {"rank": 1, "step": 5},
                          "out": str(tmp_path / "nan")}))
     ranks = run_ranks(tmp_path, jobs)
