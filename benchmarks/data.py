@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(rows: dict, sizes: list[int], args) -> str:
-    lines = ["Synthetic RGB set (10 classes), 64 px, batch %d; CPU, no GPU." % args.batch_size, "",
+    lines = ["Synthetic RGB set (10 classes), 64 px, batch %d; CPU, no GPU. Times and rates depend on the "
+             "machine's load (above); peak RSS does not." % args.batch_size, "",
              "| measurement | value |", "|---|---|",
              f"| folder of {args.folder_n} JPEGs (48-160 px), `mixgan data pack --resolution 64` | "
              f"{rows['folder_pack_s']:.1f} s ({args.folder_n / rows['folder_pack_s']:.0f} img/s) |"]
