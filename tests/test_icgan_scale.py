@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mixgan
-from mixgan.data import DataSpec, Dataset, load_dataset
+from mixgan.data import Dataset, load_dataset
 from mixgan.embeddings import embed, get_embedding, knn, recall_at_k, resolve_method
 from mixgan.embeddings import store
 from mixgan.errors import MixganError
