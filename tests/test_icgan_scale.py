@@ -353,3 +353,25 @@ def test_streamed_icgan_run_resumes_exactly(tmp_path, icgan_shards):
     mixgan.train(crashed, resume=True)
     a, b = weights(tmp_path / "a" / "run"), weights(tmp_path / "b" / "run")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_selfsup_encoder_of_a_large_set_trains_on_a_uint8_subset(monkeypatch, tmp_path):
+    """Above FIT_MAX images the contrastive encoder gets a seeded subset as stored (uint8), never
+    the whole set as float."""
+    from mixgan.embeddings import selfsup
+
+    monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(selfsup, "FIT_MAX", 100)
+    seen = []
+    real = selfsup.train_encoder
+
+    def record(x, *args, **kwargs):
+        seen.append((x.dtype, len(x), kwargs["levels"]))
+        return real(x, 2, 16, 8, seed=0, levels=kwargs["levels"])
+
+    monkeypatch.setattr(selfsup, "train_encoder", record)
+    data = uint8_images(300)
+    emb = selfsup.SelfSupEmbedding(data.spec(), steps=2, batch_size=16, width=8)
+    emb.fit(data)
+    assert seen == [(torch.uint8, 100, 255)]
+    assert emb(store.as_float_images(data.x_train[:4])).shape == (4, 128)

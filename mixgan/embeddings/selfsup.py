@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import DataSpec, Dataset
+from ..data import DataSpec, Dataset, to_float
 from ..errors import MixganError
 from .base import Embedding
 
 VERSION = 1
 FEATURE_DIM = 128
+FIT_MAX = 50_000  # larger training sets: the encoder trains on a seeded subset of this many images
 
 
 class Encoder(nn.Module):
@@ -83,8 +84,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
 
 
 def train_encoder(x: torch.Tensor, steps: int = 600, batch_size: int = 256, width: int = 32, lr: float = 2e-3,
-                  seed: int = 0) -> tuple[Encoder, list[float]]:
-    """Train an encoder on images ``x`` (N x C x H x W in [-1, 1]); returns it and the loss per step."""
+                  seed: int = 0, levels: int = 255) -> tuple[Encoder, list[float]]:
+    """Train an encoder on images ``x`` (N x C x H x W in [-1, 1], or uint8 ``0..levels``, converted a
+    batch at a time); returns it and the loss per step."""
     if x.ndim != 4:
         raise MixganError(f"the self-supervised encoder needs images N x C x H x W, got shape {tuple(x.shape)}")
     if len(x) < 2:
@@ -99,7 +101,7 @@ def train_encoder(x: torch.Tensor, steps: int = 600, batch_size: int = 256, widt
     net.train()
     for _ in range(steps):
         idx = torch.randint(len(x), (bs,), generator=gen)
-        batch = x[idx].float()
+        batch = to_float(x[idx], levels) if x.dtype == torch.uint8 else x[idx].float()
         z1 = net.head(net(augment(batch, gen)))
         z2 = net.head(net(augment(batch, gen)))
         loss = nt_xent(z1, z2)
@@ -145,7 +147,13 @@ class SelfSupEmbedding(Embedding):
 
         def make():
             s = self.settings
-            net, losses = train_encoder(data.images(), s["steps"], s["batch_size"], s["width"], seed=s["seed"])
+            n = len(data.x_train)
+            if n > FIT_MAX:  # a seeded subset, held as stored (uint8): the steps draw fewer images than it has
+                rows = torch.randperm(n, generator=torch.Generator().manual_seed(s["seed"]))[:FIT_MAX].sort().values
+                x, levels = data.x_train[rows], data.levels
+            else:
+                x, levels = data.images(), 255
+            net, losses = train_encoder(x, s["steps"], s["batch_size"], s["width"], seed=s["seed"], levels=levels)
             meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "settings": s,
                     "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
             return net, net.state_dict(), meta
