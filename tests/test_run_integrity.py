@@ -2,7 +2,8 @@
 line that leaves nothing behind, SIGINT/SIGTERM checkpoint.
 
 Most tests copy one small ring run (60 steps, checkpoints at 20, 40 and 60) and probe it through
-the CLI in-process; the signal and lock tests start real processes.
+the CLI in-process; the signal and lock tests fork real processes (forked, so torch is not
+imported again).
 """
 import errno
 import hashlib
@@ -27,8 +28,6 @@ from mixgan.training.checkpoint import list_checkpoints, read_checkpoint
 
 from conftest import small_config
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 RING = {"train.steps": 60, "train.checkpoint_every": 20, "train.keep_checkpoints": 3, "train.sample_every": 60,
         "train.log_every": 10}
 
@@ -59,6 +58,16 @@ def one_line(err: str) -> str:
 
 def leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if ".tmp-" in p.name]
+
+
+def _train_in_child(argv: list[str], err: str) -> None:
+    """A forked ``mixgan`` process (no second import of torch); stderr into ``err``."""
+    from mixgan.cli import main
+
+    sys.stderr = open(err, "w")
+    code = main(argv)
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # ---- 1, 9: damage is named, never hidden ------------------------------------------------------
@@ -126,24 +135,35 @@ def test_damaged_newest_checkpoint_is_named_marked_by_info_and_moved_aside_by_re
 
 # ---- 2: one writer ----------------------------------------------------------------------------
 
-HOLD = ("import sys, time; from pathlib import Path; from mixgan.training.rundir import RunLock; "
-        "lock = RunLock(Path(sys.argv[1])); lock.acquire(); "
-        "(Path(sys.argv[1]) / 'checkpoints' / '.step-000080.safetensors.tmp-1').write_bytes(b'half'); "
-        "print('held', flush=True); time.sleep(120)")
+def _hold_lock(run: str, ready) -> None:
+    """A forked writer: holds the run's lock with a checkpoint half-written, until killed."""
+    from mixgan.training.rundir import RunLock
+
+    lock = RunLock(Path(run))
+    lock.acquire()
+    (Path(run) / "checkpoints" / ".step-000080.safetensors.tmp-1").write_bytes(b"half")
+    ready.set()
+    time.sleep(120)
+    os._exit(0)
 
 
 def test_second_writer_is_refused_naming_the_holder_and_a_killed_holder_blocks_nobody(run, cli, tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], env=ENV, stdout=subprocess.PIPE, text=True)
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    ready = fork.Event()
+    holder = fork.Process(target=_hold_lock, args=(str(run), ready))
+    holder.start()
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert ready.wait(60)
         code, _, err = cli("train", "--resume", "--out", run, "--steps", 80, "--quiet")
         assert code == 2 and f"pid {holder.pid}" in one_line(err) and "another mixgan process" in err
         assert (run / "checkpoints" / ".step-000080.safetensors.tmp-1").exists()  # the writer's file survives
         code, _, _ = cli("sample", run, "--n", 5, "--out", tmp_path / "a.npz")  # readers need no lock
         assert code == 0
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join()
     assert (run / ".writer.lock").exists()  # left behind by the kill; the OS released the lock itself
     code, _, err = cli("train", "--resume", "--out", run, "--steps", 80, "--quiet")
     assert code == 0, err
@@ -152,21 +172,12 @@ def test_second_writer_is_refused_naming_the_holder_and_a_killed_holder_blocks_n
     assert steps == sorted(set(steps)) and steps[-1] == 80
 
 
-def _resume_in_child(run: str, err: str) -> None:
-    """A forked ``mixgan train --resume`` (no second import of torch); stderr into ``err``."""
-    from mixgan.cli import main
-
-    sys.stderr = open(err, "w")
-    code = main(["train", "--resume", "--out", run, "--steps", "200", "--quiet"])
-    sys.stderr.flush()
-    os._exit(code)
-
-
 def test_two_resumes_at_once_one_trains_the_other_is_refused(run, tmp_path):
     import multiprocessing
 
     fork = multiprocessing.get_context("fork")
-    procs = [fork.Process(target=_resume_in_child, args=(str(run), str(tmp_path / f"err{i}"))) for i in range(2)]
+    argv = ["train", "--resume", "--out", str(run), "--steps", "200", "--quiet"]
+    procs = [fork.Process(target=_train_in_child, args=(argv, str(tmp_path / f"err{i}"))) for i in range(2)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -429,18 +440,21 @@ def test_sigint_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_o
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.slow  # a real process: most of its time is importing torch
 def test_sigterm_from_a_scheduler_saves_a_checkpoint_and_exits_143(tmp_path):
+    import multiprocessing
+
     out = tmp_path / "run"
     sets = [a for k, v in {**INTERRUPT_RUN, "train.steps": 100_000, "model.width": 16}.items() for a in ("--set", f"{k}={v}")]
-    proc = subprocess.Popen([sys.executable, "-m", "mixgan", "train", "--dataset", "ring", "--device", "cpu",
-                             "--quiet", "--out", str(out), *sets], env=ENV, stderr=subprocess.PIPE, text=True)
+    argv = ["train", "--dataset", "ring", "--device", "cpu", "--quiet", "--out", str(out), *sets]
+    proc = multiprocessing.get_context("fork").Process(target=_train_in_child, args=(argv, str(tmp_path / "err")))
+    proc.start()
     deadline = time.time() + 120
-    while not list_checkpoints(out / "checkpoints") and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    while not list_checkpoints(out / "checkpoints") and time.time() < deadline and proc.is_alive():
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.join(timeout=120)
+    err = (tmp_path / "err").read_text()
+    assert proc.exitcode == 143, err
     line = one_line(err)
     step = int(line.split("interrupted at step ")[1].split(";")[0])
     assert line == f"mixgan: interrupted at step {step}; checkpoint saved, continue with --resume --out {out}"
