@@ -22,7 +22,8 @@ FLAGS = {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.dat
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model", description="Train a model into a run directory.")
     p.add_argument("--model", help=f"one of {', '.join(MODELS)} (default gmgan)")
-    p.add_argument("--dataset", help="ring, grid, digits, fashion-mnist, mnist, cifar10, folder (default digits)")
+    p.add_argument("--dataset", help="ring, grid, digits, fashion-mnist, mnist, cifar10, folder (with --data-dir), npz:PATH, "
+                   "shards:DIR (from `mixgan data pack`) (default digits)")
     p.add_argument("--data-dir", help="folder of the dataset's files")
     p.add_argument("--components", type=int, help="number of Gaussians K")
     p.add_argument("--steps", type=int, help="generator updates")

@@ -137,8 +137,8 @@ def auto_size(sizes: list[tuple[int, int] | None], colour: bool, resolution: int
     size (else :data:`DEFAULT_RESOLUTION`); 3 channels where any image has colour (else 1)."""
     if not resolution:
         found = {s for s in sizes if s is not None}
-        resolution = next(iter(found))[0] if len(found) == 1 and next(iter(found))[0] == next(iter(found))[1] \
-            else DEFAULT_RESOLUTION
+        (w, h), = found if len(found) == 1 else {(0, 1)}
+        resolution = w if w == h else DEFAULT_RESOLUTION
     return resolution, channels or (3 if colour else 1)
 
 
