@@ -295,7 +295,7 @@ def test_a_one_image_folder_is_refused_before_a_run_directory_exists(model, tmp_
     out = tmp_path / "run"
     code, _, err = cli("train", "--dataset", "folder", "--data-dir", tmp_path / "imgs", "--model", model,
                        "--steps", 2, "--out", out, "--quiet")
-    assert code == 2 and "training set of folder is empty" in one_line(err)
+    assert code == 2 and re.search(r"training set of folder is empty|has 1 readable image; need at least 2", one_line(err))
     assert not out.exists()
 
 
