@@ -195,7 +195,7 @@ def _summary(rd: RunDir, cfg, stats: list[dict]) -> dict:
         eval_s += r.get("eval_s", 0.0)
         prev = r["step"]
     steps = last.get("step", 0)
-    total = f"{(train_s + eval_s) / 60:.1f} min" + (f", of which {eval_s:.0f} s evaluating" if eval_s else "")
+    total = f"{(train_s + eval_s) / 60:.1f} min" + (f", of which {eval_s:.1f} s evaluating" if eval_s else "")
     out = {"Model": cfg.model.name, "Dataset": cfg.data.dataset, "Steps trained": f"{steps} of {cfg.train.steps}",
            "Training time": total if train_s else "unknown",
            "Mean throughput": f"{steps / train_s:.1f} steps/s" if train_s else "unknown"}
