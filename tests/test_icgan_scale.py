@@ -263,7 +263,6 @@ def test_api_samples_from_paths_and_arrays_like_from_their_features(trained_icga
 
 
 # ---- the benchmark -------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_scale_benchmark_smoke_run_logs_its_figures(tmp_path, monkeypatch, capsys):
     """benchmarks/icgan_scale.py at a tiny size: its results-log entry holds the recall and the times it measured."""
     pytest.importorskip("faiss")
@@ -338,7 +337,6 @@ def test_streamed_icgan_batches_show_each_instances_neighbour(tmp_path, icgan_sh
     assert picks == {0, 1, 2, 3}
 
 
-@pytest.mark.slow
 def test_streamed_icgan_run_resumes_exactly(tmp_path, icgan_shards):
     """A run from shards (a DataLoader worker reading the neighbours) killed after its step-10
     checkpoint and resumed ends with the weights of an uninterrupted run."""
