@@ -373,3 +373,13 @@ def test_selfsup_encoder_of_a_large_set_trains_on_a_uint8_subset(monkeypatch, tm
     emb.fit(data)
     assert seen == [(torch.uint8, 100, 255)]
     assert emb(store.as_float_images(data.x_train[:4])).shape == (4, 128)
+
+
+def test_exact_rows_by_blocks_equal_the_blocked_torch_search():
+    """The brute force the benchmark's recall and the IVF index's short rows use: the same lists."""
+    from mixgan.embeddings.neighbors import _exact_rows
+
+    x = torch.nn.functional.normalize(clustered(3000, d=16), dim=1)
+    idx, sims = _exact_rows(x.numpy(), x[:50].numpy(), 6, block=700)
+    assert (idx[:, 0] == np.arange(50)).all() and (np.diff(sims, axis=1) <= 0).all()
+    assert np.array_equal(idx[:, 1:], knn(x, 5, backend="torch")[0][:50].numpy())

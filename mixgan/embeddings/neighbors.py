@@ -163,9 +163,10 @@ def _exact_rows(x, q, k: int, block: int = QUERY_BLOCK):
         s = q @ np.asarray(x[a:a + block], np.float32).T
         v = np.concatenate([best_v, s], 1)
         i = np.concatenate([best_i, np.broadcast_to(np.arange(a, a + s.shape[1]), s.shape)], 1)
-        top = np.argsort(-v, 1, kind="stable")[:, :k]
+        top = np.argpartition(-v, k - 1, 1)[:, :k] if v.shape[1] > k else np.argsort(-v, 1)
         best_v, best_i = np.take_along_axis(v, top, 1), np.take_along_axis(i, top, 1)
-    return best_i, best_v
+    order = np.argsort(-best_v, 1, kind="stable")
+    return np.take_along_axis(best_i, order, 1), np.take_along_axis(best_v, order, 1)
 
 
 def recall_at_k(found: torch.Tensor, exact: torch.Tensor) -> float:
