@@ -16,7 +16,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	@run=runs/demo-$$(date +%Y%m%d-%H%M%S) && \
-	$(PY) -m mixgan train --model gmgan --dataset digits --components 10 --out $$run && \
+	$(PY) -m mixgan train --model gmgan --dataset digits --out $$run && \
 	$(PY) -m mixgan evaluate $$run --quiet && \
 	$(PY) -m mixgan cluster $$run --quiet && \
 	$(PY) -m mixgan tradeoff $$run --quiet && \

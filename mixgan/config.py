@@ -73,6 +73,8 @@ class EncoderConfig:
     balance: str = "entropy"  # agreement of two views: entropy (SCAN) | sinkhorn (equal-share targets, SwAV)
     heads: int = 1  # cluster heads trained side by side; the lowest-loss one is used (SCAN)
     selflabel: float = 0.0  # > 0: a view confident above this gives the other view its cluster as a label
+    selfsup_steps: int = 600  # training steps of the contrastive encoder (init or space 'selfsup'); cached per setting
+    selfsup_batch: int = 256  # its batch size
 
 
 @dataclass
@@ -432,6 +434,7 @@ def validate(cfg: Config) -> None:
         (e.space in ("pixels", "selfsup"), f"encoder.space must be 'pixels' or 'selfsup', got '{e.space}'"),
         (e.init in ("scratch", "selfsup"), f"encoder.init must be 'scratch' or 'selfsup', got '{e.init}'"),
         (e.heads >= 1, f"encoder.heads must be >= 1, got {e.heads}"),
+        (min(e.selfsup_steps, e.selfsup_batch) >= 1, "encoder.selfsup_steps and encoder.selfsup_batch must be >= 1"),
         (0 <= e.selflabel < 1, f"encoder.selflabel must be in [0, 1), got {e.selflabel}"),
         (not e.enabled or m.name == "gmgan", f"the encoder is for model 'gmgan', not '{m.name}'"),
         (not (e.enabled and m.info_weight), "encoder.enabled and model.info_weight are alternatives: set one"),

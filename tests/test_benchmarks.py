@@ -265,3 +265,31 @@ def test_every_benchmark_is_a_module_with_a_smoke_test_and_no_private_paths():
             assert {n for n in names if n} <= {"_harness"}, f"{path.name} imports {names}"
         name = path.stem
         assert re.search(rf"benchmarks(\.| import ){name}\b|benchmarks/{path.name}", tests), f"no test runs {path.name}"
+
+
+def test_the_demo_trains_digits_gmgan_with_its_recipe_and_nothing_else():
+    """`make demo`'s training command sets no value of its own: every setting is the default
+    recipe's (or a dataclass default), so the demo shows what `gmgan` on digits trains."""
+    from benchmarks import demo
+    from mixgan.cli import build_parser
+    from mixgan.cli.train import resolve
+
+    commands = demo.demo_commands()
+    assert [c[0] for c in commands] == ["train", "evaluate", "cluster", "tradeoff", "report"]
+    cfg, _ = resolve(build_parser().parse_args(commands[0]))
+    assert cfg.recipe == "digits-gmgan" and cfg.encoder.enabled
+    given = {key: source for key, source in cfg.sources.items()
+             if source not in ("default", "recipe digits-gmgan") and not source.startswith("chosen for")}
+    assert set(given) <= {"model.name", "data.dataset", "out"}, given
+
+
+@pytest.mark.slow  # the demo's five commands, each in its own process
+def test_demo_smoke_logs_each_commands_time_and_the_clustering_beside_kmeans(results):
+    from benchmarks import demo
+
+    ((seed, stages, scores),) = demo.main(["--smoke"])
+    entry = results("demo").split("\n## ")[-1]
+    assert seed == 0 and [s["stage"] for s in stages] == ["train", "evaluate", "cluster", "tradeoff", "report"]
+    assert all(s["cpu_s"] > 0 and s["wall_s"] > 0 for s in stages)
+    assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["kmeans"] <= 1
+    assert f"| {scores['accuracy']:.3f} | {scores['nmi']:.3f} | {scores['kmeans']:.3f} | {scores['fid']:.2f} |" in entry

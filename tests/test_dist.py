@@ -29,7 +29,7 @@ BASE = {"train.device": "cpu", "data.dataset": "digits", "encoder.enabled": Fals
         "train.steps": 6, "train.batch_size": 16, "train.log_every": 3, "train.sample_every": 100,
         "train.checkpoint_every": 3}
 EXTRA = {
-    "gmgan": {"prior.dynamic": True, "prior.covariance": "full", "train.ema": True, "train.d_steps": 2},
+    "gmgan": {"encoder.enabled": False, "prior.dynamic": True, "prior.covariance": "full", "train.ema": True, "train.d_steps": 2},
     "gan": {"model.spectral_norm": True, "model.loss": "hinge"},
     "gmgan-supervised": {"prior.components": 20},
     "icgan": {"model.embedding": "pixels"},

@@ -117,12 +117,12 @@ def _monotone(values, increasing, slack=1):
 
 @pytest.mark.slow
 def test_latent_scale_trades_quality_for_diversity(tmp_path, cli):
-    """Post-training control: as s grows, quality falls and diversity rises (digits)."""
+    """Post-training control: as s grows, quality falls and diversity rises (digits, the paper's model)."""
     import json
 
     import mixgan
 
-    cfg = mixgan.build_config({"model.name": "gmgan", "data.dataset": "digits", "prior.components": 10,
+    cfg = mixgan.build_config({"recipe": "digits-gmgan-paper", "data.dataset": "digits", "prior.components": 10,
                                "train.steps": 1500, "out": str(tmp_path / "run")})
     run = mixgan.train(cfg)
     code, out, err = cli("tradeoff", run.path, "--scales", "0.25,0.5,1,2", "--n", 1000, "--quiet")

@@ -10,9 +10,9 @@ from mixgan.errors import MixganError
 
 from conftest import small_config
 
-# the CE term on and no neighbour pairs: the settings these tests were written with
+# the CE term on, no neighbour pairs, E from scratch: the settings these tests were written with
 ENCODER = {"encoder.enabled": True, "prior.means": "onehot", "prior.sigma": 0.15, "encoder.ce": 10.0,
-           "encoder.neighbors": 0}
+           "encoder.neighbors": 0, "encoder.init": "scratch", "encoder.space": "pixels"}
 
 
 def test_encoder_assigns_each_gaussians_samples_to_that_gaussian(tmp_path):
@@ -55,20 +55,13 @@ def test_report_shows_generated_beside_assigned_images(tmp_path, cli):
     assert code == 0 and "real images assigned to it" in html and "cluster-assigned.png" in html
 
 
-@pytest.fixture
-def quick_selfsup(monkeypatch):
-    """'selfsup' trained for 40 steps (cached like the real one), so that tests can afford it."""
-    from mixgan import embeddings
-    from mixgan.embeddings.selfsup import SelfSupEmbedding
-
-    monkeypatch.setitem(embeddings.EMBEDDINGS, "selfsup", lambda spec: SelfSupEmbedding(spec, steps=40, batch_size=128))
-
-
-SELFSUP = {"encoder.init": "selfsup", "encoder.space": "selfsup", "encoder.neighbors": 3}
+# the contrastive encoder trained for 40 steps (cached like the recipes' one), so that tests can afford it
+SELFSUP = {"encoder.init": "selfsup", "encoder.space": "selfsup", "encoder.neighbors": 3, "encoder.selfsup_steps": 40,
+           "encoder.selfsup_batch": 128}
 
 
 @pytest.mark.parametrize("heads, extra", [(1, {}), (3, {}), (2, SELFSUP)])
-def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads, extra, quick_selfsup):
+def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads, extra):
     from test_training import weights
 
     extra = {**ENCODER, "data.dataset": "digits", "model.width": 8, "prior.components": 10,
@@ -102,6 +95,7 @@ def test_resume_with_encoder_matches_uninterrupted_run(tmp_path, heads, extra, q
     ({"encoder.enabled": True, "encoder.selflabel": 1.0}, "encoder.selflabel must be in"),
     ({"encoder.enabled": True, "encoder.space": "classifier"}, "encoder.space must be"),
     ({"encoder.enabled": True, "encoder.init": "imagenet"}, "encoder.init must be"),
+    ({"encoder.enabled": True, "encoder.selfsup_steps": 0}, "encoder.selfsup_steps and encoder.selfsup_batch must be"),
 ])
 def test_bad_encoder_settings_are_refused(tmp_path, values, message):
     with pytest.raises(MixganError, match=message):
@@ -109,7 +103,7 @@ def test_bad_encoder_settings_are_refused(tmp_path, values, message):
 
 
 def test_selfsup_settings_on_points_are_one_clear_error(tmp_path, cli):
-    cfg = small_config(tmp_path, **ENCODER, **{"encoder.init": "selfsup"})
+    cfg = small_config(tmp_path, **{**ENCODER, "encoder.init": "selfsup"})
     with pytest.raises(MixganError, match="need images"):
         mixgan.train(cfg)
     code, out, err = cli("train", "--dataset", "ring", "--set", "model.encoder=true", "--set",
@@ -117,14 +111,14 @@ def test_selfsup_settings_on_points_are_one_clear_error(tmp_path, cli):
     assert code == 2 and "need images" in err and len(err.strip().splitlines()) == 1
 
 
-def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_clusters(quick_selfsup, tmp_path):
+def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_clusters(tmp_path):
     """encoder.init=selfsup: before any step E's body is the contrastive encoder, and every head puts
     each training image in the cluster of its nearest k-means centre on that body's features
     (restart h for head h), so the heads differ; neighbours are found in the same features."""
     from sklearn.cluster import KMeans
 
     from mixgan.data import load_dataset
-    from mixgan.embeddings import get_embedding
+    from mixgan.embeddings.selfsup import SelfSupEmbedding
     from mixgan.models import build_model
 
     cfg = small_config(tmp_path, **{**ENCODER, **SELFSUP}, **{"data.dataset": "digits", "prior.components": 10,
@@ -132,7 +126,7 @@ def test_selfsup_encoder_starts_from_the_contrastive_body_and_its_kmeans_cluster
     data = load_dataset("digits")
     model = build_model(cfg, data.spec(), "cpu")
     model.attach_data(data)
-    emb = get_embedding("selfsup", data.spec())
+    emb = SelfSupEmbedding(data.spec(), steps=40, batch_size=128)
     emb.fit(data)
     for key, value in emb.net.state_dict().items():
         assert torch.equal(model.E.net[0].state_dict()[key], value), key

@@ -186,6 +186,11 @@ class GMGANWithEncoder(GMGAN):
         return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
     # ---- data: neighbours and the contrastive start ----------------------------------
+    def contrastive_embedding(self) -> selfsup.SelfSupEmbedding:
+        """The label-free contrastive embedding of ``encoder.space``/``encoder.init`` 'selfsup' (unfitted)."""
+        e = self.cfg.encoder
+        return selfsup.SelfSupEmbedding(self.spec, steps=e.selfsup_steps, batch_size=e.selfsup_batch)
+
     def attach_data(self, data) -> None:
         super().attach_data(data)
         e, m = self.cfg.encoder, self.cfg.model
@@ -197,7 +202,7 @@ class GMGANWithEncoder(GMGAN):
             return
         feats = self.images().flatten(1)
         if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
-            emb = get_embedding("selfsup", self.spec)
+            emb = self.contrastive_embedding()
             emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
             selfsup_feats = embed(emb, self.images(), normalize=False)  # one pass, for k-means and kNN
             if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
@@ -218,14 +223,13 @@ class GMGANWithEncoder(GMGAN):
 
         e, m = self.cfg.encoder, self.cfg.model
 
-        def features(name: str, normalize: bool = True):
-            emb = get_embedding(name, self.spec)
+        def features(emb, normalize: bool = True):
             st = InstanceStore.for_data(data, emb, {"normalize": normalize})
             return emb, st, st.features(emb, lambda: emb.fit(data), lambda: train_batches(data), count, self.device,
                                         normalize=normalize)
 
         if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
-            emb, st, feats = features("selfsup", normalize=False)
+            emb, st, feats = features(self.contrastive_embedding(), normalize=False)
             if e.init == "selfsup":
                 rng = np.random.default_rng(self.cfg.train.seed)
                 rows = np.sort(rng.choice(count, min(count, self.INIT_SAMPLE), replace=False))
@@ -233,7 +237,7 @@ class GMGANWithEncoder(GMGAN):
         if not e.neighbors:
             return
         if e.space != "selfsup":
-            emb, st, feats = features("projection")
+            emb, st, feats = features(get_embedding("projection", self.spec))
         backend = resolve_method(m.knn, count, emb.dim, m.knn_threshold)
         self.neighbors = torch.from_numpy(st.neighbors(feats, e.neighbors, backend))
 
