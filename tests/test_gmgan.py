@@ -155,7 +155,7 @@ def test_gaussian_purity_tells_mixed_gaussians_from_missing_classes():
 
         def sample(self, n, component, generator):
             pool = torch.cat([(data.y_test == c).nonzero()[:, 0] for c in self.classes[component]])
-            return SimpleNamespace(x=data.x_test[pool[torch.randint(len(pool), (n,), generator=generator)]])
+            return SimpleNamespace(x=data.images("test")[pool[torch.randint(len(pool), (n,), generator=generator)]])
 
     pure = gaussian_purity(Copier([[0], [1], [1], [7]]), data)
     assert pure["gaussian_class"] == [0, 1, 1, 7] and pure["classes_covered"] == 3 and pure["purity"] > 0.95
