@@ -163,33 +163,42 @@ def step_rate(folder: Path, tmp: Path, steps: int, extra: dict) -> float:
     return float(stats[-1]["samples_per_s"])
 
 
-def real_check(work: Path, steps: int, width: int, n: int, say) -> str:
-    """Fashion-MNIST packed at 64 px (upsampled) trains gan and gmgan from shards; `mixgan evaluate`
-    scores them against the reference classifier trained at 64 px."""
+def real_check(work: Path, steps: int, width: int, n: int, say, colour: bool = False) -> str:
+    """Fashion-MNIST packed at 64 px (upsampled) trains gan and gmgan from shards (``colour``: the
+    synthetic folder's 64 px colour shards train gan and cgan); `mixgan evaluate` scores them
+    against the reference classifier trained at 64 px."""
     from mixgan.cli import main as cli
 
-    shards = work / "fashion-64"
-    if not (shards / "manifest.json").exists():
-        say("packing fashion-mnist at 64 px")
-        if cli(["data", "pack", "fashion-mnist", str(shards), "--resolution", "64", "--quiet"]) != 0:
-            raise RuntimeError("mixgan data pack fashion-mnist failed")
-    lines = [f"Fashion-MNIST packed at 64 px, {steps} steps at model.width={width}, `mixgan evaluate --n {n}` "
+    if colour:
+        shards, models, name = work / "photos-64", ("gan", "cgan"), "the synthetic colour folder"
+        if not (shards / "manifest.json").exists():
+            raise RuntimeError(f"{shards}: run the benchmark with --work {work} first (it packs the folder)")
+    else:
+        shards, models, name = work / "fashion-64", ("gan", "gmgan"), "Fashion-MNIST"
+        if not (shards / "manifest.json").exists():
+            say("packing fashion-mnist at 64 px")
+            if cli(["data", "pack", "fashion-mnist", str(shards), "--resolution", "64", "--quiet"]) != 0:
+                raise RuntimeError("mixgan data pack fashion-mnist failed")
+    lines = [f"{name} packed at 64 px, {steps} steps at model.width={width}, `mixgan evaluate --n {n}` "
              "(reference classifier trained at 64 px):", "",
-             "| model | FID | precision | recall | classifier accuracy |", "|---|---|---|---|---|"]
-    for model in ("gan", "gmgan"):
-        run = work / f"fashion-{model}"
+             "| model | FID | precision | recall | classifier accuracy | conditional accuracy |",
+             "|---|---|---|---|---|---|"]
+    for model in models:
+        run = work / f"{shards.name}-{model}"
         if not (run / "metrics.json").exists():
             shutil.rmtree(run, ignore_errors=True)
-            say(f"training {model} on fashion-mnist shards")
+            say(f"training {model} on {shards.name}")
             argv = ["train", "--model", model, "--dataset", f"shards:{shards}", "--steps", str(steps), "--device", "cpu",
                     "--out", str(run), "--quiet", "--set", f"model.width={width}", "--set", "train.eval_every=0",
                     "--set", "data.workers=1"]
             if cli(argv) != 0 or cli(["evaluate", str(run), "--n", str(n), "--n-real", str(n), "--quiet",
                                       "--device", "cpu"]) != 0:
-                raise RuntimeError(f"{model} on fashion-mnist shards failed")
+                raise RuntimeError(f"{model} on {shards.name} failed")
         m = json.loads((run / "metrics.json").read_text())
+        cond = m.get("conditional_accuracy")
         lines.append(f"| {model} | {m['fid']:.1f} | {m.get('precision', float('nan')):.3f} | "
-                     f"{m.get('recall', float('nan')):.3f} | {m.get('classifier_accuracy', float('nan')):.3f} |")
+                     f"{m.get('recall', float('nan')):.3f} | {m.get('classifier_accuracy', float('nan')):.3f} | "
+                     f"{'-' if cond is None else f'{cond:.3f}'} |")
     return "\n".join(lines)
 
 
@@ -207,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, nothing logged (a test)")
     p.add_argument("--real", action="store_true",
                    help="only the real-data check: Fashion-MNIST at 64 px from shards, gan and gmgan, scored")
+    p.add_argument("--colour", action="store_true",
+                   help="with --real: the synthetic colour folder's shards train gan and cgan instead")
     p.add_argument("--real-steps", type=int, default=300)
     p.add_argument("--real-width", type=int, default=16)
     p.add_argument("--real-n", type=int, default=2000)
@@ -223,10 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
 
     if args.real:
-        body = real_check(work, args.real_steps, args.real_width, args.real_n, say)
+        body = real_check(work, args.real_steps, args.real_width, args.real_n, say, args.colour)
         print(body)
         path = log_result("data", body, command_line("benchmarks.data", argv if argv is not None else None),
-                          title="real data: Fashion-MNIST at 64 px from shards")
+                          title="colour: the synthetic set at 64 px from shards" if args.colour else
+                          "real data: Fashion-MNIST at 64 px from shards")
         print(f"logged: {path}")
         return 0
     try:
