@@ -202,21 +202,21 @@ def bad_image_size(d):
     (d / "imgs").mkdir()
     for i in range(4):
         png(d / "imgs" / f"{i}.png", 16)
-    png(d / "imgs" / "9.png", 20)
-    return ["--dataset", "folder", "--data-dir", d / "imgs"], "image of size 20x20, expected 16x16"
+    return (["--dataset", "folder", "--data-dir", d / "imgs", "--set", "data.resolution=9"],
+            "conv networks need an image side of s0 * 2^n")
 
 
 def bad_empty_folder(d):
     (d / "imgs").mkdir()
     (d / "imgs" / "notes.txt").write_text("no images here")
-    return ["--dataset", "folder", "--data-dir", d / "imgs"], "holds no PNG or JPEG images"
+    return ["--dataset", "folder", "--data-dir", d / "imgs"], "holds no PNG, JPEG or WebP images"
 
 
 def bad_image_bytes(d):
     (d / "imgs").mkdir()
-    png(d / "imgs" / "a.png", 16)
+    (d / "imgs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     (d / "imgs" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
-    return ["--dataset", "folder", "--data-dir", d / "imgs"], "not a readable image"
+    return ["--dataset", "folder", "--data-dir", d / "imgs"], "none of the 2 image files"
 
 
 def bad_toml(d):
@@ -245,9 +245,9 @@ CASES = {
     "IDX counts differ": bad_counts,
     "IDX wrong magic": bad_magic,
     "IDX label out of range": bad_label_value,
-    "wrong image size": bad_image_size,
+    "image side no network fits": bad_image_size,
     "empty folder": bad_empty_folder,
-    "corrupt image": bad_image_bytes,
+    "only corrupt images": bad_image_bytes,
     "bad TOML": bad_toml,
 }
 if not torch.cuda.is_available():  # on a GPU machine this input is valid
