@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 
 def test_synthetic_classes_differ_in_shape_and_colour():
@@ -15,7 +14,6 @@ def test_synthetic_classes_differ_in_shape_and_colour():
     assert np.median(warm[:, 0] - warm[:, 2]) > 100 and np.median(cool[:, 2] - cool[:, 0]) > 100
 
 
-@pytest.mark.slow
 def test_benchmark_smoke_run_reports_its_measurements(capsys):
     from benchmarks.data import main
 
