@@ -64,7 +64,7 @@ class GaussianMixturePrior(Prior):
     Static: everything fixed (buffers). Dynamic: means and per-component scales are
     parameters trained with G through ``z = mu_k + A_k eps``; A_k is diagonal or full
     lower-triangular, its diagonal kept in [MIN_SCALE, MAX_SCALE] by a sigmoid in log-scale (so a small sigma,
-    such as the toy preset's 0.01, still sits where the scale's gradient is alive) and its
+    such as the toy recipes' 0.01, still sits where the scale's gradient is alive) and its
     off-diagonal in (-MAX_SCALE, MAX_SCALE) by a scaled tanh.
     """
 

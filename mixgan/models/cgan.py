@@ -7,7 +7,7 @@ family, far better on images than concatenation (docs/conditional.md). ``model.c
 gives the paper's wiring: the condition joins z at G's input and x at D's (constant extra channels of an image,
 extra inputs of a vector); ``arch=cgan-mlp`` is the paper's MNIST network.
 
-With ``model.mismatch`` (on in the image preset) D also scores every real image paired with a
+With ``model.mismatch`` (on in the image-cgan recipe) D also scores every real image paired with a
 wrong class as a fake, a matching-aware D (Reed et al. 2016), which raises conditional accuracy
 and lowers FID (benchmarks/results/conditional.md). ``model.class_weight`` adds an auxiliary class
 head to D instead.
