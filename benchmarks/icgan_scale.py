@@ -259,8 +259,8 @@ def train_rss(args) -> list[dict]:
 def train_table(rows: list[dict], args) -> str:
     lines = [f"Peak RSS of `mixgan train --model icgan --dataset shards:DIR` for {args.train_steps} steps on the CPU "
              f"(embedding 'projection', k = {args.k}, model.knn=faiss), {args.threads} threads; the first run embeds "
-             "the images and builds the neighbour table into an empty cache, the second finds them there. The 2-core "
-             "machine was shared with other people's jobs while this ran.", "",
+             "the images and builds the neighbour table into an empty cache, the second finds them there. Wall times "
+             "depend on the machine's load (above); peak RSS does not.", "",
              "| instances (train split) | first run: wall (s) | first run: peak RSS (MB) | second run: wall (s) | "
              "second run: peak RSS (MB) |", "|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -285,8 +285,8 @@ def table(rows: dict, args) -> str:
     e, s, f = rows["embed"], rows["subset"], rows["full"]
     return "\n".join([
         f"Synthetic 64 x 64 RGB images (generated a batch at a time, never stored), embedding "
-        f"'{args.embedding}' (d = {e['d']}), k = {args.k}, {args.threads} threads; the 2-core machine was "
-        f"shared with other people's jobs while this ran (load average above).", "",
+        f"'{args.embedding}' (d = {e['d']}), k = {args.k}, {args.threads} threads; wall times depend on "
+        f"the machine's load (above), CPU time and memory do not.", "",
         "| part | instances | wall time (s) | CPU time (s, all threads) | peak RSS (MB) | peak anonymous RSS (MB) | result |",
         "|---|---:|---:|---:|---:|---:|---|",
         f"| embed (fit + embed, streamed into features.npy) | {e['M']:,} | {e['seconds']} | {e['cpu_s']} | {e['peak_rss_mb']} | "
