@@ -304,18 +304,19 @@ class Recipe:
         return lines[min(1, len(lines) - 1)] if lines else ""
 
 
-def choose_recipe(dataset: str, model: str, encoder: bool | None = None) -> str:
+def choose_recipe(dataset: str, model: str, encoder: bool | None = None) -> Recipe:
     """The recipe of a dataset and model: ``{dataset}-{model}`` where one ships (ring, digits), else
     ``{family}-{model}``. Where the user fixes ``encoder.enabled`` to what that recipe does not
     do, its ``-paper`` sibling (no encoder) is chosen, or the encoder recipe it is the sibling of."""
     for stem in (str(dataset), dataset_family(dataset)):
         name = f"{stem}-{model}"
         if (RECIPES_DIR / f"{name}.toml").is_file():
-            if encoder is not None and bool(Recipe.read(name).values.get("encoder.enabled")) != encoder:
+            recipe = Recipe.read(name)
+            if encoder is not None and bool(recipe.values.get("encoder.enabled")) != encoder:
                 sibling = f"{name}-paper" if not encoder else name.removesuffix("-paper")
                 if (RECIPES_DIR / f"{sibling}.toml").is_file():
-                    return sibling
-            return name
+                    return Recipe.read(sibling)
+            return recipe
     raise MixganError(f"unknown model '{model}': no recipe for it on dataset '{dataset}' (mixgan recipes lists them)")
 
 
@@ -343,19 +344,19 @@ def build_config(values: dict[str, Any] | None = None, config_file: str | Path |
 
     cfg = Config()
     for key, value in user.items():  # the keys that pick the recipe
-        if key in ("recipe", "data.dataset", "model.name", "encoder.enabled", "train.device"):
+        if key in ("recipe", "data.dataset", "model.name", "encoder.enabled"):
             set_value(cfg, key, value[0])
     encoder = cfg.encoder.enabled if "encoder.enabled" in user else None
-    name = cfg.recipe if cfg.recipe != "auto" else choose_recipe(cfg.data.dataset, cfg.model.name, encoder)
-    recipe = Recipe.read(name)
+    recipe = (Recipe.read(cfg.recipe) if cfg.recipe != "auto"
+              else choose_recipe(cfg.data.dataset, cfg.model.name, encoder))
 
     cfg = Config()
     sources = {key: "default" for key in flat_dict(cfg)}
     for key, value in recipe.values.items():
         set_value(cfg, key, value)
         sources[canonical_key(key)] = f"recipe {recipe.name}"
-    device_given = user.get("train.device", (recipe.values.get("train.device", cfg.train.device),))[0]
-    if device_type(str(device_given)) == "cuda":
+    device = user["train.device"][0] if "train.device" in user else cfg.train.device
+    if device_type(str(device)) == "cuda":
         for key, value in recipe.cuda.items():
             set_value(cfg, key, value)
             sources[canonical_key(key)] = f"recipe {recipe.name} [cuda]"
@@ -483,6 +484,8 @@ def _read_sources(text: str) -> dict[str, str]:
     return sources
 
 
+PRE_RECIPE = "unknown (written before recipes)"  # the recipe of a version-1 run
+
 # Settings added after version 1, with the value that reproduces the runs made before them.
 V1_ABSENT: dict[str, Any] = {"model.condition": "concat", "model.mismatch": 0.0}
 
@@ -495,7 +498,7 @@ def migrate(flat: dict[str, Any]) -> dict[str, Any]:
         raise MixganError(f"config version {version!r} is newer than this mixgan understands ({CONFIG_VERSION})")
     if version == 1:
         flat = {**V1_ABSENT, **{RENAMED.get(k, k): v for k, v in flat.items()}}
-        flat.setdefault("recipe", "unknown (written before recipes)")
+        flat.setdefault("recipe", PRE_RECIPE)
     return flat
 
 

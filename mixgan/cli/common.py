@@ -40,10 +40,10 @@ def add_device_option(p, default: str | None = "auto") -> None:
 
 def recipe_line(cfg) -> str:
     """One line naming the recipe and every value the device chose."""
-    from ..config import device_type, device_values, recipe_path
+    from ..config import PRE_RECIPE, device_type, device_values, recipe_path
 
     kind = device_type(cfg.train.device)
-    path = recipe_path(cfg.recipe) if not cfg.recipe.startswith("unknown") else cfg.recipe
+    path = recipe_path(cfg.recipe) if cfg.recipe != PRE_RECIPE else cfg.recipe
     chosen = device_values(cfg)
     device = ", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen else "no device-specific values"
     return f"recipe: {cfg.recipe} ({path}); device {kind}: {device}"
