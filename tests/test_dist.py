@@ -118,7 +118,7 @@ def checkpoint_digest(run: Path, module: str) -> str:
 def test_shards_are_disjoint_and_cover_the_data():
     n, world = 103, 3
     streams = [BatchStream(n, 10, seed=0, rank=r, world_size=world) for r in range(world)]
-    epoch = [torch.cat([s(b) for b in range(4)])[:len(s.shard)] for s in streams]  # first pass of each shard
+    epoch = [torch.cat([s(b) for b in range(4)])[:s.size] for s in streams]  # first pass of each shard
     seen = torch.cat(epoch)
     assert len(seen) == n and len(set(seen.tolist())) == n
     assert all(set(e.tolist()).isdisjoint(f.tolist()) for i, e in enumerate(epoch) for f in epoch[i + 1:])

@@ -176,7 +176,7 @@ def test_gmgan_with_encoder_pairs_trains_from_shards(tmp_path, packed, monkeypat
 
     def spy(self, x, y, index):
         b = original(self, x, y, index)
-        seen.append((index.clone(), b.pair.clone(), self.neighbors.clone()))
+        seen.append((index.clone(), b.pair.clone(), self.neighbors[:].clone()))
         return b
 
     monkeypatch.setattr(GMGANWithEncoder, "loaded_batch", spy)

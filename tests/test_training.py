@@ -193,13 +193,13 @@ def test_one_to_moves_every_tensor_the_model_holds(tmp_path, name, extra):
     gen = torch.Generator().manual_seed(0)
     index = iter([torch.arange(32)])
     model.train_step(lambda: model.batch(next(index)), gen)
-    held = dict(model.held.named_buffers(remove_duplicate=False))
+    held = set(dict(model.held.named_buffers(remove_duplicate=False))) | set(model.on_disk)  # on disk: read by rows
     assert {"x_train", "y_train"} <= set(held) and (name != "icgan" or {"features", "neighbors"} <= set(held))
     states = model_states(model)
     assert not any(key in states[m] for m in ("G", "D") for key in held)  # checkpoints unchanged
     model.to("meta")
     assert model.device.type == "meta"
-    assert set(dict(model.held.named_buffers(remove_duplicate=False))) == set(held)
+    assert set(dict(model.held.named_buffers(remove_duplicate=False))) == held and not model.on_disk
     moments = [v for opt in model.optimizers().values() for st in opt.state.values() for k, v in st.items()
                if k != "step"]
     assert moments and all(v.device.type == "meta" for v in moments)

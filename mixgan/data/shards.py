@@ -26,6 +26,7 @@ import torch
 
 from ..errors import MixganError
 from ..io import atomic_write_text, cache_dir
+from .rows import NpyRows, npy_header
 
 FORMAT = "mixgan-shards"
 VERSION = 1
@@ -40,19 +41,6 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, data offset) of a .npy file, read from its header alone."""
-    with open(path, "rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-        if fortran:
-            raise ValueError("Fortran-ordered array")
-        return tuple(shape), dtype, fh.tell()
 
 
 class ShardWriter:
@@ -169,7 +157,7 @@ def check_shard(folder: Path, entry: dict, shape: tuple[int, ...], dtype, full: 
     path = folder / entry["file"]
     try:
         size = path.stat().st_size
-        found_shape, found_dtype, offset = _npy_header(path)
+        found_shape, found_dtype, offset = npy_header(path)
     except FileNotFoundError:
         raise MixganError(f"{path}: shard missing") from None
     except (OSError, ValueError) as exc:
@@ -218,15 +206,7 @@ class ShardArray:
         counts = [int(e["count"]) for e in entries]
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.item = int(np.prod(shape))
-        self.offsets = [_npy_header(self.folder / e["file"])[2] for e in entries]
-        self._fds, self._pid = {}, None
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("_fds", "_pid")}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._fds, self._pid = {}, None
+        self.files = [NpyRows(self.folder / e["file"]) for e in entries]
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -237,13 +217,6 @@ class ShardArray:
 
     dtype = torch.uint8
     ndim = 4
-
-    def _fd(self, shard: int) -> int:
-        if self._pid != os.getpid():  # a forked worker: its own descriptors
-            self._fds, self._pid = {}, os.getpid()
-        if shard not in self._fds:
-            self._fds[shard] = os.open(self.folder / self.entries[shard]["file"], os.O_RDONLY)
-        return self._fds[shard]
 
     def read(self, index) -> np.ndarray:
         """uint8 images ``index`` (any integer sequence) in that order, N x C x H x W."""
@@ -256,10 +229,10 @@ class ShardArray:
         flat = out.reshape(len(index), -1)
         shard = np.searchsorted(self.starts, index, side="right") - 1
         for row, (i, s) in enumerate(zip(index.tolist(), shard.tolist())):
-            pos = self.offsets[s] + (i - int(self.starts[s])) * self.item
-            got = os.preadv(self._fd(s), [memoryview(flat[row])], pos)
-            if got != self.item:
-                raise MixganError(f"{self.folder / self.entries[s]['file']}: truncated shard")
+            try:
+                self.files[s].read_into(flat[row], (i - int(self.starts[s])) * self.item)
+            except OSError:
+                raise MixganError(f"{self.folder / self.entries[s]['file']}: truncated shard") from None
         return convert_channels(out, self.out_channels)
 
     def __getitem__(self, index) -> torch.Tensor:
@@ -277,15 +250,8 @@ class ShardArray:
             yield self.read(np.arange(a, min(a + batch_size, len(self))))
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds = {}
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
+        for f in self.files:
+            f.close()
 
 
 def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:

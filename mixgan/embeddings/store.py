@@ -1,4 +1,4 @@
-"""Instance features and neighbour tables as memory-mapped .npy files, written once.
+"""Instance features and neighbour tables as .npy files, written once.
 
 An :class:`InstanceStore` is a folder for one dataset and one embedding (the cache folder
 ``$MIXGAN_CACHE/instances/<dataset>-<fingerprint>-<embedding key>/``):
@@ -10,8 +10,9 @@ An :class:`InstanceStore` is a folder for one dataset and one embedding (the cac
 
 Every file is written under a temporary name, flushed, fsynced and renamed (:func:`atomic_npy`),
 so a process killed mid-write leaves either no file or the whole one; a leftover temporary file
-is ignored and removed by the next writer. Files are opened as copy-on-write memory maps: a
-training step touches the pages of its batch's rows only. A file lock makes parallel processes
+is ignored and removed by the next writer. The builders here work on copy-on-write memory maps;
+a training model reads a batch's rows with :class:`mixgan.data.rows.NpyRows`, which keeps its
+resident memory independent of the number of rows. A file lock makes parallel processes
 (torchrun ranks) compute each file once.
 """
 from __future__ import annotations

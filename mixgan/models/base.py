@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 
 from ..config import Config
 from ..data import DataSpec, Dataset, to_float
+from ..data.rows import NpyRows
 from ..errors import MixganError
 from ..nets import IMAGE_ARCHS, LatentGenerator, build_discriminator, build_generator, resolve_arch
 from ..nets.augment import attach_augment
@@ -107,7 +108,11 @@ def wrong_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 class held:
     """A model attribute stored as a non-persistent buffer of ``model.held`` (kept out of
-    checkpoints, moved by ``model.to``); assigning a tensor puts it on the model's device."""
+    checkpoints, moved by ``model.to``); assigning a tensor puts it on the model's device.
+
+    A table too large to hold may be assigned as :class:`~mixgan.data.rows.NpyRows` (rows of a
+    file read on demand, indexed like a tensor): a CPU model keeps it so, any other device gets
+    the whole table copied into its memory, where a batch's rows are gathered."""
 
     def __set_name__(self, owner, name: str) -> None:
         self.name = name
@@ -115,11 +120,22 @@ class held:
     def __get__(self, model, owner=None):
         if model is None:
             return self
-        return model.held._buffers.get(self.name)
+        value = model.held._buffers.get(self.name)
+        return value if value is not None else model.on_disk.get(self.name)
 
-    def __set__(self, model, value: torch.Tensor | None) -> None:
-        value = None if value is None else torch.as_tensor(value).to(model.device)
+    def __set__(self, model, value) -> None:
+        model.on_disk.pop(self.name, None)
+        if isinstance(value, NpyRows) and model.device.type == "cpu":
+            model.held.register_buffer(self.name, None, persistent=False)
+            model.on_disk[self.name] = value
+            return
+        value = None if value is None else as_tensor(value).to(model.device)
         model.held.register_buffer(self.name, value, persistent=False)
+
+
+def as_tensor(value) -> torch.Tensor:
+    """A tensor, an array, or the rows of a file (read whole) as a tensor."""
+    return value.all() if isinstance(value, NpyRows) else torch.as_tensor(value)
 
 
 class GANModel:
@@ -138,6 +154,7 @@ class GANModel:
         self.loss_kind = cfg.model.loss
         self.step = 0  # the training step in progress, set by the loop
         self.held = nn.Module()
+        self.on_disk: dict[str, NpyRows] = {}  # held tables read from files on demand (see held)
         self.check(spec)
         self.build_networks()
         self.to(device)
@@ -180,6 +197,9 @@ class GANModel:
         device = torch.device(device)
         for module in (*self.modules().values(), self.held):
             module.to(device)
+        if device.type != "cpu":
+            for name, rows in list(self.on_disk.items()):
+                setattr(self, name, rows.all())
         for opt in self.optimizers().values():
             for state in opt.state.values():
                 for key, value in state.items():

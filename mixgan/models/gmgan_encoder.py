@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import to_float
+from ..data.rows import NpyRows
 from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
 from ..embeddings.store import InstanceStore, train_batches, train_count
 from ..errors import MixganError
@@ -218,7 +219,7 @@ class GMGANWithEncoder(GMGAN):
         """Above ``model.knn_threshold`` (or with ``model.knn=faiss``): the features are streamed into
         memory-mapped files of the cache, a batch of images at a time, and the neighbours found
         there (``space=pixels`` in a 128-d random projection of the pixels, never a normalised copy
-        of the whole pixel set), by the method ``model.knn`` picks; the table stays memory-mapped."""
+        of the whole pixel set), by the method ``model.knn`` picks; a batch reads its rows of the table."""
         import numpy as np
 
         e, m = self.cfg.encoder, self.cfg.model
@@ -239,7 +240,7 @@ class GMGANWithEncoder(GMGAN):
         if e.space != "selfsup":
             emb, st, feats = features(get_embedding("projection", self.spec))
         backend = resolve_method(m.knn, count, emb.dim, m.knn_threshold)
-        self.neighbors = torch.from_numpy(st.neighbors(feats, e.neighbors, backend))
+        self.neighbors = NpyRows.of(st.neighbors(feats, e.neighbors, backend))
 
     @torch.no_grad()
     def init_encoder(self, body: nn.Module, feats: torch.Tensor) -> None:

@@ -10,8 +10,8 @@ projection head. The loss is always the hinge loss, as in the paper (``model.los
 ``icgan-class`` also conditions G and D on the neighbour's class y_j: p(x | h, y).
 
 The features (M x d float32) and neighbour table (M x k int32) are computed a batch at a time
-into memory-mapped .npy files of the cache (``mixgan.embeddings.store``), linked into
-``RUN/instances/`` and reused on resume; the embedding's state travels in every checkpoint, so a
+into .npy files of the cache (``mixgan.embeddings.store``), linked into ``RUN/instances/`` and
+reused on resume; on the CPU a training step reads its batch's rows of them (``NpyRows``); the embedding's state travels in every checkpoint, so a
 loaded run samples stored instances, or embeds unseen ones, without the training set.
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ from ..data import to_float
 from ..embeddings.store import InstanceStore, embedding_key, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
-from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, held
+from ..data.rows import NpyRows
+from .base import Batch, GANModel, SamplePlan, Samples, as_tensor, check_labelled, held
 
 INSTANCES_DIR = "instances"
 INSTANCES_VERSION = 1
@@ -99,9 +100,8 @@ class ICGAN(GANModel):
                 "labels": self.uses_labels or data.y_train is not None}
 
     def open_run(self, path: Path, expect: dict | None = None) -> bool:
-        """Use the instance files of the run at ``path`` (memory-mapped) if they are complete and,
+        """Use the instance files of the run at ``path`` (read on demand) if they are complete and,
         with ``expect``, were made for the same data and settings; False otherwise."""
-        from ..embeddings.store import open_npy
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -117,9 +117,9 @@ class ICGAN(GANModel):
             state = load_file(str(folder / "embedding.safetensors"))
         except (OSError, KeyError, TypeError, ValueError, SafetensorError):
             return False
-        feats = open_npy(folder / "features.npy", (m, d), np.float32)
-        nbrs = open_npy(folder / "neighbors.npy", (m, k), np.int32)
-        labels = open_npy(folder / "labels.npy", (m,), np.int64) if meta.get("labels") else None
+        feats = NpyRows.open(folder / "features.npy", (m, d), np.float32)
+        nbrs = NpyRows.open(folder / "neighbors.npy", (m, k), np.int32)
+        labels = NpyRows.open(folder / "labels.npy", (m,), np.int64) if meta.get("labels") else None
         if feats is None or nbrs is None or (meta.get("labels") and labels is None) or d != self.h_dim:
             return False
         self.embedding.load_state_dict(state)
@@ -128,17 +128,19 @@ class ICGAN(GANModel):
         return True
 
     def _set_instances(self, features, neighbors, labels) -> None:
-        """Hold the tables: on the CPU the memory maps themselves (a step reads its rows only),
-        on a GPU a copy in device memory (the memory map of the neighbours stays at hand for the
-        data loader's workers)."""
-        self.features = torch.from_numpy(features) if isinstance(features, np.ndarray) else features.float()
-        self._neighbors_host = torch.from_numpy(neighbors) if isinstance(neighbors, np.ndarray) else neighbors.cpu()
+        """Hold the tables: on the CPU the files' rows, read a batch at a time (:class:`NpyRows`),
+        on a GPU a copy in device memory (the neighbours' rows stay at hand for the data loader's
+        workers)."""
+        self.features = NpyRows.of(features)
+        self._neighbors_host = NpyRows.of(neighbors)
+        if not isinstance(self._neighbors_host, NpyRows):
+            self._neighbors_host = torch.as_tensor(self._neighbors_host).cpu()
         self.neighbors = self._neighbors_host
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
+        self.labels = None if labels is None else as_tensor(labels).long()
 
     def attach_data(self, data: Dataset) -> None:
         """Embed the training set a batch at a time and find each instance's neighbours, into
-        memory-mapped files of the cache (reused by any run on the same data and embedding), or
+        .npy files of the cache (reused by any run on the same data and embedding), or
         reuse the run's own files on resume."""
         super().attach_data(data)
         m, k = train_count(data), self.cfg.model.k
@@ -239,11 +241,11 @@ class ICGAN(GANModel):
     def representatives(self, count: int, seed: int = 0) -> torch.Tensor:
         """Indices of ``count`` stored instances that represent them all: the member of each k-means
         cluster (on the features) nearest its centre. Above ``model.knn_threshold`` instances,
-        mini-batch k-means over the memory-mapped features (a cluster left empty gives none, so
+        mini-batch k-means over the stored features, read a batch at a time (a cluster left empty gives none, so
         a few fewer may come back)."""
         from sklearn.cluster import KMeans
 
-        from ..embeddings.store import streamed_representatives
+        from ..embeddings.store import rows_of, streamed_representatives
 
         m = self.instances
         if count < 1:
@@ -252,7 +254,7 @@ class ICGAN(GANModel):
             return torch.arange(m)
         if m > self.cfg.model.knn_threshold:
             return torch.from_numpy(streamed_representatives(self.features, count, seed)).long()
-        h = self.features.cpu().double().numpy()
+        h = rows_of(self.features, slice(None)).astype(np.float64)
         km = KMeans(n_clusters=count, n_init=1, max_iter=50, random_state=seed).fit(h)
         dist = ((h - km.cluster_centers_[km.labels_]) ** 2).sum(1)
         order = np.lexsort((dist, km.labels_))
@@ -355,7 +357,7 @@ class ICGAN(GANModel):
 
 class NeighbourOrder:
     """Batch b's neighbour indices for a data loader: for each instance i of ``order(b)``, entry
-    ``pick`` of its row of the (memory-mapped) neighbour table, ``pick`` drawn by a generator
+    ``pick`` of its row of the neighbour table (read from its file on the CPU), ``pick`` drawn by a generator
     seeded by (seed, b), so that any worker and a resumed run read the same images."""
 
     def __init__(self, order, neighbors: torch.Tensor, seed: int):

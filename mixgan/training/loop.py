@@ -63,23 +63,26 @@ class BatchStream:
 
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
                  device: torch.device | str = "cpu"):
-        self.shard = torch.arange(rank, n, world_size)
-        if len(self.shard) == 0:
+        self.size = len(range(rank, n, world_size))  # this rank's items: rank, rank + world_size, ...
+        if self.size == 0:
             raise MixganError(f"the training set ({n} items) is smaller than the number of processes")
+        self.rank, self.world_size = rank, world_size
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
         self._epoch, self._perm = -1, None
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(step_seed(self.seed, epoch, 7))
-            perm = self.shard[torch.randperm(len(self.shard), generator=g)]
+            perm = torch.randperm(self.size, generator=g)
+            if self.world_size > 1:
+                perm = perm.mul_(self.world_size).add_(self.rank)
             if self.device.type == "cuda":  # pinned, so the non-blocking copy does not wait for the GPU
                 perm = perm.pin_memory()
             self._epoch, self._perm = epoch, perm.to(self.device, non_blocking=True)
         return self._perm
 
     def __call__(self, b: int) -> torch.Tensor:
-        n, pos, need, parts = len(self.shard), b * self.batch_size, self.batch_size, []
+        n, pos, need, parts = self.size, b * self.batch_size, self.batch_size, []
         while need:
             epoch, offset = divmod(pos, n)
             take = min(need, n - offset)
