@@ -18,13 +18,14 @@ process allocated, without the pages of memory-mapped files it read or wrote):
    (``InstanceStore.neighbors``), and its recall@k on ``--recall-queries`` random rows whose exact
    lists are found by brute force over all M.
 
-    python -m benchmarks.icgan_scale --train-shards DIR1,DIR2 [--train-steps 30] [--k 50]
+    python -m benchmarks.icgan_scale --train-shards DIR1,DIR2 [--train-steps 30] [--train-repeats 3] [--k 50]
 
 4. instead of 1-3: peak RSS of ``mixgan train --model icgan --dataset shards:DIR`` (``--train-steps``
    steps on the CPU, the ``projection`` embedding, ``model.knn=faiss``) for each shard set made by
    ``mixgan data pack``: a first run, which embeds the images and builds the table into a fresh
    cache, then a second, which finds them there and only trains (peak RSS of the largest process,
-   DataLoader workers included).
+   DataLoader workers included), ``--train-repeats`` times: the allocator makes one process's
+   peak vary by a few per cent from run to run.
 
 Appends the table to ``benchmarks/results/icgan_scale.md`` (command, commit, date, machine, load).
 """
@@ -239,7 +240,7 @@ def train_rss(args) -> list[dict]:
         shutil.rmtree(work, ignore_errors=True)
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MIXGAN_CACHE": str(work / "cache")}
         row = {"shards": folder, "instances": int(manifest["splits"]["train"]["count"])}
-        for phase in ("first", "second"):
+        for phase in ["first"] + [f"second{i}" for i in range(args.train_repeats)]:
             cmd = [sys.executable, "-m", "mixgan", "train", "--model", "icgan", "--dataset", f"shards:{folder}",
                    "--steps", str(args.train_steps), "--device", "cpu", "--quiet", "--out", str(work / f"run-{phase}"),
                    "--set", "model.embedding=projection", "--set", f"model.k={args.k}", "--set", "model.knn=faiss",
@@ -251,6 +252,9 @@ def train_rss(args) -> list[dict]:
                 raise SystemExit(f"training from {folder} failed:\n{res.stderr}")
             row[f"{phase}_s"] = round(time.perf_counter() - t0, 1)
             row[f"{phase}_rss_mb"] = round(int(kib) / 1024, 1)
+        warm = sorted(row[f"second{i}_rss_mb"] for i in range(args.train_repeats))
+        row.update(second_rss_mb=warm[len(warm) // 2], second_all=warm,
+                   second_s=sorted(row[f"second{i}_s"] for i in range(args.train_repeats))[len(warm) // 2])
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     return rows
@@ -260,11 +264,17 @@ def train_table(rows: list[dict], args) -> str:
     lines = [f"Peak RSS of `mixgan train --model icgan --dataset shards:DIR` for {args.train_steps} steps on the CPU "
              f"(embedding 'projection', k = {args.k}, model.knn=faiss), {args.threads} threads; the first run embeds "
              "the images and builds the neighbour table into an empty cache, the second finds them there. Wall times "
-             "depend on the machine's load (above); peak RSS does not.", "",
-             "| instances (train split) | first run: wall (s) | first run: peak RSS (MB) | second run: wall (s) | "
-             "second run: peak RSS (MB) |", "|---:|---:|---:|---:|---:|"]
+             f"depend on the machine's load (above); peak RSS does not. The second run is repeated {args.train_repeats} "
+             "times (fresh processes): its median, and every value.", "",
+             "| instances (train split) | first run: wall (s) | first run: peak RSS (MB) | second run: wall (s, median) | "
+             "second run: peak RSS (MB, median) | second run: every peak RSS (MB) |", "|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        lines.append(f"| {r['instances']:,} | {r['first_s']} | {r['first_rss_mb']} | {r['second_s']} | {r['second_rss_mb']} |")
+        lines.append(f"| {r['instances']:,} | {r['first_s']} | {r['first_rss_mb']} | {r['second_s']} | {r['second_rss_mb']} | "
+                     f"{', '.join(map(str, r['second_all']))} |")
+    if len(rows) > 1:
+        lo, hi = rows[0]["second_rss_mb"], rows[-1]["second_rss_mb"]
+        lines += ["", f"Second-run median peak RSS at {rows[-1]['instances']:,} instances against {rows[0]['instances']:,}: "
+                      f"{100 * (hi - lo) / lo:+.1f} %."]
     return "\n".join(lines) + "\n"
 
 
@@ -316,6 +326,7 @@ def main(argv=None) -> int:
                    help="run the parts in this process (quicker; peak RSS then covers all parts so far)")
     p.add_argument("--train-shards", default="", help="comma-separated shard folders: measure training's peak RSS instead")
     p.add_argument("--train-steps", type=int, default=30)
+    p.add_argument("--train-repeats", type=int, default=3, help="runs of the second (tables found) phase")
     p.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.subset = min(args.subset, args.size)

@@ -1,0 +1,186 @@
+"""IC-GAN and the encoder GM-GAN trained from shards against the same data held in memory.
+
+    python -m benchmarks.streamed_quality [--steps 1000] [--seeds 0,1,2] [--models icgan,gmgan]
+                                          [--n 5000] [--dataset fashion-mnist] [--smoke]
+
+The dataset is packed once into shards (its own train/test split kept); each model then trains
+with its recipe (``image-icgan``, ``image-gmgan``: the encoder GM-GAN) for ``--steps`` steps per
+seed, once with the images held in memory and once streamed from the shards (a DataLoader reading
+each batch; IC-GAN's instance tables from files, a batch's rows at a time). The two paths draw
+their batches from different random streams, so they agree as two seeds do, not bit for bit.
+Scores: FID of ``--n`` samples against up to 10,000 training images (reference classifier), IC-GAN's
+instance fidelity (a sample conditioned on instance i is nearest i among 1,000 random training
+instances, top 10; chance 0.010), the encoder GM-GAN's clustering accuracy and NMI on the test split.
+
+    python -m benchmarks.streamed_quality --speed [--speed-steps 200]
+
+IC-GAN's training speed from shards against in memory instead: ``--speed-steps`` steps of each,
+one after the other in fresh processes, the rate from the run's own ``stats.jsonl`` (training
+steps only, after a first logged interval). Both append to ``benchmarks/results/streamed_quality.md``.
+``--smoke``: digits, 20 steps, one seed, 200 samples (with ``--speed``: 20 steps).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import _harness
+
+RECIPES = {"icgan": "image-icgan", "gmgan": "image-gmgan"}
+
+
+def packed(dataset: str, data_dir: str) -> str:
+    """The dataset's shards in the benchmark cache, packed once."""
+    from mixgan.data import load_dataset
+    from mixgan.data.pack import pack_dataset
+
+    folder = _harness.cache_dir("streamed_quality", __file__, {"pack": dataset, "data_dir": data_dir}) / "shards"
+    if not (folder / "manifest.json").is_file():
+        pack_dataset(load_dataset(dataset, data_dir), folder)
+    return str(folder)
+
+
+def instance_fidelity(model, n: int = 1000, top: int = 10, seed: int = 0) -> float:
+    """Share of samples, one per random stored instance, whose embedding ranks their own instance
+    among its ``top`` most similar of the ``n`` chosen."""
+    g = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(model.instances, generator=g)[:n]
+    s = model.sample(0, instances=chosen, per_instance=1, generator=torch.Generator(model.device).manual_seed(seed))
+    h = model.features[chosen.to(model.device)]
+    ranks = (model.embed_instances(s.x) @ h.T).topk(top, dim=1).indices
+    return float((ranks == torch.arange(len(h), device=ranks.device)[:, None]).any(1).float().mean())
+
+
+def train_and_score(model: str, dataset: str, data_dir: str, seed: int, args, folder: Path) -> dict:
+    import mixgan
+    from mixgan.config import build_config
+    from mixgan.metrics import evaluate_samples
+    from mixgan.metrics.clustering import cluster_scores
+
+    values = {"recipe": RECIPES[model], "model.name": model, "data.dataset": dataset, "data.data_dir": data_dir, "train.steps": args.steps,
+              "train.seed": seed, "train.eval_every": 0, "train.sample_every": args.steps,
+              "train.checkpoint_every": args.steps, "out": str(folder / "run")}
+    cfg = build_config(values)
+    t0 = time.perf_counter()
+    run = mixgan.train(cfg)
+    seconds = time.perf_counter() - t0
+    s = run.sample(args.n, seed=seed + 1)
+    metrics = evaluate_samples(s.x, run.data, metrics=["fid"], n_real=min(10_000, len(run.data.x_train)), seed=seed)
+    result = {"train_s": round(seconds, 1), "fid": round(metrics["fid"], 2)}
+    if model == "icgan":
+        result["fidelity"] = round(instance_fidelity(run.model), 3)
+    else:
+        x, y = run.data.images("test"), run.data.y_test
+        scores = cluster_scores(run.cluster(x).cpu().numpy(), y.cpu().numpy())
+        result.update(accuracy=round(scores["accuracy"], 3), nmi=round(scores["nmi"], 3))
+    return result
+
+
+def quality(args) -> str:
+    shards = f"shards:{packed(args.dataset, args.data_dir)}"
+    rows = []
+    for model in args.models.split(","):
+        for path, dataset in (("memory", args.dataset), ("shards", shards)):
+            for seed in args.seeds:
+                key = {"model": model, "path": path, "dataset": args.dataset, "data_dir": args.data_dir,
+                       "steps": args.steps, "seed": seed, "n": args.n}
+                r = _harness.cached("streamed_quality", __file__, key,
+                                    lambda f: train_and_score(model, dataset, args.data_dir, seed, args, f))
+                rows.append({"model": model, "path": path, "seed": seed, **r})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    lines = [f"{args.dataset}, {args.steps} steps per run, recipes {', '.join(RECIPES[m] for m in args.models.split(','))}, "
+             f"{torch.get_num_threads()} threads, FID of {args.n} samples against up to 10,000 training images "
+             "(reference classifier)", "",
+             "| model | data path | seed | train (s) | FID | instance fidelity (chance 0.010) | clustering accuracy | NMI |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['path']} | {r['seed']} | {r['train_s']} | {r['fid']:.2f} | "
+                     f"{r.get('fidelity', '–')} | {r.get('accuracy', '–')} | {r.get('nmi', '–')} |")
+    lines += ["", "| model | data path | FID mean ± sd | instance fidelity mean | clustering accuracy mean ± sd |",
+              "|---|---|---|---:|---|"]
+    for model in args.models.split(","):
+        for path in ("memory", "shards"):
+            mine = [r for r in rows if r["model"] == model and r["path"] == path]
+            lines.append(f"| {model} | {path} | {_spread([r['fid'] for r in mine], 2)} | "
+                         f"{_mean([r.get('fidelity') for r in mine])} | {_spread([r.get('accuracy') for r in mine], 3)} |")
+    return "\n".join(lines)
+
+
+def _mean(values: list) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.mean(values):.3f}" if values else "–"
+
+
+def _spread(values: list, digits: int) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def speed(args) -> str:
+    """Steps/s of IC-GAN from shards and in memory, one process after the other."""
+    shards = f"shards:{packed(args.dataset, args.data_dir)}"
+    out = Path(args.out)
+    rows = []
+    for path, dataset in (("memory", args.dataset), ("shards", shards)):
+        run = out / f"speed-{path}"
+        cmd = [sys.executable, "-m", "mixgan", "train", "--recipe", "image-icgan", "--dataset", dataset,
+               "--data-dir", args.data_dir, "--steps", str(args.speed_steps), "--device", "cpu", "--quiet",
+               "--out", str(run), "--set", "train.eval_every=0", "--set", f"train.log_every={max(1, args.speed_steps // 10)}",
+               "--set", f"train.sample_every={args.speed_steps}", "--set", f"train.checkpoint_every={args.speed_steps}"]
+        shutil.rmtree(run, ignore_errors=True)
+        load = os.getloadavg()[0]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(_harness.ROOT)})
+        if done.returncode:
+            raise SystemExit(f"training from {dataset} failed:\n{done.stderr[-2000:]}")
+        stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
+        rates = [s["it_per_s"] for s in stats[1:]] or [stats[-1]["it_per_s"]]
+        rows.append({"path": path, "it_per_s": round(statistics.median(rates), 2), "load": round(load, 2)})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    mem, sh = rows[0]["it_per_s"], rows[1]["it_per_s"]
+    lines = [f"IC-GAN (`image-icgan`) on {args.dataset}, {args.speed_steps} steps each, training steps/s (median of "
+             f"the logged intervals after the first), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+             "data.workers at its default", "",
+             "| data path | steps/s | load average at start |", "|---|---:|---:|"]
+    lines += [f"| {r['path']} | {r['it_per_s']} | {r['load']} |" for r in rows]
+    lines += ["", f"shards / memory: {sh / mem:.3f}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.streamed_quality", description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--models", default="icgan,gmgan")
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--dataset", default="fashion-mnist")
+    _harness.add_data_dir(p)
+    p.add_argument("--speed", action="store_true", help="IC-GAN's steps/s from shards against in memory instead")
+    p.add_argument("--speed-steps", type=int, default=200)
+    p.add_argument("--out", default="bench-out/streamed_quality")
+    p.add_argument("--smoke", action="store_true", help="seconds: digits, 20 steps, one seed, 200 samples")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.dataset, args.steps, args.seeds, args.n, args.speed_steps = "digits", 20, "0", 200, 20
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.data_dir = _harness.data_dir(args.dataset, args.data_dir)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    text = speed(args) if args.speed else quality(args)
+    print(text)
+    _harness.log_result("streamed_quality", text, _harness.command_line("benchmarks.streamed_quality", argv))
+    return text
+
+
+if __name__ == "__main__":
+    main()
