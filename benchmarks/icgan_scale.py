@@ -11,10 +11,10 @@ process allocated, without the pages of memory-mapped files it read or wrote):
 
 1. embed: the instance embedding of every image through ``InstanceStore.features`` (the path
    ``icgan`` training takes: fit on a stream of batches, then embedded a batch at a time into a
-   memory-mapped float32 .npy);
+   float32 .npy);
 2. knn on a subset: the first ``--subset`` features, exact blocked search against the faiss
    IVF-Flat index (``model.knn=faiss``): times and recall@k of the index against the exact lists;
-3. knn at full size: the IVF index on all features, the M x k int32 table written memory-mapped
+3. knn at full size: the IVF index on all features, the M x k int32 table written a block at a time
    (``InstanceStore.neighbors``), and its recall@k on ``--recall-queries`` random rows whose exact
    lists are found by brute force over all M.
 
@@ -170,10 +170,10 @@ def part_embed(args) -> dict:
             "features_mb": round(feats.nbytes / 2 ** 20, 1), "images_as_float_mb": round(args.size * 3 * 64 * 64 * 4 / 2 ** 20)}
 
 
-def _features(args) -> np.ndarray:
-    from mixgan.embeddings.store import open_npy
+def _features(args):
+    from mixgan.data.rows import NpyRows
 
-    feats = open_npy(Path(args.out) / f"store-{args.size}-{args.embedding}" / "features.npy")
+    feats = NpyRows.open(Path(args.out) / f"store-{args.size}-{args.embedding}" / "features.npy")
     if feats is None:
         raise SystemExit("run the embed part first")
     return feats

@@ -16,7 +16,14 @@ instances, top 10; chance 0.010), the encoder GM-GAN's clustering accuracy and N
 
 IC-GAN's training speed from shards against in memory instead: ``--speed-steps`` steps of each,
 one after the other in fresh processes, the rate from the run's own ``stats.jsonl`` (training
-steps only, after a first logged interval). Both append to ``benchmarks/results/streamed_quality.md``.
+steps only, after a first logged interval).
+
+    python -m benchmarks.streamed_quality --against CHECKOUT [--steps 30]
+
+The in-memory path against a checkout of mixgan from before the instance tables moved to files:
+the same run (``--steps`` steps, seed 0) with that code and with this one, every checkpoint tensor
+compared, and IC-GAN's features and neighbour table against the ones the old checkpoint held.
+Each mode appends to ``benchmarks/results/streamed_quality.md``.
 ``--smoke``: digits, 20 steps, one seed, 200 samples (with ``--speed``: 20 steps).
 """
 from __future__ import annotations
@@ -31,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import _harness
@@ -80,7 +88,7 @@ def train_and_score(model: str, dataset: str, data_dir: str, seed: int, args, fo
         result["fidelity"] = round(instance_fidelity(run.model), 3)
     else:
         x, y = run.data.images("test"), run.data.y_test
-        scores = cluster_scores(run.cluster(x).cpu().numpy(), y.cpu().numpy())
+        scores = cluster_scores(np.asarray(run.cluster(x)), y.cpu().numpy())
         result.update(accuracy=round(scores["accuracy"], 3), nmi=round(scores["nmi"], 3))
     return result
 
@@ -158,9 +166,52 @@ def speed(args) -> str:
     return "\n".join(lines)
 
 
+def train_cli(src: Path, model: str, dataset: str, data_dir: str, steps: int, out: Path, seed: int = 0) -> Path:
+    """Train with the mixgan package found in ``src`` (a checkout), in a fresh process; returns its newest checkpoint."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "mixgan", "train", "--recipe", RECIPES[model], "--model", model, "--dataset", dataset,
+           "--data-dir", data_dir, "--steps", str(steps), "--device", "cpu", "--quiet", "--out", str(out),
+           "--set", "train.eval_every=0", "--set", f"train.seed={seed}", "--set", f"train.sample_every={steps}",
+           "--set", f"train.checkpoint_every={steps}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=src, env={**os.environ, "PYTHONPATH": str(src)})
+    if done.returncode:
+        raise SystemExit(f"training with {src} failed:\n{done.stderr[-2000:]}")
+    return sorted((out / "checkpoints").glob("*.safetensors"))[-1]
+
+
+def against(args) -> str:
+    """The same runs with the code in ``--against`` (a checkout from before the streamed path) and
+    with this code: which checkpoint tensors differ, and whether IC-GAN's instance tables agree."""
+    from safetensors.torch import load_file
+
+    src, out = Path(args.against).resolve(), Path(args.out).resolve()
+    commit = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    lines = [f"{args.dataset}, {args.steps} steps, seed 0, one run with the code at {commit} (`--against`) and one with "
+             "this commit, same settings, each in a fresh process", "",
+             "| model | tensors in both checkpoints | tensors that differ | instance features equal | neighbour table equal |",
+             "|---|---:|---:|---|---|"]
+    for model in args.models.split(","):
+        old = load_file(str(train_cli(src, model, args.dataset, args.data_dir, args.steps, out / f"before-{model}")))
+        new_ckpt = train_cli(_harness.ROOT, model, args.dataset, args.data_dir, args.steps, out / f"now-{model}")
+        new = load_file(str(new_ckpt))
+        common = sorted(set(old) & set(new) - {"extra.features", "extra.neighbors", "extra.labels"})
+        differ = [k for k in common if not torch.equal(old[k], new[k])]
+        tables = ["–", "–"]
+        folder = new_ckpt.parents[1] / "instances"
+        if "extra.features" in old and (folder / "features.npy").is_file():
+            tables = [str(torch.equal(old["extra.features"].float(), torch.from_numpy(np.load(folder / "features.npy")))),
+                      str(torch.equal(old["extra.neighbors"].long(),
+                                      torch.from_numpy(np.load(folder / "neighbors.npy")).long()))]
+        lines.append(f"| {model} | {len(common)} | {len(differ)}{' (' + ', '.join(differ[:4]) + ')' if differ else ''} | "
+                     f"{tables[0]} | {tables[1]} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(prog="python -m benchmarks.streamed_quality", description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, help="training steps (default 1000; 30 with --against)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--models", default="icgan,gmgan")
     p.add_argument("--n", type=int, default=5000)
@@ -168,15 +219,17 @@ def main(argv: list[str] | None = None) -> str:
     _harness.add_data_dir(p)
     p.add_argument("--speed", action="store_true", help="IC-GAN's steps/s from shards against in memory instead")
     p.add_argument("--speed-steps", type=int, default=200)
+    p.add_argument("--against", default="", help="a checkout of mixgan from before: compare its weights with this code's")
     p.add_argument("--out", default="bench-out/streamed_quality")
     p.add_argument("--smoke", action="store_true", help="seconds: digits, 20 steps, one seed, 200 samples")
     args = p.parse_args(argv)
     if args.smoke:
         args.dataset, args.steps, args.seeds, args.n, args.speed_steps = "digits", 20, "0", 200, 20
+    args.steps = args.steps or (30 if args.against else 1000)
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.data_dir = _harness.data_dir(args.dataset, args.data_dir)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    text = speed(args) if args.speed else quality(args)
+    text = speed(args) if args.speed else against(args) if args.against else quality(args)
     print(text)
     _harness.log_result("streamed_quality", text, _harness.command_line("benchmarks.streamed_quality", argv))
     return text

@@ -293,3 +293,32 @@ def test_demo_smoke_logs_each_commands_time_and_the_clustering_beside_kmeans(res
     assert all(s["cpu_s"] > 0 and s["wall_s"] > 0 for s in stages)
     assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["kmeans"] <= 1
     assert f"| {scores['accuracy']:.3f} | {scores['nmi']:.3f} | {scores['kmeans']:.3f} | {scores['fid']:.2f} |" in entry
+
+
+def test_streamed_quality_smoke_logs_both_paths_scores_and_the_speed_ratio(results, tmp_path):
+    """Both data paths of icgan and the encoder gmgan are trained and scored; --speed logs both rates and their ratio."""
+    from benchmarks import streamed_quality
+
+    text = streamed_quality.main(["--smoke", "--out", str(tmp_path / "out")])
+    entry = results("streamed_quality")
+    assert "python -m benchmarks.streamed_quality --smoke" in entry and text in entry
+    rows = [line for line in text.splitlines() if re.match(r"\| (icgan|gmgan) \| (memory|shards) \| 0 \|", line)]
+    assert len(rows) == 4
+    fids = [float(r.split("|")[5]) for r in rows]
+    assert all(f > 0 for f in fids)
+    assert re.search(r"\| icgan \| shards \| 0 \| [\d.]+ \| [\d.]+ \| (0|1)\.\d+ \|", text)  # instance fidelity
+    assert re.search(r"\| gmgan \| shards \| 0 \| [\d.]+ \| [\d.]+ \| – \| (0|1)\.\d+ \|", text)  # clustering accuracy
+    speed = streamed_quality.main(["--smoke", "--speed", "--out", str(tmp_path / "out")])
+    ratio = float(re.search(r"shards / memory: ([\d.]+)", speed).group(1))
+    assert ratio > 0 and "shards / memory" in results("streamed_quality")
+
+
+def test_streamed_quality_against_the_same_code_finds_no_tensor_that_differs(results, tmp_path):
+    """--against compares every checkpoint tensor of two runs: with this very checkout, none differs."""
+    from benchmarks import streamed_quality
+
+    text = streamed_quality.main(["--against", str(harness.ROOT), "--dataset", "digits", "--models", "icgan",
+                                  "--steps", "3", "--out", str(tmp_path / "against")])
+    (row,) = [line for line in text.splitlines() if line.startswith("| icgan |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert int(cells[1]) > 50 and cells[2] == "0"

@@ -10,6 +10,7 @@ import torch
 import mixgan
 from mixgan.data import Dataset, load_dataset
 from mixgan.embeddings import embed, get_embedding, knn, recall_at_k, resolve_method
+from mixgan.data.rows import NpyRows
 from mixgan.embeddings import store
 from mixgan.errors import MixganError
 from mixgan.models import build_model
@@ -42,7 +43,7 @@ def test_streamed_embeddings_equal_in_memory_ones(tmp_path, name):
     as_float = store.as_float_images(data.x_train)
     assert torch.allclose(emb.mean.double(), as_float.flatten(1).double().mean(0), atol=1e-6)
     streamed = store.embed_stream(emb, store.train_batches(data, 300), 2000, tmp_path / "f.npy")
-    assert isinstance(streamed, np.memmap) and streamed.dtype == np.float32
+    assert isinstance(streamed, NpyRows) and streamed.dtype == torch.float32
     assert np.allclose(streamed, embed(emb, as_float).numpy(), atol=1e-6)
 
 
@@ -137,10 +138,10 @@ def test_neighbour_table_survives_kill_9_and_is_recomputed(tmp_path):
     assert not final.exists() and len(list(folder.glob(".neighbors-*.tmp-*"))) == 1
     expected = knn(torch.from_numpy(x), 5, backend="kdtree")[0].numpy()
     table = store.InstanceStore(folder).neighbors(x, 5, "kdtree")
-    assert np.array_equal(table, expected) and table.dtype == np.int32
+    assert np.array_equal(table, expected) and table.dtype == torch.int32
     assert not list(folder.glob(".neighbors-*.tmp-*"))
     final.write_bytes(final.read_bytes()[:-100])  # damaged afterwards: cut short
-    assert store.open_npy(final, (600, 5), np.int32) is None
+    assert NpyRows.open(final, (600, 5), np.int32) is None
     assert np.array_equal(store.InstanceStore(folder).neighbors(x, 5, "kdtree"), expected)
 
 
@@ -178,13 +179,13 @@ def test_encoder_gmgan_above_the_threshold_finds_pixel_neighbours_in_a_projectio
 
 
 # ---- representatives at scale ----------------------------------------------------------------
-def test_streamed_representatives_cover_the_clusters_of_a_memory_map(tmp_path):
-    """Mini-batch k-means over a memory-mapped table: one representative per cluster of a 50-cluster
+def test_streamed_representatives_cover_the_clusters_of_a_table_on_disk(tmp_path):
+    """Mini-batch k-means over a table read from its file: one representative per cluster of a 50-cluster
     set (20,000 rows, read in batches of 2,000), each the member nearest its centre."""
     x, labels = clustered(20_000, d=16, seed=3, labels=True)
     x, labels = torch.nn.functional.normalize(x, dim=1).numpy(), labels.numpy()
     np.save(tmp_path / "f.npy", x)
-    table = store.open_npy(tmp_path / "f.npy")
+    table = NpyRows.open(tmp_path / "f.npy")
     reps = store.streamed_representatives(table, 50, seed=0, batch=2000)
     assert len(reps) >= 48 and np.all(np.diff(reps) > 0)
     assert len(np.unique(labels[reps])) >= 45

@@ -63,3 +63,17 @@ def test_reading_random_rows_keeps_the_file_out_of_the_process_memory(tmp_path):
     total = sum(float(rows[torch.from_numpy(i)].sum()) for i in idx)
     assert total == 100 * 64 * 64
     assert rss_file_kb() - before < 2048
+
+
+def test_a_file_written_a_block_at_a_time_reads_back_as_the_array(tmp_path):
+    from mixgan.data.rows import NpyWriter
+
+    a = np.arange(60, dtype=np.int32).reshape(20, 3)
+    out = NpyWriter(tmp_path / "w.npy", (20, 3), np.int32)
+    for start in range(0, 20, 7):
+        out[start:start + 7] = a[start:start + 7]
+    with pytest.raises(ValueError, match="rows 0:2 take an array of shape"):
+        out[0:2] = a[:3]
+    out.close()
+    assert np.array_equal(np.load(tmp_path / "w.npy"), a)
+    assert np.array_equal(np.asarray(NpyRows(tmp_path / "w.npy")), a)

@@ -85,6 +85,10 @@ class NpyRows:
         return torch.Size(self._shape)
 
     @property
+    def nbytes(self) -> int:
+        return len(self) * self.row_bytes
+
+    @property
     def dtype(self) -> torch.dtype:
         return torch.from_numpy(np.empty(0, self.np_dtype)).dtype
 
@@ -138,6 +142,11 @@ class NpyRows:
         """Every row, in memory."""
         return self[:]
 
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """Every row, in memory (``np.asarray(rows)``)."""
+        out = self.rows(slice(None))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
     def close(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
             os.close(self._fd)
@@ -148,3 +157,41 @@ class NpyRows:
             self.close()
         except Exception:  # interpreter shutdown
             pass
+
+
+class NpyWriter:
+    """A new .npy file of a given shape and type, filled by ``writer[a:b] = rows`` with ``os.pwrite``
+    (dirty pages stay in the page cache, not in the process's memory as a writable memory map's
+    would). ``len`` is the number of rows."""
+
+    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype):
+        self.path, self.np_dtype, self.shape = Path(path), np.dtype(dtype), tuple(int(s) for s in shape)
+        header = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.np_dtype, shape=self.shape)
+        self.offset = header.offset  # the header is written; the data is a hole until filled
+        del header
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.np_dtype.itemsize
+        self.fd = os.open(self.path, os.O_RDWR)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, rows: slice, values) -> None:
+        a, b, step = rows.indices(len(self))
+        block = np.ascontiguousarray(values, dtype=self.np_dtype)
+        if step != 1 or block.shape != (b - a, *self.shape[1:]):
+            raise ValueError(f"rows {a}:{b} take an array of shape {(b - a, *self.shape[1:])}, got {block.shape}")
+        data, pos = memoryview(block.reshape(-1).view(np.uint8)), self.offset + a * self.row_bytes
+        while len(data):
+            done = os.pwrite(self.fd, data, pos)
+            data, pos = data[done:], pos + done
+
+    def close(self, sync: bool = True) -> None:
+        """Flush to the disk (``sync``) and close."""
+        if self.fd is None:
+            return
+        try:
+            if sync:
+                os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+            self.fd = None

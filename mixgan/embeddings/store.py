@@ -8,11 +8,12 @@ An :class:`InstanceStore` is a folder for one dataset and one embedding (the cac
 - ``embedding.safetensors``: the fitted embedding's state (centring, encoder weights),
 - ``neighbors-k<k>-<backend>.npy``: M x k int32, each row's k nearest other rows by cosine.
 
-Every file is written under a temporary name, flushed, fsynced and renamed (:func:`atomic_npy`),
+Every file is written under a temporary name, fsynced and renamed (:func:`atomic_npy`),
 so a process killed mid-write leaves either no file or the whole one; a leftover temporary file
-is ignored and removed by the next writer. The builders here work on copy-on-write memory maps;
-a training model reads a batch's rows with :class:`mixgan.data.rows.NpyRows`, which keeps its
-resident memory independent of the number of rows. A file lock makes parallel processes
+is ignored and removed by the next writer. Files are written with ``pwrite`` and read a block or
+a batch of rows at a time with :class:`mixgan.data.rows.NpyRows` (``pread``), never through a
+memory map, whose touched pages would count in the process's memory: a process's resident memory
+does not grow with the number of rows. A file lock makes parallel processes
 (torchrun ranks) compute each file once.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.rows import NpyRows, NpyWriter
 from ..errors import MixganError
 from ..io import atomic_write_text, file_lock
 
@@ -36,37 +38,23 @@ EMBED_BATCH = 1024  # images embedded at a time
 
 
 @contextmanager
-def atomic_npy(path: Path, shape: tuple[int, ...], dtype) -> Iterator[np.memmap]:
-    """A writable memory map of a new .npy file that appears at ``path`` only when the block
-    completes (flushed, fsynced, renamed); on an error the temporary file is removed."""
+def atomic_npy(path: Path, shape: tuple[int, ...], dtype) -> Iterator[NpyWriter]:
+    """A writer of a new .npy file (``out[a:b] = rows``) that appears at ``path`` only when the
+    block completes (fsynced, renamed); on an error the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed writer
         stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    out = NpyWriter(tmp, shape, dtype)
     try:
         yield out
-        out.flush()
-        del out
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        out.close()
         os.replace(tmp, path)
     except BaseException:
+        out.close(sync=False)
         tmp.unlink(missing_ok=True)
         raise
-
-
-def open_npy(path: Path, shape: tuple[int, ...] | None = None, dtype=None) -> np.memmap | None:
-    """A copy-on-write memory map of a complete .npy file, or None where it is missing, cut short
-    or of another shape or type than asked."""
-    try:
-        arr = np.load(path, mmap_mode="c", allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if (shape is not None and tuple(arr.shape) != tuple(shape)) or (dtype is not None and arr.dtype != np.dtype(dtype)):
-        return None
-    return arr
 
 
 def as_float_images(x: torch.Tensor) -> torch.Tensor:
@@ -123,28 +111,28 @@ def embed_to(out, embedding, batches: Iterable[torch.Tensor], device: torch.devi
 
 
 def embed_stream(embedding, batches: Iterable[torch.Tensor], m: int, path: Path | None = None,
-                 device: torch.device | str = "cpu", normalize: bool = True) -> np.ndarray:
+                 device: torch.device | str = "cpu", normalize: bool = True) -> np.ndarray | NpyRows:
     """The M x d features of ``batches`` (L2-normalised unless ``normalize`` is false): written
-    to the .npy ``path`` (atomically) and returned as its memory map, or held in memory when no
-    path is given."""
+    to the .npy ``path`` (atomically) and returned as its rows, or held in memory when no path
+    is given."""
     if path is None:
         out = np.empty((m, embedding.dim), np.float32)
         embed_to(out, embedding, batches, device, normalize)
         return out
     with atomic_npy(path, (m, embedding.dim), np.float32) as out:
         embed_to(out, embedding, batches, device, normalize)
-    return open_npy(path)
+    return NpyRows.open(path)
 
 
-def write_neighbors(features, k: int, path: Path, backend: str, seed: int = 0) -> np.ndarray:
+def write_neighbors(features, k: int, path: Path, backend: str, seed: int = 0) -> NpyRows:
     """The M x k int32 neighbour table of ``features`` written to ``path`` a block of rows at a
-    time (atomically), returned as its memory map."""
+    time (atomically), returned as its rows."""
     from .neighbors import neighbor_blocks
 
     with atomic_npy(path, (len(features), k), np.int32) as out:
         for a, idx in neighbor_blocks(features, k, backend, seed=seed):
             out[a:a + len(idx)] = np.asarray(idx, dtype=np.int32)
-    return open_npy(path)
+    return NpyRows.open(path)
 
 
 def embedding_key(embedding, extra: dict | None = None) -> str:
@@ -188,7 +176,7 @@ class InstanceStore:
             return None
 
     def features(self, embedding, fit: Callable[[], None], batches: Callable[[], Iterable[torch.Tensor]], m: int,
-                 device: torch.device | str = "cpu", normalize: bool = True) -> np.ndarray:
+                 device: torch.device | str = "cpu", normalize: bool = True) -> NpyRows:
         """The stored features of the M training instances, or computed now: the embedding is
         fitted (``fit``), its state stored, then ``batches()`` embedded into ``features.npy``
         (L2-normalised unless ``normalize`` is false: a store holds one kind, see ``for_data``'s
@@ -199,7 +187,7 @@ class InstanceStore:
 
         def found():
             state = self.embedding_state()
-            arr = open_npy(path, (m, embedding.dim), np.float32)
+            arr = NpyRows.open(path, (m, embedding.dim), np.float32)
             if state is None or arr is None:
                 return None
             embedding.load_state_dict(state)
@@ -217,15 +205,15 @@ class InstanceStore:
             atomic_write_bytes(self.folder / self.EMBEDDING, tensors_blob(embedding.state_dict()))
             return embed_stream(embedding, batches(), m, path, device, normalize)
 
-    def neighbors(self, features, k: int, backend: str, seed: int = 0) -> np.ndarray:
+    def neighbors(self, features, k: int, backend: str, seed: int = 0) -> NpyRows:
         """The stored M x k table of ``features`` by ``backend``, or computed and stored now."""
         path = self.folder / self.neighbors_name(k, backend)
         shape = (len(features), k)
-        arr = open_npy(path, shape, np.int32)
+        arr = NpyRows.open(path, shape, np.int32)
         if arr is not None:
             return arr
         with self._lock():
-            arr = open_npy(path, shape, np.int32)
+            arr = NpyRows.open(path, shape, np.int32)
             if arr is not None:
                 return arr
             return write_neighbors(features, k, path, backend, seed)
