@@ -54,11 +54,14 @@ def test_pack_keeps_every_image_label_and_split_in_order(packed):
 
 
 @pytest.mark.slow
-def test_training_from_shards_equals_training_in_memory(tmp_path, packed):
-    """The same batches in the same order: the same weights, bit for bit, whatever the workers."""
+@pytest.mark.parametrize("model", [{"model.name": "gan"},
+                                   {"model.name": "icgan", "model.embedding": "projection", "model.k": 3}])
+def test_training_from_shards_equals_training_in_memory(tmp_path, packed, model):
+    """The same batches in the same order (IC-GAN: the same neighbours picked): the same weights,
+    bit for bit, whatever the workers."""
     src, out = packed
-    base = {"train.eval_every": 0, "model.name": "gan", "train.steps": 6, "train.batch_size": 16, "model.width": 4,
-            "train.checkpoint_every": 3, "train.sample_every": 100}
+    base = {"train.eval_every": 0, "train.steps": 6, "train.batch_size": 16, "model.width": 4,
+            "train.checkpoint_every": 3, "train.sample_every": 100, **model}
     streamed = small_config(tmp_path / "sh", **base, **{"data.dataset": f"shards:{out}", "data.workers": 1})
     held = copy.deepcopy(streamed)  # the same settings (npz: and shards: take different presets)
     held.data.dataset, held.out = f"npz:{src}", str(tmp_path / "mem" / "run")

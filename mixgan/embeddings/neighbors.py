@@ -251,7 +251,7 @@ def _knn_kdtree(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def knn(features: torch.Tensor, k: int, backend: str = "auto", block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, similarities), each M x k: every row's k most cosine-similar other rows, most similar first.
-    Every backend returns them on the device of ``features`` (faiss and the k-d tree compute on the CPU).
+    ``features``: an M x d tensor, or the rows of a file (read whole). Every backend returns them on the device of ``features`` (faiss and the k-d tree compute on the CPU).
 
     ``backend``: 'torch' (blocked, exact; ``block`` query rows at a time), 'faiss' (exact flat
     index; needs faiss-cpu), 'kdtree' (exact, for a few dimensions), 'ivf' (approximate faiss
@@ -259,8 +259,12 @@ def knn(features: torch.Tensor, k: int, backend: str = "auto", block: int | None
     ``TREE_MAX_DIM`` dimensions, else torch: on 2 CPU cores the blocked torch path measured
     faster than faiss's flat index, see docs/icgan.md).
     """
+    from ..data.rows import NpyRows
+
     if backend not in BACKENDS:
         raise MixganError(f"unknown kNN backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    if isinstance(features, NpyRows):  # a table on disk (a CPU model's features): read whole
+        features = features.all()
     if features.ndim != 2:
         raise MixganError(f"kNN needs an M x d feature matrix, got shape {tuple(features.shape)}")
     m = len(features)

@@ -54,6 +54,7 @@ class ICGAN(GANModel):
         self.neighbors = torch.zeros(0, cfg.model.k, dtype=torch.long)
         self.labels = None
         self._files = None  # instance files of the cache, to link into the run
+        self._draw_step, self._draw = -1, 0  # see _batch_number
 
     @cached_property
     def embedding(self):
@@ -176,28 +177,31 @@ class ICGAN(GANModel):
         write_json(folder / "meta.json", self._meta_now)
         self._files = None
 
+    def _batch_number(self) -> int:
+        """The loop's number of the batch being read: the step's next draw (``d_steps`` per step)."""
+        if self._draw_step != self.step:
+            self._draw_step, self._draw = self.step, 0
+        self._draw += 1
+        return self.step * self.cfg.train.d_steps + self._draw - 1
+
     def batch(self, index: torch.Tensor) -> Batch:
-        """Instances ``index``; x is a random real neighbour x_j of each, drawn from the step's seeded RNG.
-        Only the batch's rows of the neighbour table and the features are read."""
-        pick = torch.randint(self.neighbors.shape[1], (len(index),), device=index.device)
-        j = self.neighbors[index, pick].long()
+        """Instances ``index``; x is a random real neighbour x_j of each, picked as a streamed batch
+        picks it (:func:`neighbour_pick`), so held and streamed data train alike. Only the batch's
+        rows of the neighbour table and the features are read."""
+        pick = neighbour_pick(self.cfg.train.seed, self._batch_number(), len(index), self.neighbors.shape[1])
+        j = self.neighbors[index, pick.to(index.device)].long()
         return Batch(self.images(j), h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
 
     def stream_order(self, order):
         """Streamed data (shards): the loader reads, for batch b's instances i = ``order(b)``, one
-        random neighbour j of each, picked by a generator seeded by b (:class:`NeighbourOrder`)."""
+        random neighbour j of each (:class:`NeighbourOrder`)."""
         self._order = NeighbourOrder(order, self._neighbors_host, self.cfg.train.seed)
-        self._draw_step, self._draw = -1, 0
         return self._order
 
     def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
         """A streamed batch: ``x`` the neighbours' images (``index``: which), conditioned on the
-        features of the instances they were picked for. The batch number is the step's next draw."""
-        if self._draw_step != self.step:
-            self._draw_step, self._draw = self.step, 0
-        b = self.step * self.cfg.train.d_steps + self._draw
-        self._draw += 1
-        i = self._order.instances(b).to(self.features.device)
+        features of the instances they were picked for."""
+        i = self._order.instances(self._batch_number()).to(self.features.device)
         return Batch(to_float(x, self.levels), h=self.features[i].to(self.device),
                      y=y if self.uses_labels else None)
 
@@ -355,10 +359,17 @@ class ICGAN(GANModel):
         return x.flatten(0, 1), rows
 
 
+def neighbour_pick(seed: int, b: int, n: int, k: int) -> torch.Tensor:
+    """Which of its k neighbours each of batch b's n instances is shown with: uniform, drawn on the
+    CPU by a generator seeded by (seed, b), so that a data loader's worker, a resumed run and a run
+    on held data pick the same."""
+    g = torch.Generator().manual_seed((seed * 0x9E3779B1 + b * 7919 + 0x51ED) % (2 ** 63))
+    return torch.randint(k, (n,), generator=g)
+
+
 class NeighbourOrder:
     """Batch b's neighbour indices for a data loader: for each instance i of ``order(b)``, entry
-    ``pick`` of its row of the neighbour table (read from its file on the CPU), ``pick`` drawn by a generator
-    seeded by (seed, b), so that any worker and a resumed run read the same images."""
+    :func:`neighbour_pick` of its row of the neighbour table (read from its file on the CPU)."""
 
     def __init__(self, order, neighbors: torch.Tensor, seed: int):
         self.order, self.neighbors, self.seed = order, neighbors, seed
@@ -368,9 +379,7 @@ class NeighbourOrder:
 
     def __call__(self, b: int) -> torch.Tensor:
         i = self.instances(b)
-        g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + b * 7919 + 0x51ED) % (2 ** 63))
-        pick = torch.randint(self.neighbors.shape[1], (len(i),), generator=g)
-        return self.neighbors[i, pick].long()
+        return self.neighbors[i, neighbour_pick(self.seed, b, len(i), self.neighbors.shape[1])].long()
 
 
 class ClassICGAN(ICGAN):
