@@ -251,7 +251,8 @@ def _knn_kdtree(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def knn(features: torch.Tensor, k: int, backend: str = "auto", block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, similarities), each M x k: every row's k most cosine-similar other rows, most similar first.
-    ``features``: an M x d tensor, or the rows of a file (read whole). Every backend returns them on the device of ``features`` (faiss and the k-d tree compute on the CPU).
+    ``features``: an M x d tensor, or the rows of a file (read whole). Every backend returns them
+    on the device of ``features`` (faiss and the k-d tree compute on the CPU).
 
     ``backend``: 'torch' (blocked, exact; ``block`` query rows at a time), 'faiss' (exact flat
     index; needs faiss-cpu), 'kdtree' (exact, for a few dimensions), 'ivf' (approximate faiss
