@@ -425,13 +425,14 @@ def test_sigint_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_o
 
     sets = [a for k in INTERRUPT_RUN for a in ("--set", f"{k}={INTERRUPT_RUN[k]}")]
     out = tmp_path / "run"
+    before = signal.getsignal(signal.SIGINT)  # Python's default, or SIG_IGN under a shell's background job
     monkeypatch.setattr(loop.LossMonitor, "add", add_and_interrupt)
     code, _, err = cli("train", "--dataset", "ring", "--components", 8, "--batch-size", 32, "--set", "width=16",
                        "--device", "cpu", *sets, "--out", out, "--quiet")
     assert code == 130
     assert one_line(err) == f"mixgan: interrupted at step 23; checkpoint saved, continue with --resume --out {out}"
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-000020.json", "step-000023.json"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is before  # restored
     monkeypatch.setattr(loop.LossMonitor, "add", add)
     code, _, err = cli("train", "--resume", "--out", out, "--quiet")
     assert code == 0, err

@@ -154,8 +154,10 @@ def test_explore_serves_on_localhost_and_stops_on_ctrl_c_with_one_line(tmp_path)
     run = mixgan.train(small_config(tmp_path, **{"train.steps": 10}))
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
+    # SIGINT's default restored in the child: a shell's background job (CI) starts with it ignored
     proc = subprocess.Popen([sys.executable, "-m", "mixgan", "explore", str(run.path), "--port", "0", "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()
         assert first.startswith("explore: http://127.0.0.1:")
