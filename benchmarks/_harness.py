@@ -10,6 +10,7 @@ Benchmarks run from the repository root as ``python -m benchmarks.NAME`` (or wit
 - Cache: :func:`cache_dir` and :func:`cached` keep intermediate results (trained runs, scores) under
   ``$MIXGAN_BENCH_CACHE/<name>/<key>`` (default ``$MIXGAN_CACHE/benchmarks``), where the key hashes the mixgan package's sources, the
   benchmark's own source and the arguments that decide the result: a changed library retrains.
+- IC-GAN's instance fidelity (:func:`instance_fidelity`), scored by more than one benchmark.
 """
 from __future__ import annotations
 
@@ -177,6 +178,27 @@ def cached(name: str, script: str, args: Any, compute: Callable[[Path], dict]) -
     result = compute(folder)
     atomic_write_text(done, json.dumps(result, indent=1) + "\n")
     return result
+
+
+# ---- IC-GAN ------------------------------------------------------------------------------------
+def instance_fidelity(model, n: int = 1000, top: int = 10, seed: int = 0, images=None) -> float:
+    """Share of samples whose embedding has their own conditioning instance among its ``top``
+    most similar of ``n`` instances: ``n`` random stored (training) instances, or ``n`` of
+    ``images`` the model never saw (transfer), embedded the same way (IC-GAN's own embedding)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(model.device).manual_seed(seed)
+    if images is None:
+        chosen = torch.randperm(model.instances, generator=g)[:n]
+        s = model.sample(0, instances=chosen, per_instance=1, generator=gen)
+        h = model.features[chosen.to(model.device)]
+    else:
+        h = model.embed_instances(images[torch.randperm(len(images), generator=g)[:n]])
+        s = model.sample(0, conditions=h, per_instance=1, generator=gen)
+    f = model.embed_instances(s.x)
+    ranks = (f @ h.T).topk(top, dim=1).indices
+    return float((ranks == torch.arange(len(h), device=ranks.device)[:, None]).any(1).float().mean())
 
 
 # ---- the script baseline ------------------------------------------------------------------------

@@ -37,24 +37,6 @@ import torch
 from . import _harness
 
 
-def instance_fidelity(model, n: int = 1000, top: int = 10, seed: int = 0, images: torch.Tensor | None = None) -> float:
-    """Share of samples whose embedding has their own conditioning instance among its ``top``
-    most similar of ``n`` instances: ``n`` random stored (training) instances, or ``n`` of
-    ``images`` the model never saw (transfer), embedded the same way."""
-    g = torch.Generator().manual_seed(seed)
-    gen = torch.Generator(model.device).manual_seed(seed)
-    if images is None:
-        chosen = torch.randperm(model.instances, generator=g)[:n]
-        s = model.sample(0, instances=chosen, per_instance=1, generator=gen)
-        h = model.features[chosen.to(model.device)]
-    else:
-        h = model.embed_instances(images[torch.randperm(len(images), generator=g)[:n]])
-        s = model.sample(0, conditions=h, per_instance=1, generator=gen)
-    f = model.embed_instances(s.x)
-    ranks = (f @ h.T).topk(top, dim=1).indices
-    return float((ranks == torch.arange(len(h), device=ranks.device)[:, None]).any(1).float().mean())
-
-
 def run_model(name: str, args) -> dict:
     key = {"model": name, **{k: getattr(args, k) for k in ("dataset", "data_dir", "steps", "batch", "width", "seed", "n")},
            **({"embedding": args.embedding, "k": args.k} if name == "icgan" else {})}
@@ -87,8 +69,8 @@ def train_and_score(name: str, args, folder: Path) -> dict:
     if name == "icgan":
         result["embedding"] = args.embedding
         result["k"] = args.k
-        result["instance_fidelity"] = instance_fidelity(run.model)
-        result["instance_fidelity_unseen"] = instance_fidelity(run.model, images=run.data.images("test"))
+        result["instance_fidelity"] = _harness.instance_fidelity(run.model)
+        result["instance_fidelity_unseen"] = _harness.instance_fidelity(run.model, images=run.data.images("test"))
     return result
 
 

@@ -57,17 +57,6 @@ def packed(dataset: str, data_dir: str) -> str:
     return str(folder)
 
 
-def instance_fidelity(model, n: int = 1000, top: int = 10, seed: int = 0) -> float:
-    """Share of samples, one per random stored instance, whose embedding ranks their own instance
-    among its ``top`` most similar of the ``n`` chosen."""
-    g = torch.Generator().manual_seed(seed)
-    chosen = torch.randperm(model.instances, generator=g)[:n]
-    s = model.sample(0, instances=chosen, per_instance=1, generator=torch.Generator(model.device).manual_seed(seed))
-    h = model.features[chosen.to(model.device)]
-    ranks = (model.embed_instances(s.x) @ h.T).topk(top, dim=1).indices
-    return float((ranks == torch.arange(len(h), device=ranks.device)[:, None]).any(1).float().mean())
-
-
 def train_and_score(model: str, dataset: str, data_dir: str, seed: int, args, folder: Path) -> dict:
     import mixgan
     from mixgan.config import build_config
@@ -85,7 +74,7 @@ def train_and_score(model: str, dataset: str, data_dir: str, seed: int, args, fo
     metrics = evaluate_samples(s.x, run.data, metrics=["fid"], n_real=min(10_000, len(run.data.x_train)), seed=seed)
     result = {"train_s": round(seconds, 1), "fid": round(metrics["fid"], 2)}
     if model == "icgan":
-        result["fidelity"] = round(instance_fidelity(run.model), 3)
+        result["fidelity"] = round(_harness.instance_fidelity(run.model), 3)
     else:
         x, y = run.data.images("test"), run.data.y_test
         scores = cluster_scores(np.asarray(run.cluster(x)), y.cpu().numpy())
@@ -139,19 +128,12 @@ def _spread(values: list, digits: int) -> str:
 def speed(args) -> str:
     """Steps/s of IC-GAN from shards and in memory, one process after the other."""
     shards = f"shards:{packed(args.dataset, args.data_dir)}"
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     rows = []
     for path, dataset in (("memory", args.dataset), ("shards", shards)):
-        run = out / f"speed-{path}"
-        cmd = [sys.executable, "-m", "mixgan", "train", "--recipe", "image-icgan", "--dataset", dataset,
-               "--data-dir", args.data_dir, "--steps", str(args.speed_steps), "--device", "cpu", "--quiet",
-               "--out", str(run), "--set", "train.eval_every=0", "--set", f"train.log_every={max(1, args.speed_steps // 10)}",
-               "--set", f"train.sample_every={args.speed_steps}", "--set", f"train.checkpoint_every={args.speed_steps}"]
-        shutil.rmtree(run, ignore_errors=True)
         load = os.getloadavg()[0]
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(_harness.ROOT)})
-        if done.returncode:
-            raise SystemExit(f"training from {dataset} failed:\n{done.stderr[-2000:]}")
+        run = train_cli(_harness.ROOT, "icgan", dataset, args.data_dir, args.speed_steps, out / f"speed-{path}",
+                        extra=("--set", f"train.log_every={max(1, args.speed_steps // 10)}"))
         stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
         rates = [s["it_per_s"] for s in stats[1:]] or [stats[-1]["it_per_s"]]
         rows.append({"path": path, "it_per_s": round(statistics.median(rates), 2), "load": round(load, 2)})
@@ -166,17 +148,23 @@ def speed(args) -> str:
     return "\n".join(lines)
 
 
-def train_cli(src: Path, model: str, dataset: str, data_dir: str, steps: int, out: Path, seed: int = 0) -> Path:
-    """Train with the mixgan package found in ``src`` (a checkout), in a fresh process; returns its newest checkpoint."""
+def train_cli(src: Path, model: str, dataset: str, data_dir: str, steps: int, out: Path, seed: int = 0,
+              extra: tuple[str, ...] = ()) -> Path:
+    """Train with the mixgan package found in ``src`` (a checkout), in a fresh process, into ``out``
+    (emptied first; no evaluation, one checkpoint at the end); ``extra``: more command-line options."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "mixgan", "train", "--recipe", RECIPES[model], "--model", model, "--dataset", dataset,
            "--data-dir", data_dir, "--steps", str(steps), "--device", "cpu", "--quiet", "--out", str(out),
            "--set", "train.eval_every=0", "--set", f"train.seed={seed}", "--set", f"train.sample_every={steps}",
-           "--set", f"train.checkpoint_every={steps}"]
+           "--set", f"train.checkpoint_every={steps}", *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=src, env={**os.environ, "PYTHONPATH": str(src)})
     if done.returncode:
-        raise SystemExit(f"training with {src} failed:\n{done.stderr[-2000:]}")
-    return sorted((out / "checkpoints").glob("*.safetensors"))[-1]
+        raise SystemExit(f"training {model} on {dataset} with {src} failed:\n{done.stderr[-2000:]}")
+    return out
+
+
+def newest_checkpoint(run: Path) -> Path:
+    return sorted((run / "checkpoints").glob("*.safetensors"))[-1]
 
 
 def against(args) -> str:
@@ -192,8 +180,10 @@ def against(args) -> str:
              "| model | tensors in both checkpoints | tensors that differ | instance features equal | neighbour table equal |",
              "|---|---:|---:|---|---|"]
     for model in args.models.split(","):
-        old = load_file(str(train_cli(src, model, args.dataset, args.data_dir, args.steps, out / f"before-{model}")))
-        new_ckpt = train_cli(_harness.ROOT, model, args.dataset, args.data_dir, args.steps, out / f"now-{model}")
+        old = load_file(str(newest_checkpoint(train_cli(src, model, args.dataset, args.data_dir, args.steps,
+                                                         out / f"before-{model}"))))
+        new_ckpt = newest_checkpoint(train_cli(_harness.ROOT, model, args.dataset, args.data_dir, args.steps,
+                                               out / f"now-{model}"))
         new = load_file(str(new_ckpt))
         common = sorted(set(old) & set(new) - {"extra.features", "extra.neighbors", "extra.labels"})
         differ = [k for k in common if not torch.equal(old[k], new[k])]

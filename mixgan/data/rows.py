@@ -63,13 +63,6 @@ class NpyRows:
             return None
         return cls(path, found, found_dtype, offset)
 
-    @classmethod
-    def of(cls, array):
-        """The rows of a memory-mapped .npy array (``np.load(..., mmap_mode=...)``); other arrays as they are."""
-        if isinstance(array, np.memmap) and getattr(array, "filename", None) and array.flags.c_contiguous:
-            return cls(array.filename, array.shape, array.dtype, array.offset)
-        return array
-
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k not in ("_fd", "_pid")}
 

@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -243,11 +243,6 @@ class ShardArray:
         if np.isscalar(index):
             return torch.from_numpy(self.read([index])[0])
         return torch.from_numpy(self.read(index))
-
-    def batches(self, batch_size: int = 1024) -> Iterator[np.ndarray]:
-        """Every image in order, ``batch_size`` at a time."""
-        for a in range(0, len(self), batch_size):
-            yield self.read(np.arange(a, min(a + batch_size, len(self))))
 
     def close(self) -> None:
         for f in self.files:

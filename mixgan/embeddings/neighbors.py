@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..data.rows import NpyRows
 from ..errors import MixganError
 
 BACKENDS = ("auto", "torch", "faiss", "kdtree", "ivf")
@@ -260,8 +261,6 @@ def knn(features: torch.Tensor, k: int, backend: str = "auto", block: int | None
     ``TREE_MAX_DIM`` dimensions, else torch: on 2 CPU cores the blocked torch path measured
     faster than faiss's flat index, see docs/icgan.md).
     """
-    from ..data.rows import NpyRows
-
     if backend not in BACKENDS:
         raise MixganError(f"unknown kNN backend '{backend}' (choose from {', '.join(BACKENDS)})")
     if isinstance(features, NpyRows):  # a table on disk (a CPU model's features): read whole

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import to_float
-from ..data.rows import NpyRows
 from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
 from ..embeddings.store import InstanceStore, train_batches, train_count
 from ..errors import MixganError
@@ -240,7 +239,7 @@ class GMGANWithEncoder(GMGAN):
         if e.space != "selfsup":
             emb, st, feats = features(get_embedding("projection", self.spec))
         backend = resolve_method(m.knn, count, emb.dim, m.knn_threshold)
-        self.neighbors = NpyRows.of(st.neighbors(feats, e.neighbors, backend))
+        self.neighbors = st.neighbors(feats, e.neighbors, backend)
 
     @torch.no_grad()
     def init_encoder(self, body: nn.Module, feats: torch.Tensor) -> None:

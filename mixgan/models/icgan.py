@@ -11,8 +11,9 @@ projection head. The loss is always the hinge loss, as in the paper (``model.los
 
 The features (M x d float32) and neighbour table (M x k int32) are computed a batch at a time
 into .npy files of the cache (``mixgan.embeddings.store``), linked into ``RUN/instances/`` and
-reused on resume; on the CPU a training step reads its batch's rows of them (``NpyRows``); the embedding's state travels in every checkpoint, so a
-loaded run samples stored instances, or embeds unseen ones, without the training set.
+reused on resume; on the CPU a training step reads its batch's rows of them (``NpyRows``). The
+embedding's state travels in every checkpoint, so a loaded run samples stored instances, or embeds
+unseen ones, without the training set.
 """
 from __future__ import annotations
 
@@ -132,10 +133,8 @@ class ICGAN(GANModel):
         """Hold the tables: on the CPU the files' rows, read a batch at a time (:class:`NpyRows`),
         on a GPU a copy in device memory (the neighbours' rows stay at hand for the data loader's
         workers)."""
-        self.features = NpyRows.of(features)
-        self._neighbors_host = NpyRows.of(neighbors)
-        if not isinstance(self._neighbors_host, NpyRows):
-            self._neighbors_host = torch.as_tensor(self._neighbors_host).cpu()
+        self.features = features
+        self._neighbors_host = neighbors if isinstance(neighbors, NpyRows) else torch.as_tensor(neighbors).cpu()
         self.neighbors = self._neighbors_host
         self.labels = None if labels is None else as_tensor(labels).long()
 
