@@ -277,3 +277,26 @@ def test_compile_on_cuda_is_refused_in_one_line_and_kept_on_cpu(tmp_path):
         _check_compile(cfg, torch.device("cuda", 0))
     assert "\n" not in str(err.value)
     _check_compile(cfg, torch.device("cpu"))
+
+
+def test_progress_task_reaches_the_cli_reporter(capsys):
+    """A library task is announced by the CLI's reporter (one line at its start, one at its end)
+    and is silent without a reporter."""
+    import io
+
+    from mixgan import progress
+    from mixgan.cli.common import TaskReporter
+
+    with progress.task("silent work", total=3) as t:
+        t.advance(3)
+    assert capsys.readouterr().err == ""
+    out = io.StringIO()
+    previous = progress.set_reporter(TaskReporter(out))
+    try:
+        with progress.task("training the reference classifier", total=10, eta=42) as t:
+            t.advance(10)
+    finally:
+        progress.set_reporter(previous)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "mixgan: training the reference classifier (about 42 s)..."
+    assert lines[-1].startswith("mixgan: training the reference classifier: done in ")

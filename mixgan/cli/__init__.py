@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
+    from .. import progress
+    from .common import TaskReporter
+
+    previous_reporter = progress.set_reporter(TaskReporter())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", MixganWarning)
@@ -80,5 +84,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mixgan: error: cannot write {exc.filename or 'the output'} ({exc.strerror})", file=sys.stderr)
         return 2
     finally:
+        progress.set_reporter(previous_reporter)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -100,6 +100,34 @@ class BarProgress:
             self.bar = None
 
 
+class TaskReporter:
+    """Prints ``mixgan: WHAT (about N s)...`` when a library task starts, a bar on a terminal,
+    and ``done in N s`` when it ends (:mod:`mixgan.progress`)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.bar, self.what = None, None
+
+    def begin(self, what: str, total: int | None, eta: float | None) -> None:
+        about = f" (about {eta:.0f} s)" if eta is not None else ""
+        print(f"mixgan: {what}{about}...", file=self.stream, flush=True)
+        self.what = what
+        if total and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=what, file=self.stream, dynamic_ncols=True, leave=False)
+
+    def advance(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def end(self, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(f"mixgan: {self.what}: done in {seconds:.0f} s", file=self.stream, flush=True)
+
+
 class TqdmProgress:
     """The training progress bar: losses, it/s and ETA on stderr (for a terminal)."""
 
