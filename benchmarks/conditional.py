@@ -283,4 +283,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -328,7 +328,10 @@ def main(argv=None) -> int:
     p.add_argument("--train-steps", type=int, default=30)
     p.add_argument("--train-repeats", type=int, default=3, help="runs of the second (tables found) phase")
     p.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
+    p.add_argument("--smoke", action="store_true", help="seconds: 3,000 instances, k = 5, in this process")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.size, args.subset, args.k, args.recall_queries, args.in_process = 3000, 2000, 5, 40, True
     args.subset = min(args.subset, args.size)
     if args.part:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,10 @@
 results-log entry must hold the figures the benchmark reports."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -246,6 +249,20 @@ def test_readme_results_at_a_glance_quote_their_results_logs():
         text = path.read_text()
         for figure in re.findall(r"\d[\d,]*(?:\.\d+)?", measured):
             assert figure in text, f"{figure} ({what}) is not in {log}"
+
+
+def test_every_benchmark_module_runs_as_a_command(tmp_path):
+    """``python -m benchmarks.NAME --help`` exits 0 for every module, and each offers ``--smoke``;
+    ``--smoke`` of the conditional benchmark exits 0 as a command (its ``main`` returns rows)."""
+    env = {**os.environ, "MIXGAN_RESULTS_DIR": str(tmp_path / "results"), "PYTHONPATH": str(harness.ROOT)}
+    for path in sorted((harness.ROOT / "benchmarks").glob("[!_]*.py")):
+        done = subprocess.run([sys.executable, "-m", f"benchmarks.{path.stem}", "--help"], cwd=harness.ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{path.stem}: {done.stderr[-500:]}"
+        assert "--smoke" in done.stdout, f"benchmarks.{path.stem} has no --smoke"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.conditional", "--smoke"], cwd=harness.ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-1000:]
 
 
 def test_every_benchmark_is_a_module_with_a_smoke_test_and_no_private_paths():

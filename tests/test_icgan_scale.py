@@ -270,8 +270,7 @@ def test_scale_benchmark_smoke_run_logs_its_figures(tmp_path, monkeypatch, capsy
     from benchmarks import icgan_scale
 
     monkeypatch.setenv("MIXGAN_RESULTS_DIR", str(tmp_path / "results"))
-    assert icgan_scale.main(["--size", "3000", "--subset", "2000", "--k", "5", "--recall-queries", "40",
-                             "--threads", "1", "--out", str(tmp_path / "out"), "--in-process"]) == 0
+    assert icgan_scale.main(["--smoke", "--threads", "1", "--out", str(tmp_path / "out")]) == 0
     import json
 
     parts = {}
@@ -279,7 +278,7 @@ def test_scale_benchmark_smoke_run_logs_its_figures(tmp_path, monkeypatch, capsy
         row = json.loads(line)
         parts[row["part"]] = row
     log = (tmp_path / "results" / "icgan_scale.md").read_text()
-    assert "python -m benchmarks.icgan_scale --size 3000" in log
+    assert "python -m benchmarks.icgan_scale --smoke" in log
     assert f"recall@5 {parts['subset']['recall']:.4f} against the exact lists" in log
     assert f"recall@5 {parts['full']['recall']:.4f} on 40 random rows" in log
     assert parts["subset"]["recall"] >= 0.9 and parts["full"]["recall"] >= 0.9
