@@ -236,8 +236,26 @@ def test_eval_cost_smoke_logs_the_ratio_of_runs_with_and_without_evaluation(resu
     assert f"| {row['ratio']:.3f} |" in entry and f"{row['share']:.1%}" in entry
 
 
+def current_entries(log: str) -> str:
+    """The entries of a results log that no newer entry with the same title supersedes (an entry
+    titled only by its date is a measurement of its own)."""
+    newest = {}
+    for i, entry in enumerate(re.split(r"\n(?=## )", log)[1:]):
+        title = entry.split("\n", 1)[0]
+        newest[i if re.fullmatch(r"## [\d-]+ [\d:]+ UTC", title) else title] = entry
+    return "\n".join(newest.values())
+
+
+def test_current_entries_drop_a_superseded_measurement():
+    log = ("# x\n\n## speed\n\n| 1.5 |\n\n## memory\n\n| 7.25 |\n\n## speed\n\n| 2.5 |\n"
+           "\n## 2026-12-06 09:27 UTC\n\n| 3.5 |\n\n## 2026-12-06 09:27 UTC\n\n| 4.5 |\n")
+    text = current_entries(log)
+    assert "2.5" in text and "7.25" in text and "3.5" in text and "4.5" in text and "1.5" not in text
+
+
 def test_readme_results_at_a_glance_quote_their_results_logs():
-    """Every figure in the README's "Results at a glance" table appears in the results log its row names."""
+    """Every figure in the README's "Results at a glance" table appears in a current entry of the
+    results log its row names (an older entry of the same measurement does not count)."""
     readme = (harness.ROOT / "README.md").read_text()
     section = readme.split("## Results at a glance", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| what")]
@@ -246,9 +264,24 @@ def test_readme_results_at_a_glance_quote_their_results_logs():
         what, measured, log = [cell.strip() for cell in row.strip("|").split("|")]
         path = harness.ROOT / log.strip("`")
         assert log.startswith("`benchmarks/results/") and path.is_file(), row
-        text = path.read_text()
+        text = current_entries(path.read_text())
         for figure in re.findall(r"\d[\d,]*(?:\.\d+)?", measured):
-            assert figure in text, f"{figure} ({what}) is not in {log}"
+            assert figure in text, f"{figure} ({what}) is not in a current entry of {log}"
+
+
+def test_the_guide_quotes_current_entries_of_the_logs_it_names():
+    """A paragraph of docs/*.md that names a results log quotes its measured figures (numbers with a
+    decimal point, outside code) from current entries of the logs it names."""
+    for doc in sorted((harness.ROOT / "docs").glob("*.md")):
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for paragraph in re.split(r"\n\s*\n", text):
+            logs = set(re.findall(r"benchmarks/results/(\w+)\.md", paragraph))
+            if not logs:
+                continue
+            current = "\n".join(current_entries((harness.RESULTS / f"{name}.md").read_text())
+                                for name in logs if (harness.RESULTS / f"{name}.md").is_file())
+            for figure in re.findall(r"(?<![\w.])\d[\d,]*\.\d+", re.sub(r"`[^`]*`", "", paragraph)):
+                assert figure in current, f"{doc.name}: {figure} is not in a current entry of {sorted(logs)}"
 
 
 def test_every_benchmark_module_runs_as_a_command(tmp_path):
