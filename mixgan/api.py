@@ -36,9 +36,61 @@ class Run:
 
     def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
                seed: int = 0, **kwargs: Any) -> Samples:
-        """n samples; optionally from one Gaussian component, one class, with every scale times s."""
+        """n samples; optionally from one Gaussian component, one class, with every scale times s.
+
+        IC-GAN: given ``instances`` (stored indices, or images) or ``conditions``, the n samples are
+        spread evenly over them, in their order: each gets floor(n/M) or ceil(n/M) (the first
+        n mod M one more); ``Samples.instance`` says which (a stored index, or a row of the
+        images/conditions). ``per_instance`` asks for exactly that many each instead.
+        """
         gen = torch.Generator(self.model.device).manual_seed(seed)
+        instanced = getattr(self.model, "instance_conditional", False)
+        if instanced and kwargs.get("per_instance") is None and (kwargs.get("instances") is not None
+                                                   or kwargs.get("conditions") is not None):
+            kwargs, rows = self._evenly(n, kwargs)
+            s = self.model.sample(0, component=component, scale=scale, label=label, generator=gen, **kwargs)
+            if rows is not None:  # rows of the given images/conditions, not of the repeated ones
+                s.instance = rows[s.instance.long()]
+            return s
         return self.model.sample(n, component=component, scale=scale, label=label, generator=gen, **kwargs)
+
+    def _evenly(self, n: int, kwargs: dict) -> tuple[dict, torch.Tensor | None]:
+        """Sampling arguments that give each given instance floor(n/M) or ceil(n/M) samples, in
+        order (``per_instance=1`` over the repeated pool), and the map from a sample's pool row
+        back to the given row (None where the pool holds stored indices, which say it themselves)."""
+        from .data.photos import as_images
+
+        if n < 1:
+            raise MixganError(f"the number of samples must be >= 1, got {n}")
+        kwargs = dict(kwargs)
+        model = self.model
+        images = None if kwargs.get("instances") is None else as_images(kwargs["instances"], model.shape)
+        if images is not None:
+            if kwargs.get("conditions") is not None:
+                raise MixganError("give instances as images or as conditions, not both")
+            kwargs["conditions"] = model.embed_instances(images)
+            del kwargs["instances"]
+        if kwargs.get("conditions") is not None:
+            pool = torch.as_tensor(kwargs["conditions"])
+        else:
+            pool = torch.as_tensor(kwargs["instances"]).long().flatten().cpu()
+        m = len(pool)
+        if m == 0:
+            raise MixganError("no instances given to condition on")
+        counts = torch.full((m,), n // m, dtype=torch.long)
+        counts[: n % m] += 1
+        rows = torch.arange(m).repeat_interleave(counts)
+        kwargs["per_instance"] = 1
+        if kwargs.get("conditions") is None:
+            kwargs["instances"] = pool[rows]
+            return kwargs, None
+        kwargs["conditions"] = pool[rows.to(pool.device)]
+        if kwargs.get("condition_labels") is not None:
+            labels = torch.as_tensor(kwargs["condition_labels"]).long().flatten()
+            if len(labels) != m:
+                raise MixganError(f"{m} instances but {len(labels)} labels")
+            kwargs["condition_labels"] = labels[rows.to(labels.device)]
+        return kwargs, rows
 
     def cluster(self, images: torch.Tensor, method: str | None = None, device: str | torch.device | None = None,
                 **kwargs: Any):

@@ -7,6 +7,60 @@ import numpy as np
 import torch
 
 
+def fmt(value, spec: str = ".4g") -> str:
+    """A number as text with ``spec`` ("" for str()), never "-0": a value that rounds to zero
+    prints without its sign. Non-numbers print as str(); infinities and NaN as they are."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        return str(value)
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return str(float(value))
+    text = format(value, spec)
+    if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]):
+        text = text[1:]
+    return text
+
+
+def class_label(y: int, class_names=()) -> str:
+    """A class as users know it: its name where the data names its classes, else its index."""
+    return str(class_names[y]) if 0 <= y < len(class_names) else str(y)
+
+
+def name_classes(labels: list[str], class_names=()) -> list[str]:
+    """Row labels with "class 3" replaced by "class cat" (the data's class names), the rest unchanged."""
+    import re
+
+    if not class_names:
+        return list(labels)
+    out = []
+    for text in labels:
+        m = re.fullmatch(r"class (\d+)", text)
+        out.append(f"class {class_label(int(m.group(1)), class_names)}" if m else text)
+    return out
+
+
+def label_rows(grid: np.ndarray, labels: list[str], font_px: int | None = None) -> np.ndarray:
+    """An image grid (H x W or H x W x C uint8) with a white margin on the left holding one label
+    per row, in a font sized to the rows (half a row, at least 12 px) unless ``font_px``."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not labels:
+        return grid
+    image = Image.fromarray(grid).convert("RGB")
+    row = image.height / len(labels)
+    size = font_px or max(12, min(48, round(0.5 * row)))
+    font = ImageFont.load_default(size=size)
+    draw = ImageDraw.Draw(image)
+    margin = max(int(draw.textlength(t, font=font)) for t in labels) + size
+    out = Image.new("RGB", (image.width + margin, image.height), "white")
+    out.paste(image, (margin, 0))
+    draw = ImageDraw.Draw(out)
+    for r, text in enumerate(labels):
+        draw.text((size // 2, (r + 0.5) * row), text, fill="black", font=font, anchor="lm")
+    return np.asarray(out)
+
+
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """Images in [-1, 1], N x C x H x W -> uint8 N x H x W x C."""
     x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -76,17 +130,19 @@ def scatter(points: torch.Tensor, path: str | Path, colors: torch.Tensor | None 
 
 
 def save_samples_picture(x: torch.Tensor, rows: int, path: str | Path, colors: torch.Tensor | None = None,
-                         reference: torch.Tensor | None = None, title: str = "") -> None:
-    """A grid PNG for images, a scatter PNG for points."""
+                         reference: torch.Tensor | None = None, title: str = "", labels: list[str] | None = None) -> None:
+    """A grid PNG for images (its rows named by ``labels`` where given), a scatter PNG for points."""
     if x.ndim == 4:
-        save_png(image_grid(x, rows), path)
+        save_png(label_rows(image_grid(x, rows), labels or []), path)
     else:
         scatter(x, path, colors, reference, title)
 
 
 def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true class", ylabel: str = "cluster",
-                   title: str = "", yticklabels: list[str] | None = None) -> None:
-    """A confusion matrix with counts written in the cells (rows named by ``yticklabels``, else numbered)."""
+                   title: str = "", yticklabels: list[str] | None = None,
+                   xticklabels: list[str] | None = None) -> None:
+    """A confusion matrix with counts written in the cells (rows named by ``yticklabels``, columns
+    by ``xticklabels``, e.g. the data's class names; else numbered)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(0.45 * counts.shape[1] + 2, 0.45 * counts.shape[0] + 1.5))
     ax.imshow(counts, cmap="Blues")
@@ -98,6 +154,9 @@ def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true cla
     ax.set_yticks(range(counts.shape[0]))
     if yticklabels is not None:
         ax.set_yticklabels(yticklabels, fontsize=7)
+    if xticklabels is not None:
+        ax.set_xticklabels(xticklabels, fontsize=7, rotation=45 if max(map(len, xticklabels), default=0) > 3 else 0,
+                           ha="right" if max(map(len, xticklabels), default=0) > 3 else "center")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

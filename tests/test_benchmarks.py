@@ -130,6 +130,17 @@ def test_eval_speed_smoke_logs_stage_times_and_the_noisy_images_worse_fid(result
     assert f"| test split | {clean['fid']:.4g} | {clean['is']:.4g} |" in entry
 
 
+def test_explore_speed_smoke_logs_each_moves_grid_time_and_the_settle_time(results):
+    from benchmarks import explore_speed
+
+    r = explore_speed.main(["--smoke", "--threads", "1"])
+    entry = results("explore_speed").split("\n## ")[-1]
+    assert "python -m benchmarks.explore_speed --smoke --threads 1" in entry
+    assert f"| grid response, one move at a time: median | {r['grid_ms_median']} ms |" in entry
+    assert f"last move to its grid | {r['settle_ms']} ms |" in entry and r["settle_ms"] > 0
+    assert len(re.findall(r"^\| \d+ \| (scale|seed|Gaussian) \| [\d.]+ \|$", entry, re.M)) == 5
+
+
 def test_knn_smoke_logs_time_and_memory_of_the_neighbour_lists(results):
     from benchmarks import knn
 

@@ -126,7 +126,7 @@ def test_explorer_in_a_browser_slider_and_gaussian_change_the_samples_and_nothin
 
         Select(driver.find_element(By.ID, "choice")).select_by_value("3")
         other = _wait(driver, lambda d: (p := d.execute_script(PIXELS, grid)) not in (None, first, smaller) and p)
-        assert "choice=3&scale=0.50" in grid.get_attribute("src")
+        assert grid.get_attribute("data-query") == "choice=3&scale=0.50&seed=0"
         _wait(driver, lambda d: "quality" in d.find_element(By.ID, "score").text)
         assert other
         _screenshot(driver, "explore.png")
@@ -165,3 +165,45 @@ def test_report_in_a_browser_renders_its_curves_and_every_picture(driver, digits
     _screenshot(driver, "report.png")
     _screenshot(driver, "report-timeline.png", driver.find_element(By.CLASS_NAME, "frames"))
     assert _outside_requests(driver, ("file://", "data:")) == []
+
+
+def test_explorer_keeps_up_with_ten_quick_moves_and_a_click_enlarges_a_sample(driver, digits_run):
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from mixgan.explore import open_server
+
+    server = open_server(digits_run.path, port=0, run=digits_run)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        driver.get(server.url)
+        grid = driver.find_element(By.ID, "grid")
+        _wait(driver, lambda d: grid.get_attribute("data-query"))
+        scale = driver.find_element(By.ID, "scale")
+        for _ in range(10):  # as fast as the keys go: s 1.00 -> 1.50
+            scale.send_keys(Keys.ARROW_RIGHT)
+        moved = time.monotonic()
+        want = "choice=all&scale=1.50&seed=0"
+        _wait(driver, lambda d: grid.get_attribute("data-query") == want and d.execute_script(PIXELS, grid), timeout=2)
+        assert time.monotonic() - moved < 2
+        shown = driver.execute_script(PIXELS, grid)
+        from PIL import Image
+        import base64
+        import io
+        png = server.explorer.grid_png(None, 1.5, 0)
+        assert Image.open(io.BytesIO(base64.b64decode(shown.split(",", 1)[1]))).convert("L").tobytes() == \
+            Image.open(io.BytesIO(png)).convert("L").tobytes()  # the last setting's own grid
+        _wait(driver, lambda d: "quality" in d.find_element(By.ID, "score").text)
+
+        grid.click()
+        zoom = driver.find_element(By.ID, "zoom")
+        big = driver.find_element(By.ID, "zoom-img")
+        _wait(driver, lambda d: zoom.is_displayed() and d.execute_script("return arguments[0].naturalWidth", big) == 256)
+        assert big.size["width"] > grid.size["width"] / server.explorer.columns * 2
+        zoom.click()
+        assert not zoom.is_displayed()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,7 +10,8 @@ from .evaluate import checkpoint_arg
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("explore", help="browse a run's mixture in a local web page",
                        description="Serve a page on 127.0.0.1: pick a Gaussian (class, instance), slide the latent "
-                                   "scale s and the seed, and see samples and their quality/diversity. Ctrl-C stops it.")
+                                   "scale s and the seed, and see samples (click one to enlarge it) and their "
+                                   "quality/diversity. Ctrl-C stops it.")
     p.add_argument("run", help="run directory")
     p.add_argument("--port", type=int, help="port on 127.0.0.1 (default 8765, or a free one where 8765 is taken; "
                                             "0: a free one)")

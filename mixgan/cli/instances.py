@@ -49,27 +49,30 @@ def instance_request(model, value, seed: int = 0) -> tuple[dict, torch.Tensor | 
     return {"conditions": model.embed_instances(x)}, x
 
 
-def instance_grid(model, kwargs: dict, real: torch.Tensor | None, train_x: torch.Tensor | None,
-                  seed: int = 0, rows: int = 10, per: int = 9) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Images for a grid with one row per conditioning instance: the instance (when its data is
-    known), then ``per`` samples. Returns (images, rows, the pool entries shown)."""
+MAX_GRID_ROWS = 100  # instances drawn in a --grid picture; the command says how many it left out
+
+
+def instance_grid(model, samples, kwargs: dict, real: torch.Tensor | None, train_x: torch.Tensor | None,
+                  per: int = 9, max_rows: int | None = None) -> tuple[torch.Tensor, int, int]:
+    """Images for a grid with one row per conditioning instance, in the order given: the instance
+    (where its image is known), then up to ``per`` of its ``samples`` (blank where it has fewer).
+    Returns (images, rows, instances left out beyond ``max_rows``, default :data:`MAX_GRID_ROWS`)."""
+    max_rows = max_rows or MAX_GRID_ROWS
     if "conditions" in kwargs:
-        size = len(kwargs["conditions"])
-        chosen = torch.arange(min(rows, size))
-        sub = {"conditions": kwargs["conditions"][chosen]}
-        if kwargs.get("condition_labels") is not None:
-            sub["condition_labels"] = kwargs["condition_labels"][chosen]
-        shown = real[chosen] if real is not None else None
+        ids = torch.arange(len(kwargs["conditions"]))
+        known = real
     else:
-        pool = kwargs.get("instances")
-        pool = torch.arange(model.instances) if pool is None else torch.as_tensor(pool).long().cpu()
-        chosen = pool[torch.linspace(0, len(pool) - 1, min(rows, len(pool))).round().long()]
-        sub = {"instances": chosen}
-        shown = train_x[chosen] if train_x is not None else None
-    gen = torch.Generator(model.device).manual_seed(seed)
-    s = model.sample(0, generator=gen, per_instance=per, **sub)
-    n_rows = len(chosen)
-    x = s.x.view(n_rows, per, *model.shape)
-    if shown is not None:
-        x = torch.cat([shown.float().view(n_rows, 1, *model.shape), x], 1)
-    return x.flatten(0, 1), n_rows, s.instance
+        ids = torch.as_tensor(kwargs["instances"]).long().flatten().cpu()
+        known = train_x[ids] if train_x is not None else None
+    shown_ids = ids[:max_rows]
+    instance = samples.instance.long().cpu()
+    counts = [int((instance == i).sum()) for i in shown_ids.tolist()]
+    columns = max(1, min(per, max(counts)))
+    blank = torch.ones(1, *model.shape)
+    cells = []
+    for r, i in enumerate(shown_ids.tolist()):
+        if known is not None:
+            cells.append(known[r: r + 1].float())
+        mine = samples.x[instance == i][:columns].float()
+        cells += [mine, blank.expand(columns - len(mine), *model.shape)]
+    return torch.cat(cells), len(shown_ids), len(ids) - len(shown_ids)

@@ -25,10 +25,18 @@ class DataSpec:
     num_classes: int = 0
     kind: str = "image"
     cond_dim: int = 0
+    class_names: tuple[str, ...] = ()  # the classes' names where the data has them (folders, shards), else ()
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "num_classes": self.num_classes, "kind": self.kind,
+                "cond_dim": self.cond_dim, "class_names": list(self.class_names)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataSpec":
-        return cls(d["name"], tuple(d["shape"]), d.get("num_classes", 0), d.get("kind", "image"), d.get("cond_dim", 0))
+        names = d.get("class_names") or ()  # absent in checkpoints written before names were kept
+        names = tuple(str(v) for v in names) if isinstance(names, (list, tuple)) else ()
+        return cls(d["name"], tuple(d["shape"]), d.get("num_classes", 0), d.get("kind", "image"), d.get("cond_dim", 0),
+                   names)
 
 
 @dataclass
@@ -56,6 +64,7 @@ class Dataset:
     levels: int = 255
     skipped: int = 0  # unreadable files left out when loading
     variant: str = ""  # set where the images were resized or recoloured on loading: part of the fingerprint
+    class_names: tuple[str, ...] = ()  # the classes' names (folder names, a shard manifest's), else ()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -63,7 +72,7 @@ class Dataset:
 
     def spec(self) -> DataSpec:
         cond_dim = self.cond_train.shape[1] if self.cond_train is not None else 0
-        return DataSpec(self.name, self.shape, self.num_classes, self.kind, cond_dim)
+        return DataSpec(self.name, self.shape, self.num_classes, self.kind, cond_dim, tuple(self.class_names))
 
     def images(self, split: str = "train", index: torch.Tensor | None = None) -> torch.Tensor:
         """A split (or its rows ``index``) as float32, images in [-1, 1]."""

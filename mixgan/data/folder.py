@@ -196,4 +196,5 @@ def image_folder(folder: str | Path, seed: int = 0, test_fraction: float = 0.2, 
         raise MixganError(f"folder: {listing.folder} has {len(x)} readable image; need at least 2 to hold out a test split")
     x_tr, x_te, y_tr, y_te = split(x, y, test_fraction, seed)
     return Dataset("folder", x_tr, x_te, y_tr, y_te, num_classes=len(listing.classes),
-                   files=listing.paths[:256], skipped=len(skipped), variant=f"{channels}x{resolution}x{resolution}")
+                   files=listing.paths[:256], skipped=len(skipped), variant=f"{channels}x{resolution}x{resolution}",
+                   class_names=tuple(listing.classes))

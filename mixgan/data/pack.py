@@ -86,7 +86,7 @@ def pack_dataset(data: Dataset, out: str | Path, shard_size: int = DEFAULT_SHARD
     """A loaded dataset (already at its resolution and channels) as shards, splits kept."""
     if data.cond_train is not None:
         raise MixganError(f"{data.name}: shards hold images and class labels, not condition vectors")
-    classes = [str(c) for c in range(data.num_classes)] if data.y_train is not None else []
+    classes = (list(data.class_names) or [str(c) for c in range(data.num_classes)]) if data.y_train is not None else []
     writer = ShardWriter(out, data.shape, shard_size, classes, data.name)
     total, done = len(data.x_train) + len(data.x_test), 0
     for split in ("train", "test"):

@@ -286,5 +286,5 @@ def shard_dataset(folder: str | Path, seed: int = 0, test_fraction: float = 0.2,
     x_te = ShardArray(folder, manifest["splits"]["test"]["shards"], shape, channels)
     classes = manifest.get("classes") or []
     return Dataset(f"shards:{folder}", x_tr, x_te, labels.get("train"), labels.get("test"),
-                   num_classes=len(classes), files=[folder / MANIFEST],
+                   num_classes=len(classes), files=[folder / MANIFEST], class_names=tuple(str(c) for c in classes),
                    variant=f"{x_tr.shape[1]}x{shape[1]}x{shape[2]}" if channels and channels != shape[0] else "")
