@@ -35,11 +35,12 @@ DATASETS = tuple(LOADERS)
 
 
 def load_dataset(name: str, data_dir: str = "", seed: int = 0, test_fraction: float = 0.2,
-                 resolution: int = 0, channels: int = 0) -> Dataset:
+                 resolution: int = 0, channels: int = 0, background: str = "white") -> Dataset:
     """Load a dataset by name; ``data_dir`` defaults to the dataset's usual location.
 
     ``resolution``/``channels`` (0: as the data comes; for a folder: automatic, see
-    :func:`.folder.auto_size`) resize and recolour images through :func:`fit_image`.
+    :func:`.folder.auto_size`) resize and recolour images through :func:`fit_image`;
+    ``background`` (``data.background``) is the colour a folder's transparent pixels are laid on.
     """
     prefix, _, rest = name.partition(":")
     if prefix == "shards" and rest:
@@ -54,7 +55,7 @@ def load_dataset(name: str, data_dir: str = "", seed: int = 0, test_fraction: fl
             raise MixganError(f"dataset '{name}' needs --data-dir")
         if name == "folder":
             return image_folder(folder, seed=seed, test_fraction=test_fraction, resolution=resolution,
-                                channels=channels)
+                                channels=channels, background=background)
         data = LOADERS[name](folder, seed, test_fraction)
     return resize_dataset(data, resolution, channels)
 
