@@ -82,14 +82,17 @@ class ShardWriter:
         from filelock import FileLock, Timeout
 
         out = self.out
-        if source_folder is not None:
-            src, dst = Path(source_folder).resolve(), out.resolve()
-            if dst == src or src in dst.parents:
-                raise MixganError(f"{shown(out)} lies inside the source folder {shown(source_folder)}; "
-                                  "write the shards elsewhere")
-        if out.exists() and not out.is_dir():
-            raise MixganError(f"{shown(out)} is a file, not a folder: name a new or empty folder for the shards")
-        missing = [p for p in (out, *out.parents) if not p.exists()]
+        try:
+            if source_folder is not None:
+                src, dst = Path(source_folder).resolve(), out.resolve()
+                if dst == src or src in dst.parents:
+                    raise MixganError(f"{shown(out)} lies inside the source folder {shown(source_folder)}; "
+                                      "write the shards elsewhere")
+            if out.exists() and not out.is_dir():
+                raise MixganError(f"{shown(out)} is a file, not a folder: name a new or empty folder for the shards")
+            missing = [p for p in (out, *out.parents) if not p.exists()]
+        except OSError as exc:  # a name too long, a parent that is a file
+            raise MixganError(f"cannot write shards into {shown(out)} ({exc.strerror or exc})") from None
         try:
             out.mkdir(parents=True, exist_ok=True)
             self._created = missing[-1] if missing else None  # the topmost folder this writer made
