@@ -19,6 +19,7 @@ import torch
 
 from ..errors import MixganError
 from .base import Dataset, shown
+from .rows import read_npy_header
 
 SPLIT_SEED = 1234  # the split belongs to the file, not to the training seed
 
@@ -45,11 +46,12 @@ def available_memory() -> int:
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n} bytes"
 
 
 def npz_sizes(path: str | Path, what: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Each array's (shape, dtype) from its .npy header alone, with the declared sizes checked
+    """Each array's (shape, dtype) from its .npy header alone (other files in the zip are left out),
+    with the declared sizes checked
     against the zip's own (a header cannot claim more data than its member holds, a compressed
     member cannot claim to expand more than :data:`MAX_EXPANSION` times): nothing is allocated."""
     out = {}
@@ -62,14 +64,11 @@ def npz_sizes(path: str | Path, what: str) -> dict[str, tuple[tuple[int, ...], n
                                   "a decompression bomb")
             with z.open(info) as fh:
                 if fh.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
-                    out[name] = ((info.file_size,), np.dtype(np.uint8))  # not an array: read as raw bytes
-                    continue
+                    if info.filename.endswith(".npy"):
+                        raise MixganError(f"{what}: array '{shown(name)}' is not a .npy array (no .npy header)")
+                    continue  # another kind of file in the zip: not read
                 fh.seek(0)
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh, max_header_size=10_000)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh, max_header_size=10_000)
+                shape, dtype = read_npy_header(fh)
                 header = fh.tell()
             if dtype.hasobject:
                 raise MixganError(f"{what}: array '{shown(name)}' holds Python objects (pickled data): refused")
@@ -94,7 +93,7 @@ def read_npz(path: str | Path, what: str, budget: int | None = None) -> dict[str
             raise MixganError(f"{what}: its arrays need {_gb(total)} of memory, more than the {_gb(budget)} "
                               "available to them; pack the images into shards (mixgan data pack) instead")
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files if k in sizes}
     except FileNotFoundError:
         raise MixganError(f"{what}: file not found") from None
     except IsADirectoryError:

@@ -289,7 +289,7 @@ def check_shard(folder: Path, entry: dict, shape: tuple[int, ...], dtype, full: 
         found_shape, found_dtype, offset = npy_header(path)
     except FileNotFoundError:
         raise MixganError(f"{shown(path)}: shard missing") from None
-    except (OSError, ValueError, SyntaxError):  # the reason would quote the file's bytes: not shown
+    except (OSError, ValueError):  # the reason would quote the file's bytes: not shown
         raise MixganError(f"{shown(path)}: not a readable .npy shard (no valid .npy header)") from None
     want = (int(entry["count"]), *shape)
     expected = offset + math.prod(want) * np.dtype(dtype).itemsize
