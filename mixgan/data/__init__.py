@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 
 from ..errors import MixganError
-from .base import DataSpec, Dataset, to_float
+from .base import DataSpec, Dataset, shown, to_float
 from .idx import load_idx_dataset, read_idx
 from .folder import fit_array, fit_image, image_folder
 from .images import cifar10, digits, safe_unpickle
@@ -65,7 +65,7 @@ def resize_dataset(data: Dataset, resolution: int = 0, channels: int = 0) -> Dat
     if not (resolution or channels) or not data.is_image:
         return data
     if data.x_train.dtype != torch.uint8:
-        raise MixganError(f"{data.name}: data.resolution/data.channels need uint8 images, not floats")
+        raise MixganError(f"{shown(data.name)}: data.resolution/data.channels need uint8 images, not floats")
     c, h, _ = data.shape
     resolution, channels = resolution or h, channels or c
     if data.shape == (channels, resolution, resolution):

@@ -85,6 +85,7 @@ def read_npz(path: str | Path, what: str, budget: int | None = None) -> dict[str
     (missing, truncated, not a zip, pickled data, a header that declares more than the file holds,
     arrays larger than half the available memory or ``budget`` bytes) is one MixganError that
     starts with ``what``. Sizes are checked from the headers before anything is allocated."""
+    what = shown(what)
     try:
         sizes = npz_sizes(path, what)
         total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in sizes.values())
@@ -159,8 +160,8 @@ def _part(arrays: dict, suffix: str, source: str):
 def npz_dataset(path: str, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     """Load ``npz:PATH`` (see the module docstring for the arrays it reads)."""
     p = Path(path).expanduser()
-    source = f"npz dataset {p}"
-    arrays = read_npz(p, f"npz dataset {p}")
+    source = f"npz dataset {shown(p)}"
+    arrays = read_npz(p, source)
     x, c, y, kind = _part(arrays, "", source)
     if "x_test" in arrays:
         x_te, c_te, y_te, kind_te = _part(arrays, "_test", source)

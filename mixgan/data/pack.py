@@ -34,7 +34,7 @@ def image_batches(data: Dataset, split: str = "train", batch_size: int = 1024
     """A loaded dataset's images in order, ``batch_size`` at a time, as (uint8 0..255 N x C x H x W,
     int64 labels or None); shards are read from disk batch by batch."""
     if not data.is_image or data.x_train.dtype != torch.uint8:
-        raise MixganError(f"{data.name}: only uint8 images can be packed (float images and points cannot)")
+        raise MixganError(f"{shown(data.name)}: only uint8 images can be packed (float images and points cannot)")
     x = data.x_train if split == "train" else data.x_test
     y = data.y_train if split == "train" else data.y_test
     for a in range(0, len(x), batch_size):
@@ -98,13 +98,13 @@ def pack_dataset(data: Dataset, out: str | Path, shard_size: int = DEFAULT_SHARD
     """A loaded dataset (already at its resolution and channels) as shards, splits kept. Everything
     that can be refused is checked before the first file is written."""
     if data.cond_train is not None:
-        raise MixganError(f"{data.name}: shards hold images and class labels, not condition vectors")
+        raise MixganError(f"{shown(data.name)}: shards hold images and class labels, not condition vectors")
     if not data.is_image or data.x_train.dtype != torch.uint8:
-        raise MixganError(f"{data.name}: only uint8 images can be packed (float images and points cannot)")
+        raise MixganError(f"{shown(data.name)}: only uint8 images can be packed (float images and points cannot)")
     if len(data.shape) != 3 or data.shape[0] not in (1, 3):
-        raise MixganError(f"{data.name}: shards hold images of 1 or 3 channels, got shape {data.shape}")
+        raise MixganError(f"{shown(data.name)}: shards hold images of 1 or 3 channels, got shape {data.shape}")
     if len(data.x_train) == 0:
-        raise MixganError(f"{data.name}: no training images to pack")
+        raise MixganError(f"{shown(data.name)}: no training images to pack")
     classes = [str(c) for c in range(data.num_classes)] if data.y_train is not None else []
     total, done = len(data.x_train) + len(data.x_test), 0
     with ShardWriter(out, data.shape, shard_size, classes, data.name) as writer:

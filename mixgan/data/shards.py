@@ -399,7 +399,7 @@ def shard_dataset(folder: str | Path, seed: int = 0, test_fraction: float = 0.2,
     manifest = read_manifest(folder)
     shape = tuple(manifest["shape"])
     if resolution and resolution != shape[1]:
-        raise MixganError(f"{folder}: shards hold {shape[1]} px images, data.resolution is {resolution}; "
+        raise MixganError(f"{shown(folder)}: shards hold {shape[1]} px images, data.resolution is {resolution}; "
                           f"pack them again with --resolution {resolution}")
     for split in SPLITS:
         for entry in manifest["splits"][split]["shards"]:
