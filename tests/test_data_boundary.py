@@ -164,7 +164,7 @@ def test_transparent_pixels_are_laid_on_the_configured_background(tmp_path, back
     assert (d.fingerprint() == white.fingerprint()) == (background == "white")  # caches tell them apart
 
 
-def test_background_setting_is_validated_and_reaches_the_run(tmp_path):
+def test_background_setting_is_validated_and_reaches_the_loaded_data(tmp_path):
     import mixgan
     from mixgan.config import build_config
 
