@@ -71,7 +71,7 @@ def npz_sizes(path: str | Path, what: str) -> dict[str, tuple[tuple[int, ...], n
                 shape, dtype = read_npy_header(fh)
                 header = fh.tell()
             if dtype.hasobject:
-                raise MixganError(f"{what}: array '{shown(name)}' holds Python objects (pickled data): refused")
+                raise MixganError(f"{what}: unreadable array '{shown(name)}' (Python objects, which need pickle): refused")
             nbytes = math.prod(shape) * dtype.itemsize  # Python ints: cannot overflow
             if header + nbytes != info.file_size:
                 raise MixganError(f"{what}: array '{shown(name)}' declares shape {tuple(shape)} of {dtype} "
