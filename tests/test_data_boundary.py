@@ -464,3 +464,22 @@ def test_a_pack_failing_midway_removes_what_it_wrote(tmp_path):
             assert len(list((tmp_path / "new" / "out").glob("*.npy"))) == 2
             w.add("train", np.zeros((1, 3, 8, 8), np.uint8))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gzip_idx_bomb_is_refused_before_it_is_decompressed(tmp_path):
+    """An IDX .gz whose data expands far beyond any real image file is refused, not inflated."""
+    import gzip
+
+    from mixgan.data.idx import read_idx
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 40_000, 28, 28))
+        for _ in range(40):
+            fh.write(bytes(28 * 28 * 1000))
+    assert path.stat().st_size < 200_000
+    with pytest.raises(MixganError, match="expands more than 256 times"):
+        read_idx(path, 3)
+    grown = peak_rss_growth_mb(f"from mixgan.data.idx import read_idx\nfrom pathlib import Path\n"
+                               f"try:\n    read_idx(Path({str(path)!r}), 3)\nexcept Exception:\n    pass")
+    assert grown < 20, f"peak memory grew {grown:.0f} MB"
