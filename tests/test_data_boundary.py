@@ -483,3 +483,13 @@ def test_gzip_idx_bomb_is_refused_before_it_is_decompressed(tmp_path):
     grown = peak_rss_growth_mb(f"from mixgan.data.idx import read_idx\nfrom pathlib import Path\n"
                                f"try:\n    read_idx(Path({str(path)!r}), 3)\nexcept Exception:\n    pass")
     assert grown < 20, f"peak memory grew {grown:.0f} MB"
+
+
+def test_data_boundary_benchmark_smoke_logs_its_measurements(tmp_path, monkeypatch):
+    from benchmarks import data_boundary
+
+    monkeypatch.setenv("MIXGAN_RESULTS_DIR", str(tmp_path / "results"))
+    row = data_boundary.main(["--smoke"])
+    entry = (tmp_path / "results" / "data_boundary.md").read_text()
+    assert "python -m benchmarks.data_boundary --smoke" in entry
+    assert f"| {row['images']} | {row['fingerprint_s']:.3f} |" in entry and row["thin_image_peak_mb"] < 200
