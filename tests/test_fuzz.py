@@ -340,8 +340,8 @@ def cli_cases(tmp: Path, rng) -> list[tuple[str, list[str], Path]]:
         for _ in range(CLI_CASES // 3 + 1):
             for raw in damage(valid, rng):
                 d = case(kind.lower())
+                (d / "imgs").mkdir()
                 for i in range(3):
-                    (d / "imgs" if i == 0 else d / "imgs").mkdir(exist_ok=True)
                     (d / "imgs" / f"ok{i}{suffix}").write_bytes(valid)
                 (d / "imgs" / f"bad{suffix}").write_bytes(raw)
                 cases.append((f"{kind} in a folder", ["data", "pack", str(d / "imgs"), str(d / "out")], d / "out"))
@@ -379,12 +379,11 @@ def cli_cases(tmp: Path, rng) -> list[tuple[str, list[str], Path]]:
             rezipped(raw, method) for raw in damage(npy, rng, header=128)
             for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)]
         for raw in damaged:
-            if True:
-                d = case("npz")
-                (d / "f.npz").write_bytes(raw)
-                cases.append(("npz", ["data", "pack", f"npz:{d / 'f.npz'}", str(d / "out")], d / "out"))
-                cases.append(("npz samples", ["evaluate", "--samples", str(d / "f.npz"), "--dataset", "ring",
-                                              "--metrics", "modes", "--device", "cpu", "--quiet"], d / "none"))
+            d = case("npz")
+            (d / "f.npz").write_bytes(raw)
+            cases.append(("npz", ["data", "pack", f"npz:{d / 'f.npz'}", str(d / "out")], d / "out"))
+            cases.append(("npz samples", ["evaluate", "--samples", str(d / "f.npz"), "--dataset", "ring",
+                                          "--metrics", "modes", "--device", "cpu", "--quiet"], d / "none"))
     from test_data_boundary import npz_bomb
 
     d = case("npz-bomb")
@@ -403,9 +402,9 @@ def cli_cases(tmp: Path, rng) -> list[tuple[str, list[str], Path]]:
              lambda m: m.update(shape=rng.choice([[1, 8], [1, 10 ** 6, 10 ** 6], [2, 8, 8], "x", [1, -8, 8]])),
              lambda m: m.update(classes=[str(i) for i in range(rng.choice([3, 50, 10 ** 4]))]),
              lambda m: m["splits"]["train"].update(count=rng.randint(-3, 30))]
-    for _ in range(CLI_CASES):
-        import shutil
+    import shutil
 
+    for _ in range(CLI_CASES):
         d = case("shards")
         shutil.copytree(shards, d / "s")
         target = rng.choice(["manifest", "shard", "labels", "edit"])
@@ -466,7 +465,7 @@ def test_every_reader_refuses_damaged_files_in_one_line_through_the_cli(tmp_path
     report = tmp_path / "report.jsonl"
     here = Path(__file__).resolve().parent
     env = dict(os.environ, PYTHONPATH=f"{here.parent}{os.pathsep}{here}", OMP_NUM_THREADS="1")
-    code = f"import test_fuzz; test_fuzz.run_cli_cases({str(tmp_path / 'w')!r}, {0}, {str(report)!r})"
+    code = f"import test_fuzz; test_fuzz.run_cli_cases({str(tmp_path / 'w')!r}, 0, {str(report)!r})"
     (tmp_path / "w").mkdir()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

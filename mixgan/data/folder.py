@@ -133,14 +133,15 @@ def list_images(folder: str | Path) -> Listing:
     top = _image_files(folder)
     if subdirs and top:
         raise MixganError(f"folder: {shown(folder)} holds {len(top)} image(s) beside the sub-folder(s) "
-                          f"{_names([d.name for d in subdirs])}; put images either directly in the folder or in one sub-folder "
-                          "per class")
+                          f"{_names([d.name for d in subdirs])}; put images either directly in the folder or "
+                          "in one sub-folder per class")
     if subdirs:
         groups = [(i, _image_files(d)) for i, d in enumerate(subdirs)]
         empty = [d for (_, ps), d in zip(groups, subdirs) if not ps]
         if empty:
-            raise MixganError(f"folder: class folder(s) {_names([d.name for d in empty])} of {shown(folder)} hold no image directly "
-                              "(a class folder holds its images, not sub-folders of them): fill or remove them")
+            raise MixganError(f"folder: class folder(s) {_names([d.name for d in empty])} of {shown(folder)} hold no "
+                              "image directly (a class folder holds its images, not sub-folders of them): fill or "
+                              "remove them")
         nested = [n for d in subdirs for n in _visible_dirs(d) if _image_files(n)]
         if nested:
             warnings.warn(MixganWarning(f"{shown(folder)}: left out the images in {len(nested)} folder(s) below the "
