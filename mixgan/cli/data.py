@@ -62,5 +62,5 @@ def run(args) -> int:
     shards = sum(len(m["splits"][s]["shards"]) for s in ("train", "test"))
     print(f"packed: {m['splits']['train']['count']} train and {m['splits']['test']['count']} test images "
           f"of shape {tuple(m['shape'])} into {shards} shards in {shown(args.out)}")
-    print(f"train with: --dataset shards:{args.out}")
+    print(f"train with: --dataset shards:{shown(args.out)}")
     return 0
