@@ -80,7 +80,7 @@ def write_folder(folder: Path, n: int, seed: int = 0) -> None:
 
     x, y = draw(n, 96, seed)
     rng = np.random.default_rng(seed + 1)
-    for c in range(10):
+    for c in sorted(set(y.tolist())):  # a class folder without images is refused: only the classes drawn
         (folder / class_name(c)).mkdir(parents=True, exist_ok=True)
     for i in range(n):
         w, h = (int(v) for v in rng.integers(48, 161, 2))

@@ -32,7 +32,7 @@ class Run:
     def data(self) -> Dataset:
         d = self.cfg.data
         return load_dataset(d.dataset, d.data_dir, seed=self.cfg.train.seed, test_fraction=d.test_fraction,
-                            resolution=d.resolution, channels=d.channels)
+                            resolution=d.resolution, channels=d.channels, background=d.background)
 
     def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
                seed: int = 0, **kwargs: Any) -> Samples:

@@ -33,6 +33,9 @@ class DataConfig:
     resolution: int = 0  # image side in pixels; 0: as the data comes (a folder: its square size, else 64)
     channels: int = 0  # 1 grey or 3 RGB; 0: as the data comes (a folder: 3 if any image has colour)
     workers: int = -1  # data loader processes for shards: (-1: min(4, CPUs - 1); 0: in the training process)
+    # a folder's transparent pixels (RGBA, LA, P with transparency) are laid on this colour:
+    # white, black or any colour like "#808080"
+    background: str = "white"
 
 
 @dataclass
@@ -395,6 +398,17 @@ def augment_error(policy: str) -> str:
     return f"augment must be a comma list of {', '.join(AUGMENTS)}, got '{bad[0]}'" if bad else ""
 
 
+def _colour(value) -> bool:
+    """Whether ``value`` names a colour (data.background)."""
+    from PIL import ImageColor
+
+    try:
+        ImageColor.getrgb(str(value))
+    except ValueError:
+        return False
+    return isinstance(value, str)
+
+
 def validate(cfg: Config) -> None:
     p, t, m, e = cfg.prior, cfg.train, cfg.model, cfg.encoder
     d = cfg.data
@@ -402,6 +416,7 @@ def validate(cfg: Config) -> None:
         (d.resolution == 0 or d.resolution >= 8, f"data.resolution must be 0 (auto) or >= 8, got {d.resolution}"),
         (d.channels in (0, 1, 3), f"data.channels must be 0 (auto), 1 or 3, got {d.channels}"),
         (d.workers >= -1, f"data.workers must be >= 0 (or -1: automatic), got {d.workers}"),
+        (_colour(d.background), f"data.background must be white, black or a colour like '#808080', got {d.background!r}"),
         (p.components >= 1, f"components must be >= 1, got {p.components}"),
         (p.latent_dim >= 1, f"latent_dim must be >= 1, got {p.latent_dim}"),
         (p.c > 0, f"c must be > 0, got {p.c}"),

@@ -32,21 +32,23 @@ def write_error(path: Path | str, exc: OSError) -> MixganError:
     return MixganError(f"cannot write {path} ({exc.strerror or exc})")
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data).cast("B")
     while view:
         view = view[_write(fd, view):]
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically; on any failure the temporary file is removed and an
-    OSError becomes a MixganError naming ``path``."""
+def atomic_write_bytes(path: Path, data: bytes | list) -> None:
+    """Write ``data`` (bytes, or a list of buffers written one after the other, so a large array
+    needs no joined copy) to ``path`` atomically; on any failure, a signal included, the temporary
+    file is removed and an OSError becomes a MixganError naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
+            for part in (data if isinstance(data, list) else [data]):
+                _write_all(fd, part)
             os.fsync(fd)
         finally:
             os.close(fd)

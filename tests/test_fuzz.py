@@ -290,3 +290,256 @@ def test_idx_header_whose_size_overflows_64_bits_is_refused(tmp_path):
     path.write_bytes(struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">3I", 2 ** 31, 2 ** 31, 4))  # 2^64 items
     with pytest.raises(MixganError, match="truncated: 0 data bytes"):
         read_idx(path, 3)
+
+
+# ---- the data boundary through the CLI -------------------------------------------------------
+#
+# Every reader of user files gets seeded random bytes, truncations and header edits of a valid
+# file, run through the command a user would type, all in one interpreter (one import of torch).
+# Each run must end in exit 0 (an unreadable image skipped and counted) or exit 2 with one stderr
+# line `mixgan: error: ...`; never a traceback; peak memory bounded; and a failed command leaves
+# nothing in its output folder.
+
+CLI_CASES = 6  # per reader and kind of damage: a fixed, seeded sample (MIXGAN_FUZZ_EXAMPLES searches deeper)
+
+
+def damage(raw: bytes, rng, header: int = 64) -> list[bytes]:
+    """Random bytes, a truncation, and byte edits inside the first ``header`` bytes of ``raw``."""
+    out = [rng.randbytes(rng.randint(0, 600)), raw[:rng.randint(0, len(raw) - 1)]]
+    edited = bytearray(raw)
+    for _ in range(rng.randint(1, 4)):
+        edited[rng.randrange(min(header, len(edited)))] = rng.randrange(256)
+    return out + [bytes(edited)]
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _images(kind: str) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(12 * 12 * 3, dtype=np.uint8).reshape(12, 12, 3)).save(buf, format=kind)
+    return buf.getvalue()
+
+
+def cli_cases(tmp: Path, rng) -> list[tuple[str, list[str], Path]]:
+    """(what, argv, output folder) for every reader, with the damaged files written under ``tmp``."""
+    cases = []
+
+    def case(what: str) -> Path:
+        d = tmp / f"{len(cases):03d}-{what}"
+        d.mkdir()
+        return d
+
+    for kind, suffix in (("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp")):
+        valid = _images(kind)
+        for _ in range(CLI_CASES // 3 + 1):
+            for raw in damage(valid, rng):
+                d = case(kind.lower())
+                (d / "imgs").mkdir()
+                for i in range(3):
+                    (d / "imgs" / f"ok{i}{suffix}").write_bytes(valid)
+                (d / "imgs" / f"bad{suffix}").write_bytes(raw)
+                cases.append((f"{kind} in a folder", ["data", "pack", str(d / "imgs"), str(d / "out")], d / "out"))
+    images = idx_bytes(np.arange(4 * 28 * 28, dtype=np.uint8).reshape(4, 28, 28))
+    labels = idx_bytes(np.array([1, 2, 3, 4], dtype=np.uint8))
+    for _ in range(CLI_CASES // 3 + 1):
+        for which, valid in (("images", images), ("labels", labels)):
+            for raw in damage(valid, rng, header=16):
+                d = case("idx")
+                for prefix in ("train", "t10k"):
+                    (d / f"{prefix}-images-idx3-ubyte").write_bytes(raw if which == "images" else images)
+                    (d / f"{prefix}-labels-idx1-ubyte").write_bytes(raw if which == "labels" else labels)
+                cases.append(("IDX", ["data", "pack", "mnist", "--data-dir", str(d), str(d / "out")], d / "out"))
+    cifar = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, protocol=4)
+    for _ in range(CLI_CASES // 3 + 1):
+        for raw in damage(cifar, rng):
+            d = case("cifar")
+            for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+                (d / name).write_bytes(raw if name == "data_batch_3" else cifar)
+            cases.append(("CIFAR pickle", ["data", "pack", "cifar10", "--data-dir", str(d), str(d / "out")], d / "out"))
+    npz = npz_bytes(np.savez, x=np.zeros((6, 1, 8, 8), np.uint8), y=np.arange(6) % 2)
+    npz_zipped = npz_bytes(np.savez_compressed, x=np.zeros((6, 1, 8, 8), np.uint8), y=np.arange(6) % 2)
+    import zipfile
+
+    def rezipped(member: bytes, method) -> bytes:  # a sound zip around a damaged .npy
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", method) as z:
+            z.writestr("x.npy", member)
+            z.writestr("y.npy", _npy(np.arange(6) % 2))
+        return buf.getvalue()
+
+    npy = _npy(np.zeros((6, 1, 8, 8), np.uint8))
+    for _ in range(CLI_CASES // 3 + 1):
+        damaged = damage(npz, rng, header=120) + damage(npz_zipped, rng, header=120) + [
+            rezipped(raw, method) for raw in damage(npy, rng, header=128)
+            for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)]
+        for raw in damaged:
+            d = case("npz")
+            (d / "f.npz").write_bytes(raw)
+            cases.append(("npz", ["data", "pack", f"npz:{d / 'f.npz'}", str(d / "out")], d / "out"))
+            cases.append(("npz samples", ["evaluate", "--samples", str(d / "f.npz"), "--dataset", "ring",
+                                          "--metrics", "modes", "--device", "cpu", "--quiet"], d / "none"))
+    from test_data_boundary import npz_bomb
+
+    d = case("npz-bomb")
+    npz_bomb(d / "bomb.npz")
+    cases.append(("npz bomb", ["data", "pack", f"npz:{d / 'bomb.npz'}", str(d / "out")], d / "out"))
+    shards = tmp / "valid-shards"
+    src = tmp / "valid.npz"
+    src.write_bytes(npz)
+    from mixgan.data.pack import pack
+
+    pack(f"npz:{src}", shards, shard_size=2, test_fraction=0.2)
+    manifest = (shards / "manifest.json").read_bytes()
+    edits = [lambda m: m["splits"]["train"]["shards"][0].update(file=rng.choice(["../valid.npz", "/etc/passwd", "..",
+                                                                                 "a/b.npy", 7, ""])),
+             lambda m: m["splits"]["train"]["shards"][0].update(count=rng.choice([-1, 10 ** 12, "3", 2.5, None])),
+             lambda m: m.update(shape=rng.choice([[1, 8], [1, 10 ** 6, 10 ** 6], [2, 8, 8], "x", [1, -8, 8]])),
+             lambda m: m.update(classes=[str(i) for i in range(rng.choice([3, 50, 10 ** 4]))]),
+             lambda m: m["splits"]["train"].update(count=rng.randint(-3, 30))]
+    import shutil
+
+    for _ in range(CLI_CASES):
+        d = case("shards")
+        shutil.copytree(shards, d / "s")
+        target = rng.choice(["manifest", "shard", "labels", "edit"])
+        if target == "manifest":
+            raw = rng.choice(damage(manifest, rng, header=len(manifest)))
+            (d / "s" / "manifest.json").write_bytes(raw)
+        elif target == "edit":
+            m = json.loads(manifest)
+            rng.choice(edits)(m)
+            (d / "s" / "manifest.json").write_text(json.dumps(m))
+        else:
+            name = "train-00001.npy" if target == "shard" else "train-labels.npy"
+            (d / "s" / name).write_bytes(rng.choice(damage((shards / name).read_bytes(), rng, header=128)))
+        cases.append(("shard folder", ["data", "verify", str(d / "s")], d / "none"))
+        cases.append(("shard folder", ["data", "pack", f"shards:{d / 's'}", str(d / "out")], d / "out"))
+    for _ in range(CLI_CASES):
+        for raw in damage(VALID_TOML, rng, header=len(VALID_TOML)):
+            d = case("toml")
+            (d / "c.toml").write_bytes(raw)
+            cases.append(("TOML config", ["train", "--config", str(d / "c.toml"), "--out", str(d / "run"),
+                                          "--dry-run"], d / "run"))
+            cases.append(("TOML recipe", ["train", "--recipe", str(d / "c.toml"), "--out", str(d / "run"),
+                                          "--dry-run"], d / "run"))
+    return cases
+
+
+def run_cli_cases(tmp: str, seed: int, report: str) -> None:
+    """The subprocess side: every case through ``mixgan.cli.main``, one JSON line per case."""
+    import contextlib
+    import random
+    import resource
+    import traceback
+
+    from mixgan.cli import main
+
+    rng = random.Random(seed)
+    cases = cli_cases(Path(tmp), rng)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(report, "w") as out:
+        for what, argv, folder in cases:
+            err, crash = io.StringIO(), ""
+            try:
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                    code = main(argv)
+            except BaseException:  # what main let through: the failure we hunt
+                code, crash = -1, traceback.format_exc()
+            grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+            left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+            out.write(json.dumps({"what": what, "argv": argv, "code": code, "err": err.getvalue(), "crash": crash,
+                                  "grown_mb": grown, "left": left if code != 0 else [],
+                                  "out_exists": folder.exists()}) + "\n")
+
+
+def test_every_reader_refuses_damaged_files_in_one_line_through_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    report = tmp_path / "report.jsonl"
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, PYTHONPATH=f"{here.parent}{os.pathsep}{here}", OMP_NUM_THREADS="1")
+    code = f"import test_fuzz; test_fuzz.run_cli_cases({str(tmp_path / 'w')!r}, 0, {str(report)!r})"
+    (tmp_path / "w").mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line) for line in report.read_text().splitlines()]
+    readers = {r["what"] for r in results}
+    assert {"PNG in a folder", "JPEG in a folder", "WEBP in a folder", "IDX", "CIFAR pickle", "npz", "npz samples",
+            "npz bomb", "shard folder", "TOML config", "TOML recipe"} <= readers
+    refused = 0
+    for r in results:
+        label = f"{r['what']} {r['argv']}: {r['err'] or r['crash']}"
+        assert not r["crash"] and "Traceback" not in r["err"], label
+        assert r["code"] in (0, 2), label
+        lines = [line for line in r["err"].splitlines() if line.strip()]
+        if r["code"] == 2:
+            refused += 1
+            errors = [line for line in lines if line.startswith("mixgan: error: ")]
+            assert len(errors) == 1 and lines[-1] == errors[0], label
+            assert all(line.startswith(("mixgan: error: ", "mixgan: warning: ")) for line in lines), label
+            assert not r["out_exists"] or r["left"] == [], label  # nothing left behind
+        else:
+            assert all(line.startswith("mixgan: warning: ") for line in lines), label
+        assert r["grown_mb"] < 400, label
+    assert refused > len(results) // 3  # the damage reaches the checks
+
+
+@pytest.fixture(scope="module")
+def shard_folder(tmp_path_factory):
+    from mixgan.data.pack import pack
+
+    base = tmp_path_factory.mktemp("fuzz-shards")
+    np.savez(base / "d.npz", x=np.arange(6 * 64, dtype=np.uint8).reshape(6, 1, 8, 8), y=np.arange(6) % 3)
+    pack(f"npz:{base / 'd.npz'}", base / "s", shard_size=2, test_fraction=0.2)
+    return base / "s"
+
+
+@st.composite
+def manifest_edits(draw, valid: dict):
+    """The valid manifest with one field, at any depth a pack writes, replaced by random JSON."""
+    import copy
+
+    m = copy.deepcopy(valid)
+    paths = [("shape",), ("classes",), ("version",), ("splits", "train", "count"), ("splits", "test")]
+    paths += [("splits", "train", "shards", 0, k) for k in ("file", "count", "bytes", "sha256")]
+    paths += [("splits", "train", "labels", k) for k in ("file", "bytes")]
+    path = draw(st.sampled_from(paths))
+    node = m
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = draw(st.one_of(json_values, st.sampled_from(
+        ["../d.npz", "/etc/passwd", "..", "train-00001.npy", "test-labels.npy", -1, 10 ** 12, [1, 8, 8]])))
+    return m
+
+
+@FUZZ
+@given(data=st.data())
+def test_shard_readers(tmp_path, shard_folder, data):
+    import shutil
+
+    from mixgan.data.shards import shard_dataset, verify
+
+    folder = tmp_path / "s"
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(shard_folder, folder)
+    valid = json.loads((shard_folder / "manifest.json").read_text())
+    choice = data.draw(st.sampled_from(["manifest", "shard", "labels"]))
+    if choice == "manifest":
+        (folder / "manifest.json").write_text(json.dumps(data.draw(manifest_edits(valid))))
+    else:
+        name = "train-00001.npy" if choice == "shard" else "train-labels.npy"
+        (folder / name).write_bytes(data.draw(file_bytes((shard_folder / name).read_bytes())))
+    settle(lambda: verify(folder))
+    d = settle(lambda: shard_dataset(folder, verify_hashes=data.draw(st.booleans())))
+    if d is not None:  # what opened is consistent: every image readable, every label a class
+        x = d.x_train[torch.arange(len(d.x_train))]
+        assert x.dtype == torch.uint8 and x.shape[1:] == (1, 8, 8)
+        assert d.y_train is None or (0 <= int(d.y_train.min()) and int(d.y_train.max()) < d.num_classes)

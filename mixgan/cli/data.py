@@ -24,6 +24,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pk.add_argument("--test-fraction", type=float, default=0.2,
                     help="share held out as the test split, for data without one (default 0.2)")
     pk.add_argument("--seed", type=int, default=0, help="seed of that split")
+    pk.add_argument("--background", default="white",
+                    help="colour a folder's transparent pixels are laid on: white (default), black or like #808080")
     pk.add_argument("--quiet", action="store_true", help="no progress line")
     vf = actions.add_parser("verify", help="check every shard's SHA-256 against the manifest")
     vf.add_argument("folder", help="folder written by `mixgan data pack`")
@@ -43,6 +45,7 @@ def _progress(quiet: bool):
 def run(args) -> int:
     from ..data.pack import pack
     from ..data.shards import verify
+    from ..data.base import shown
     from ..errors import MixganError
 
     if args.action == "verify":
@@ -53,13 +56,11 @@ def run(args) -> int:
         return 0
     if args.resolution and args.resolution < 8:
         raise MixganError(f"--resolution must be >= 8, got {args.resolution}")
-    if not 0 <= args.test_fraction < 1:
-        raise MixganError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     result = pack(args.src, args.out, args.resolution, args.channels, args.shard_size, args.data_dir,
-                  args.test_fraction, args.seed, _progress(args.quiet))
+                  args.test_fraction, args.seed, _progress(args.quiet), background=args.background)
     m = result.manifest
     shards = sum(len(m["splits"][s]["shards"]) for s in ("train", "test"))
     print(f"packed: {m['splits']['train']['count']} train and {m['splits']['test']['count']} test images "
-          f"of shape {tuple(m['shape'])} into {shards} shards in {args.out}")
-    print(f"train with: --dataset shards:{args.out}")
+          f"of shape {tuple(m['shape'])} into {shards} shards in {shown(args.out)}")
+    print(f"train with: --dataset shards:{shown(args.out)}")
     return 0

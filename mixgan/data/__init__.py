@@ -6,7 +6,7 @@ from typing import Callable
 import torch
 
 from ..errors import MixganError
-from .base import DataSpec, Dataset, to_float
+from .base import DataSpec, Dataset, shown, to_float
 from .idx import load_idx_dataset, read_idx
 from .folder import fit_array, fit_image, image_folder
 from .images import cifar10, digits, safe_unpickle
@@ -35,11 +35,12 @@ DATASETS = tuple(LOADERS)
 
 
 def load_dataset(name: str, data_dir: str = "", seed: int = 0, test_fraction: float = 0.2,
-                 resolution: int = 0, channels: int = 0) -> Dataset:
+                 resolution: int = 0, channels: int = 0, background: str = "white") -> Dataset:
     """Load a dataset by name; ``data_dir`` defaults to the dataset's usual location.
 
     ``resolution``/``channels`` (0: as the data comes; for a folder: automatic, see
-    :func:`.folder.auto_size`) resize and recolour images through :func:`fit_image`.
+    :func:`.folder.auto_size`) resize and recolour images through :func:`fit_image`;
+    ``background`` (``data.background``) is the colour a folder's transparent pixels are laid on.
     """
     prefix, _, rest = name.partition(":")
     if prefix == "shards" and rest:
@@ -54,7 +55,7 @@ def load_dataset(name: str, data_dir: str = "", seed: int = 0, test_fraction: fl
             raise MixganError(f"dataset '{name}' needs --data-dir")
         if name == "folder":
             return image_folder(folder, seed=seed, test_fraction=test_fraction, resolution=resolution,
-                                channels=channels)
+                                channels=channels, background=background)
         data = LOADERS[name](folder, seed, test_fraction)
     return resize_dataset(data, resolution, channels)
 
@@ -64,7 +65,7 @@ def resize_dataset(data: Dataset, resolution: int = 0, channels: int = 0) -> Dat
     if not (resolution or channels) or not data.is_image:
         return data
     if data.x_train.dtype != torch.uint8:
-        raise MixganError(f"{data.name}: data.resolution/data.channels need uint8 images, not floats")
+        raise MixganError(f"{shown(data.name)}: data.resolution/data.channels need uint8 images, not floats")
     c, h, _ = data.shape
     resolution, channels = resolution or h, channels or c
     if data.shape == (channels, resolution, resolution):

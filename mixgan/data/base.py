@@ -2,9 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 import torch
+
+
+def shown(path) -> str:
+    """A file name as messages print it: as is, or quoted and escaped (``repr``) where it holds a
+    character that is not printable (a newline could otherwise forge a line of output)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def to_float(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
@@ -91,7 +99,9 @@ class Dataset:
         return self.kind == "image"
 
     def fingerprint(self) -> str:
-        """A hash of the files (or generating settings) behind this dataset, for caches."""
+        """A hash of the files (or generating settings) behind this dataset, for caches: every file's
+        path, size and modification time (a stat each, so a folder of a million images is cheap), so
+        a file added, removed, replaced or edited gives another fingerprint."""
         import hashlib
 
         h = hashlib.sha256(self.name.encode())
@@ -99,9 +109,7 @@ class Dataset:
             h.update(self.variant.encode())
         for path in sorted(self.files):
             st = path.stat()
-            h.update(f"{path.name}:{st.st_size}".encode())
-            with open(path, "rb") as fh:
-                h.update(fh.read(1 << 20))
+            h.update(f"{os.fsencode(path)!r}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         if not self.files:
             h.update(str(tuple(self.x_train.shape)).encode())
             h.update(self.images("train", torch.arange(min(64, len(self.x_train)))).numpy().tobytes())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import MixganError
-from .base import Dataset, split
+from .base import Dataset, shown, split
 
 
 def digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
@@ -46,24 +46,24 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         obj = safe_unpickle(path.read_bytes())
     except FileNotFoundError:
-        raise MixganError(f"{path}: file not found") from None
+        raise MixganError(f"{shown(path)}: file not found") from None
     except Exception as exc:  # any malformed pickle: name the file, never run it
-        raise MixganError(f"{path}: not a CIFAR-10 batch ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
+        raise MixganError(f"{shown(path)}: not a CIFAR-10 batch ({type(exc).__name__}: {' '.join(str(exc).split())})") from None
     if not isinstance(obj, dict) or b"data" not in obj or b"labels" not in obj:
-        raise MixganError(f"{path}: not a CIFAR-10 batch (no data/labels)")
+        raise MixganError(f"{shown(path)}: not a CIFAR-10 batch (no data/labels)")
     data, labels = obj[b"data"], obj[b"labels"]
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
-        raise MixganError(f"{path}: CIFAR-10 data must be N x 3072")
+        raise MixganError(f"{shown(path)}: CIFAR-10 data must be N x 3072")
     if data.dtype != np.uint8 and (not np.issubdtype(data.dtype, np.integer) or
                                    (data.size and (data.min() < 0 or data.max() > 255))):
-        raise MixganError(f"{path}: CIFAR-10 pixels must be integers 0..255, got {data.dtype}")
+        raise MixganError(f"{shown(path)}: CIFAR-10 pixels must be integers 0..255, got {data.dtype}")
     if not isinstance(labels, (list, np.ndarray)) or not all(isinstance(v, (int, np.integer)) for v in labels):
-        raise MixganError(f"{path}: CIFAR-10 labels must be a list of integers")
+        raise MixganError(f"{shown(path)}: CIFAR-10 labels must be a list of integers")
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise MixganError(f"{path}: CIFAR-10 label {int(labels.max() if labels.max() > 9 else labels.min())} outside 0..9")
+        raise MixganError(f"{shown(path)}: CIFAR-10 label {int(labels.max() if labels.max() > 9 else labels.min())} outside 0..9")
     if len(data) != len(labels):
-        raise MixganError(f"{path}: {len(data)} images but {len(labels)} labels")
+        raise MixganError(f"{shown(path)}: {len(data)} images but {len(labels)} labels")
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
@@ -72,7 +72,7 @@ def cifar10(folder: str | Path) -> Dataset:
     if (folder / "cifar-10-batches-py").is_dir():
         folder = folder / "cifar-10-batches-py"
     if not folder.is_dir():
-        raise MixganError(f"cifar10: data folder {folder} does not exist (set --data-dir)")
+        raise MixganError(f"cifar10: data folder {shown(folder)} does not exist (set --data-dir)")
     files = [folder / f"data_batch_{i}" for i in range(1, 6)]
     train = [_cifar_batch(p) for p in files]
     test = _cifar_batch(folder / "test_batch")

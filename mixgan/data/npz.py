@@ -8,6 +8,8 @@ out. Arrays are read with ``allow_pickle=False``: object arrays are refused, nev
 """
 from __future__ import annotations
 
+import math
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,7 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import MixganError
-from .base import Dataset
+from .base import Dataset, shown
+from .rows import read_npy_header
 
 SPLIT_SEED = 1234  # the split belongs to the file, not to the training seed
 
@@ -24,18 +27,83 @@ SPLIT_SEED = 1234  # the split belongs to the file, not to the training seed
 MAX_CLASSES = 100_000  # the most classes a checkpoint's data description admits
 
 
-def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
-    """Every array of an .npz, with object arrays refused rather than unpickled; any failure
-    (missing, truncated, not a zip, pickled data) is one MixganError that starts with ``what``."""
+MAX_EXPANSION = 256  # a deflated member that claims to expand more than this is refused as a bomb
+
+
+def available_memory() -> int:
+    """Bytes of memory the system can give without swapping (MemAvailable; all of it where unknown)."""
     try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n} bytes"
+
+
+def npz_sizes(path: str | Path, what: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Each array's (shape, dtype) from its .npy header alone (other files in the zip are left out),
+    with the declared sizes checked
+    against the zip's own (a header cannot claim more data than its member holds, a compressed
+    member cannot claim to expand more than :data:`MAX_EXPANSION` times): nothing is allocated."""
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_EXPANSION * max(info.compress_size, 1):
+                raise MixganError(f"{what}: array '{shown(name)}' expands from {_gb(info.compress_size)} to "
+                                  f"{_gb(info.file_size)} on reading (more than {MAX_EXPANSION} times): refused as "
+                                  "a decompression bomb")
+            with z.open(info) as fh:
+                if fh.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                    if info.filename.endswith(".npy"):
+                        raise MixganError(f"{what}: array '{shown(name)}' is not a .npy array (no .npy header)")
+                    continue  # another kind of file in the zip: not read
+                fh.seek(0)
+                shape, dtype = read_npy_header(fh)
+                header = fh.tell()
+            if dtype.hasobject:
+                raise MixganError(f"{what}: unreadable array '{shown(name)}' (Python objects, which need pickle): refused")
+            nbytes = math.prod(shape) * dtype.itemsize  # Python ints: cannot overflow
+            if header + nbytes != info.file_size:
+                raise MixganError(f"{what}: array '{shown(name)}' declares shape {tuple(shape)} of {dtype} "
+                                  f"({_gb(nbytes)}) but holds {_gb(max(info.file_size - header, 0))}: refused")
+            out[name] = (tuple(shape), dtype)
+    return out
+
+
+def read_npz(path: str | Path, what: str, budget: int | None = None) -> dict[str, np.ndarray]:
+    """Every array of an .npz, with object arrays refused rather than unpickled; any failure
+    (missing, truncated, not a zip, pickled data, a header that declares more than the file holds,
+    arrays larger than half the available memory or ``budget`` bytes) is one MixganError that
+    starts with ``what``. Sizes are checked from the headers before anything is allocated."""
+    what = shown(what)
+    try:
+        sizes = npz_sizes(path, what)
+        total = sum(math.prod(shape) * dtype.itemsize for shape, dtype in sizes.values())
+        budget = available_memory() // 2 if budget is None else budget
+        if total > budget:
+            raise MixganError(f"{what}: its arrays need {_gb(total)} of memory, more than the {_gb(budget)} "
+                              "available to them; pack the images into shards (mixgan data pack) instead")
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files if k in sizes}
     except FileNotFoundError:
         raise MixganError(f"{what}: file not found") from None
-    except ValueError as exc:  # object arrays need pickle: refused
-        raise MixganError(f"{what}: unreadable array ({exc})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise MixganError(f"{what}: not a .npz file ({exc})") from None
+    except IsADirectoryError:
+        raise MixganError(f"{what}: a folder, not a .npz file") from None
+    except ValueError as exc:  # object arrays need pickle: refused; a malformed .npy header
+        raise MixganError(f"{what}: unreadable array ({' '.join(str(exc).split())[:200]})") from None
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError,
+            RuntimeError) as exc:
+        raise MixganError(f"{what}: not a .npz file ({' '.join(str(exc).split())[:200]})") from None
 
 
 def _targets(x: np.ndarray, source: str) -> tuple[torch.Tensor, str]:
@@ -92,8 +160,8 @@ def _part(arrays: dict, suffix: str, source: str):
 def npz_dataset(path: str, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     """Load ``npz:PATH`` (see the module docstring for the arrays it reads)."""
     p = Path(path).expanduser()
-    source = f"npz dataset {p}"
-    arrays = read_npz(p, f"npz dataset {p}")
+    source = f"npz dataset {shown(p)}"
+    arrays = read_npz(p, source)
     x, c, y, kind = _part(arrays, "", source)
     if "x_test" in arrays:
         x_te, c_te, y_te, kind_te = _part(arrays, "_test", source)

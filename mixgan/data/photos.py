@@ -1,5 +1,5 @@
-"""Photos as instances: image files read, resized on their short side and centre-cropped to a
-model's image size (:func:`mixgan.data.folder.fit_image`, the training images' path), as uint8
+"""Photos as instances: image files read upright (EXIF orientation), resized on their short side
+and centre-cropped to a model's image size (:func:`mixgan.data.folder.fit_image`, the training images' path), as uint8
 N x C x H x W."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..errors import MixganError
-from .folder import IMAGE_EXTS, _errors, _open, fit_array, fit_image
+from .base import shown
+from .folder import IMAGE_EXTS, _errors, _open, fit_array, fit_image, upright
 
 
 def image_paths(items: Iterable[str | Path]) -> list[Path]:
@@ -21,12 +22,12 @@ def image_paths(items: Iterable[str | Path]) -> list[Path]:
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
             if not found:
-                raise MixganError(f"{p}: no image files ({', '.join(IMAGE_EXTS)}) in the folder")
+                raise MixganError(f"{shown(p)}: no image files ({', '.join(IMAGE_EXTS)}) in the folder")
             paths.extend(found)
         elif p.is_file():
             paths.append(p)
         else:
-            raise MixganError(f"{p}: no such file or folder")
+            raise MixganError(f"{shown(p)}: no such file or folder")
     if not paths:
         raise MixganError("no image files given")
     return paths
@@ -43,10 +44,10 @@ def read_images(paths: Sequence[str | Path], shape: Sequence[int]) -> torch.Tens
         try:
             with _open(Path(path)) as im:
                 im.load()
-                out.append(fit_image(im, h, c))
+                out.append(fit_image(upright(im), h, c))
         except _errors() as exc:
             reason = " ".join(str(exc).split())
-            raise MixganError(f"{path}: not a readable image ({reason})") from None
+            raise MixganError(f"{shown(path)}: not a readable image ({reason})") from None
     return torch.from_numpy(np.stack(out))
 
 

@@ -16,17 +16,27 @@ import numpy as np
 import torch
 
 
+def read_npy_header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the .npy header at ``fh``'s position; any malformed header (NumPy's
+    parser raises several kinds of errors) is a ValueError."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh, max_header_size=10_000)
+    except OSError:
+        raise
+    except Exception as exc:  # ValueError, SyntaxError, tokenize.TokenError, ...
+        raise ValueError(f"malformed .npy header ({type(exc).__name__})") from None
+    if fortran:
+        raise ValueError("Fortran-ordered array")
+    return tuple(shape), dtype
+
+
 def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, data offset) of a .npy file, read from its header alone."""
     with open(path, "rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-        if fortran:
-            raise ValueError("Fortran-ordered array")
-        return tuple(shape), dtype, fh.tell()
+        shape, dtype = read_npy_header(fh)
+        return shape, dtype, fh.tell()
 
 
 class NpyRows:

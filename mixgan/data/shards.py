@@ -15,9 +15,14 @@ only the images it asked for: its memory does not grow with the number of images
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import math
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +30,9 @@ import numpy as np
 import torch
 
 from ..errors import MixganError
-from ..io import atomic_write_text, cache_dir
+from ..io import atomic_write_bytes, atomic_write_text, cache_dir
+from .base import shown
+from .npz import MAX_CLASSES
 from .rows import NpyRows, npy_header
 
 FORMAT = "mixgan-shards"
@@ -43,23 +50,80 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+LOCK = ".pack.lock"  # held by the writer while it packs; removed when it is done
+_SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\.npy")  # a plain file name inside the folder
+_LEFTOVER = re.compile(r"(train|test)-(\d{5}|labels)\.npy|\..+\.tmp-\d+")  # what an unfinished pack leaves
+
+
 class ShardWriter:
     """Writes uint8 images (and labels) of each split into shards of ``shard_size`` images;
-    :meth:`close` writes the manifest last, so a folder without one is an unfinished pack."""
+    :meth:`close` writes the manifest last, so a folder without one is an unfinished pack.
+
+    ``out`` must be new or empty (the leftovers of a killed pack, shards without a manifest, are
+    cleared) and must not lie inside ``source_folder``. The writer holds ``out``'s lock from its
+    creation to :meth:`close` or :meth:`abort`, so two packs never write into one folder. Used as a
+    context manager, any failure (a signal included) aborts: the files written are removed."""
 
     def __init__(self, out: str | Path, shape: tuple[int, int, int], shard_size: int = DEFAULT_SHARD_SIZE,
-                 classes: list[str] | None = None, source: str = ""):
+                 classes: list[str] | None = None, source: str = "", source_folder: str | Path | None = None):
         if shard_size < 1:
             raise MixganError(f"--shard-size must be >= 1, got {shard_size}")
         self.out, self.shape, self.shard_size = Path(out), tuple(int(s) for s in shape), shard_size
-        if (self.out / MANIFEST).exists():
-            raise MixganError(f"{self.out} already holds packed shards; choose another folder")
-        self.out.mkdir(parents=True, exist_ok=True)
         self.classes, self.source = list(classes or []), source
         self.pending = {s: [] for s in SPLITS}
         self.pending_count = {s: 0 for s in SPLITS}
         self.shards = {s: [] for s in SPLITS}
         self.labels = {s: [] for s in SPLITS}
+        self.written: list[Path] = []
+        self._lock, self._created = None, None
+        self._open(source_folder)
+
+    def _open(self, source_folder) -> None:
+        from filelock import FileLock, Timeout
+
+        out = self.out
+        try:
+            if source_folder is not None:
+                src, dst = Path(source_folder).resolve(), out.resolve()
+                if dst == src or src in dst.parents:
+                    raise MixganError(f"{shown(out)} lies inside the source folder {shown(source_folder)}; "
+                                      "write the shards elsewhere")
+            if out.exists() and not out.is_dir():
+                raise MixganError(f"{shown(out)} is a file, not a folder: name a new or empty folder for the shards")
+            missing = [p for p in (out, *out.parents) if not p.exists()]
+        except OSError as exc:  # a name too long, a parent that is a file
+            raise MixganError(f"cannot write shards into {shown(out)} ({exc.strerror or exc})") from None
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self._created = missing[-1] if missing else None  # the topmost folder this writer made
+            lock = FileLock(out / LOCK, timeout=0, thread_local=False)
+            lock.acquire()
+        except Timeout:
+            raise MixganError(f"{shown(out)} is being written by another `mixgan data pack`; "
+                              "wait for it or choose another folder") from None
+        except OSError as exc:
+            self._remove_created()
+            raise MixganError(f"cannot write shards into {shown(out)} ({exc.strerror or exc})") from None
+        self._lock = lock
+        try:
+            names = sorted(p.name for p in out.iterdir() if p.name != LOCK)
+            if MANIFEST in names:
+                raise MixganError(f"{shown(out)} already holds packed shards; choose another folder")
+            if any(not _LEFTOVER.fullmatch(n) for n in names):
+                raise MixganError(f"{shown(out)} is not empty ({len(names)} entries); name a new or empty folder "
+                                  "for the shards")
+            for n in names:  # an unfinished pack's shards (its writer is gone: we hold the lock)
+                (out / n).unlink()
+        except BaseException:
+            self._release()
+            raise
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is not None:
+            self.abort()
 
     def add(self, split: str, x: np.ndarray, y: np.ndarray | None = None) -> None:
         """Append uint8 images ``x`` (N x C x H x W) and their labels to ``split``."""
@@ -84,32 +148,66 @@ class ShardWriter:
         self.shards[split].append(self._save(name, np.ascontiguousarray(part)))
 
     def _save(self, name: str, array: np.ndarray) -> dict:
+        """One .npy file written atomically (:func:`mixgan.io.atomic_write_bytes`: a temporary file
+        removed on any failure, signals included)."""
         path = self.out / name
-        tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+        self.written.append(path)
+        atomic_write_bytes(path, [header.getvalue(), array])
         digest = _sha256(path)
         _remember_verified(path, digest)
         return {"file": name, "count": int(len(array)), "bytes": path.stat().st_size, "sha256": digest}
 
     def close(self) -> dict:
-        """Write the last shards, the labels and the manifest; returns the manifest."""
-        splits = {}
-        for split in SPLITS:
-            if self.pending_count[split]:
-                self._flush(split, self.pending_count[split])
-            count = sum(s["count"] for s in self.shards[split])
-            entry = {"count": count, "shards": self.shards[split]}
-            if self.classes and count:
-                entry["labels"] = self._save(f"{split}-labels.npy", np.concatenate(self.labels[split]))
-            splits[split] = entry
-        if not splits["train"]["count"]:
-            raise MixganError(f"{self.out}: no training images to pack")
-        manifest = {"format": FORMAT, "version": VERSION, "shape": list(self.shape), "dtype": "uint8",
-                    "levels": 255, "classes": self.classes, "source": self.source, "splits": splits}
-        atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1))
+        """Write the last shards, the labels and the manifest; returns the manifest. On failure the
+        files written are removed (:meth:`abort`)."""
+        try:
+            splits = {}
+            for split in SPLITS:
+                if self.pending_count[split]:
+                    self._flush(split, self.pending_count[split])
+                count = sum(s["count"] for s in self.shards[split])
+                entry = {"count": count, "shards": self.shards[split]}
+                if self.classes and count:
+                    entry["labels"] = self._save(f"{split}-labels.npy", np.concatenate(self.labels[split]))
+                splits[split] = entry
+            if not splits["train"]["count"]:
+                raise MixganError(f"{shown(self.out)}: no training images to pack")
+            manifest = {"format": FORMAT, "version": VERSION, "shape": list(self.shape), "dtype": "uint8",
+                        "levels": 255, "classes": self.classes, "source": self.source, "splits": splits}
+            atomic_write_text(self.out / MANIFEST, json.dumps(manifest, indent=1))
+        except BaseException:
+            self.abort()
+            raise
+        self._release()
         return manifest
+
+    def abort(self) -> None:
+        """Remove every file written (and the folder where this writer made it); release the lock."""
+        for path in self.written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self.written = []
+        self._release()
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        if self._created is None:
+            return
+        for folder in (self.out, *self.out.parents):  # empty folders up to the topmost one made here
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+            if folder == self._created:
+                break
+        self._created = None
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            with contextlib.suppress(OSError):
+                (self.out / LOCK).unlink()
+            self._lock = None
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -118,24 +216,50 @@ def read_manifest(folder: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
-        raise MixganError(f"{folder}: no {MANIFEST} (not a folder written by `mixgan data pack`)") from None
-    except (OSError, ValueError) as exc:
-        raise MixganError(f"{path}: unreadable manifest ({exc})") from None
+        raise MixganError(f"{shown(folder)}: no {MANIFEST} (not a folder written by `mixgan data pack`)") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise MixganError(f"{shown(path)}: unreadable manifest ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise MixganError(f"{path}: not a mixgan shard manifest")
+        raise MixganError(f"{shown(path)}: not a mixgan shard manifest")
     version = manifest.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise MixganError(f"{path}: shard format version {version} is newer than this mixgan reads ({VERSION}); "
+        raise MixganError(f"{shown(path)}: shard format version {version} is newer than this mixgan reads ({VERSION}); "
                           "upgrade mixgan")
     try:
-        shape = tuple(int(s) for s in manifest["shape"])
-        assert len(shape) == 3 and shape[0] in (1, 3) and manifest["dtype"] == "uint8"
+        shape = manifest["shape"]
+        assert isinstance(shape, list) and len(shape) == 3 and all(type(v) is int for v in shape)
+        assert shape[0] in (1, 3) and 1 <= shape[1] <= 65_536 and 1 <= shape[2] <= 65_536
+        assert manifest["dtype"] == "uint8" and isinstance(manifest.get("classes", []), list)
         for split in SPLITS:
             entry = manifest["splits"][split]
-            assert sum(int(s["count"]) for s in entry["shards"]) == int(entry["count"])
+            files = entry["shards"] + ([entry["labels"]] if "labels" in entry else [])
+            for e in files:
+                assert isinstance(e, dict) and isinstance(e["file"], str) and _count(e["bytes"])
+                assert isinstance(e["sha256"], str) and (e is entry.get("labels") or _count(e["count"]))
+            assert type(entry["count"]) is int and sum(s["count"] for s in entry["shards"]) == entry["count"]
     except (KeyError, TypeError, ValueError, AssertionError):
-        raise MixganError(f"{path}: malformed manifest") from None
+        raise MixganError(f"{shown(path)}: malformed manifest") from None
+    names = [e["file"] for s in SPLITS for e in manifest["splits"][s]["shards"] + (
+        [manifest["splits"][s]["labels"]] if "labels" in manifest["splits"][s] else [])]
+    for name in names:
+        if not _SHARD_NAME.fullmatch(name) or name == MANIFEST:
+            raise MixganError(f"{shown(path)}: shard name {name!r} is not a plain .npy file name in the folder: refused")
+    if len(set(names)) != len(names):
+        raise MixganError(f"{shown(path)}: a shard is named twice: refused")
+    classes, total = manifest.get("classes") or [], sum(manifest["splits"][s]["count"] for s in SPLITS)
+    if len(classes) > min(total, MAX_CLASSES):
+        raise MixganError(f"{shown(path)}: {len(classes)} classes for {total} images (at most one per image and "
+                          f"{MAX_CLASSES}): refused")
+    for split in SPLITS:
+        if bool(classes) != ("labels" in manifest["splits"][split]) and manifest["splits"][split]["count"]:
+            raise MixganError(f"{shown(path)}: the {split} split {'lacks' if classes else 'has'} a label file "
+                              f"but the manifest names {len(classes)} classes: refused")
     return manifest
+
+
+def _count(value) -> bool:
+    """Whether a manifest field is a whole number >= 0 (not a bool, a float or a string)."""
+    return type(value) is int and value >= 0
 
 
 def _verified_stamp(path: Path) -> Path:
@@ -155,25 +279,30 @@ def check_shard(folder: Path, entry: dict, shape: tuple[int, ...], dtype, full: 
     """Refuse a shard whose size, header or (``full``) SHA-256 does not match its manifest entry.
     A hash that matched once is remembered for that file version unless ``use_cache`` is False."""
     path = folder / entry["file"]
+    if not _SHARD_NAME.fullmatch(str(entry["file"])):
+        raise MixganError(f"{shown(path)}: not a plain .npy file name in the folder: refused")
     try:
-        size = path.stat().st_size
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):  # a link, a FIFO, a device: never followed or opened
+            raise MixganError(f"{shown(path)}: not a regular file (a link, FIFO or device): refused")
+        size = st.st_size
         found_shape, found_dtype, offset = npy_header(path)
     except FileNotFoundError:
-        raise MixganError(f"{path}: shard missing") from None
-    except (OSError, ValueError) as exc:
-        raise MixganError(f"{path}: not a readable .npy shard ({exc})") from None
+        raise MixganError(f"{shown(path)}: shard missing") from None
+    except (OSError, ValueError):  # the reason would quote the file's bytes: not shown
+        raise MixganError(f"{shown(path)}: not a readable .npy shard (no valid .npy header)") from None
     want = (int(entry["count"]), *shape)
-    if found_shape != want or found_dtype != np.dtype(dtype) or size != offset + int(np.prod(want)) * found_dtype.itemsize \
-            or size != int(entry["bytes"]):
-        raise MixganError(f"{path}: shard does not match the manifest (shape {found_shape}, {size} bytes; "
-                          f"expected {want}, {entry['bytes']} bytes): refused")
+    expected = offset + math.prod(want) * np.dtype(dtype).itemsize
+    if found_shape != want or found_dtype != np.dtype(dtype) or size != expected or size != int(entry["bytes"]):
+        raise MixganError(f"{shown(path)}: shard does not match the manifest (shape {found_shape} of {found_dtype}, "
+                          f"{size} bytes; expected {want} of {np.dtype(dtype)}, {entry['bytes']} bytes): refused")
     if not full:
         return
     stamp = _verified_stamp(path)
     if use_cache and stamp.is_file() and stamp.read_text() == entry["sha256"]:
         return
     if _sha256(path) != entry["sha256"]:
-        raise MixganError(f"{path}: SHA-256 does not match the manifest (damaged or changed shard): refused")
+        raise MixganError(f"{shown(path)}: SHA-256 does not match the manifest (damaged or changed shard): refused")
     _remember_verified(path, entry["sha256"])
 
 
@@ -232,7 +361,7 @@ class ShardArray:
             try:
                 self.files[s].read_into(flat[row], (i - int(self.starts[s])) * self.item)
             except OSError:
-                raise MixganError(f"{self.folder / self.entries[s]['file']}: truncated shard") from None
+                raise MixganError(f"{shown(self.folder / self.entries[s]['file'])}: truncated shard") from None
         return convert_channels(out, self.out_channels)
 
     def __getitem__(self, index) -> torch.Tensor:
@@ -270,7 +399,7 @@ def shard_dataset(folder: str | Path, seed: int = 0, test_fraction: float = 0.2,
     manifest = read_manifest(folder)
     shape = tuple(manifest["shape"])
     if resolution and resolution != shape[1]:
-        raise MixganError(f"{folder}: shards hold {shape[1]} px images, data.resolution is {resolution}; "
+        raise MixganError(f"{shown(folder)}: shards hold {shape[1]} px images, data.resolution is {resolution}; "
                           f"pack them again with --resolution {resolution}")
     for split in SPLITS:
         for entry in manifest["splits"][split]["shards"]:
@@ -281,10 +410,18 @@ def shard_dataset(folder: str | Path, seed: int = 0, test_fraction: float = 0.2,
         if entry is not None:
             check_shard(folder, dict(entry, count=manifest["splits"][split]["count"]), (), np.int32,
                         full=verify_hashes)
-            labels[split] = torch.from_numpy(np.load(folder / entry["file"], allow_pickle=False).astype(np.int64))
+            y = np.load(folder / entry["file"], allow_pickle=False).astype(np.int64)
+            n = len(manifest.get("classes") or [])
+            if len(y) and (y.min() < 0 or y.max() >= n):
+                bad = int(y.min() if y.min() < 0 else y.max())
+                raise MixganError(f"{shown(folder / entry['file'])}: label {bad} outside 0..{n - 1} "
+                                  f"(the manifest names {n} classes): refused")
+            labels[split] = torch.from_numpy(y)
     x_tr = ShardArray(folder, manifest["splits"]["train"]["shards"], shape, channels)
     x_te = ShardArray(folder, manifest["splits"]["test"]["shards"], shape, channels)
     classes = manifest.get("classes") or []
+    files = [folder / MANIFEST] + [folder / e["file"] for s in SPLITS for e in manifest["splits"][s]["shards"]] + \
+        [folder / manifest["splits"][s]["labels"]["file"] for s in SPLITS if "labels" in manifest["splits"][s]]
     return Dataset(f"shards:{folder}", x_tr, x_te, labels.get("train"), labels.get("test"),
-                   num_classes=len(classes), files=[folder / MANIFEST], class_names=tuple(str(c) for c in classes),
+                   num_classes=len(classes), files=files, class_names=tuple(str(c) for c in classes),
                    variant=f"{x_tr.shape[1]}x{shape[1]}x{shape[2]}" if channels and channels != shape[0] else "")
