@@ -39,24 +39,34 @@ def add_device_option(p, default: str | None = "auto") -> None:
 
 
 def recipe_line(cfg) -> str:
-    """One line naming the recipe and every value the device chose."""
-    from ..config import PRE_RECIPE, device_type, device_values, recipe_path
+    """One line naming the recipe, the base and deltas it is made of, and every value the device chose."""
+    from ..config import PRE_RECIPE, Recipe, device_type, device_values
 
     kind = device_type(cfg.train.device)
-    path = recipe_path(cfg.recipe) if cfg.recipe != PRE_RECIPE else cfg.recipe
+    made = cfg.recipe
+    if cfg.recipe != PRE_RECIPE:
+        try:
+            recipe = Recipe.read(cfg.recipe)
+            made = f"{cfg.recipe} = {recipe.chain} ({', '.join(str(p) for p in recipe.files)})"
+        except MixganError:  # a run's recipe this version no longer ships
+            made = f"{cfg.recipe} (not shipped by this version)"
     chosen = device_values(cfg)
     device = ", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen else "no device-specific values"
-    return f"recipe: {cfg.recipe} ({path}); device {kind}: {device}"
+    return f"recipe: {made}; device {kind}: {device}"
 
 
-def describe_config(cfg) -> str:
-    """Every resolved setting with its source: the recipe line, then a key / value / source table."""
+def describe_config(cfg, auto: dict[str, tuple[object, str]] | None = None) -> str:
+    """Every resolved setting with its source: the recipe line, then a key / value / source table.
+    ``auto`` gives, for settings left automatic (0), the value the data will give and how."""
     from ..config import flat_dict
 
+    auto = auto or {}
     flat = flat_dict(cfg)
+    shown = {k: auto[k][0] if k in auto else v for k, v in flat.items()}
+    source = {k: auto[k][1] if k in auto else cfg.sources.get(k, "") for k in flat}
     width = max(len(k) for k in flat)
-    vwidth = max(len(repr(v)) for v in flat.values())
-    rows = [f"{k:<{width}}  {v!r:<{vwidth}}  {cfg.sources.get(k, '')}" for k, v in flat.items()]
+    vwidth = max(len(repr(v)) for v in shown.values())
+    rows = [f"{k:<{width}}  {v!r:<{vwidth}}  {source[k]}" for k, v in shown.items()]
     return "\n".join([recipe_line(cfg), f"{'setting':<{width}}  {'value':<{vwidth}}  source", *rows])
 
 
