@@ -271,6 +271,8 @@ def _read_text(path: Path, what: str) -> str:
         raise MixganError(f"cannot read {what} {path} ({exc.strerror})") from None
     try:
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise MixganError(f"{what} {path} does not exist or is not a file")
         if not stat.S_ISREG(info.st_mode):
             raise MixganError(f"{what} {path} is not a regular file")
         if info.st_size > MAX_SETTINGS_BYTES:
@@ -554,17 +556,18 @@ def augment_error(policy: str) -> str:
     return f"augment must be a comma list of {', '.join(AUGMENTS)}, got '{bad[0]}'" if bad else ""
 
 
+MAX_SAMPLES = 1_000_000  # the most samples one command draws (train.eval_samples, sample --n)
 # Generous upper bounds: beyond them a value is a typo, and would allocate or run without end.
 LIMITS: dict[str, int] = {
     "data.resolution": 1024, "data.workers": 256, "prior.components": 100_000, "prior.latent_dim": 65_536,
     "model.width": 8192, "model.k": 10_000, "train.batch_size": 65_536, "train.steps": 10 ** 9,
-    "train.d_steps": 100, "train.eval_samples": 1_000_000, "train.keep_checkpoints": 10_000,
+    "train.d_steps": 100, "train.eval_samples": MAX_SAMPLES, "train.keep_checkpoints": 10_000,
     "encoder.neighbors": 10_000, "encoder.heads": 100, "encoder.selfsup_steps": 10 ** 7,
     "encoder.selfsup_batch": 65_536,
 }
 
 
-def _dataset_error(name: str) -> str:
+def dataset_error(name: str) -> str:
     """The one-line complaint about a dataset name the data registry does not know, or ""."""
     from .data import DATASETS, LOADERS, PREFIX_LOADERS
 
@@ -583,7 +586,7 @@ def _registry_checks(cfg: Config) -> list[tuple[bool, str]]:
     m = cfg.model
     embedding_ok = m.embedding in EMBEDDINGS or re.fullmatch(r"[\w.]+:\w+", m.embedding) is not None
     return [
-        (not _dataset_error(cfg.data.dataset), _dataset_error(cfg.data.dataset)),
+        (not dataset_error(cfg.data.dataset), dataset_error(cfg.data.dataset)),
         (m.name in MODELS, f"unknown model '{m.name}' (choose from {', '.join(MODELS)})"),
         (m.arch == "auto" or m.arch in ARCHS, f"unknown arch '{m.arch}' (choose from auto, {', '.join(ARCHS)})"),
         (embedding_ok, f"unknown embedding '{m.embedding}' (choose from {', '.join(EMBEDDINGS)}, or module:function)"),

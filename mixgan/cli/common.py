@@ -26,6 +26,28 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def check_out_path(path: str | Path, what: str = "output folder") -> Path:
+    """Refuse, before anything is computed, an output path that cannot be made: a name longer than
+    the file system allows, a file where a folder must be, a folder that cannot be written."""
+    import os
+
+    path = Path(path)
+    shown = str(path) if len(str(path)) <= 80 else str(path)[:60] + "..."
+    existing = next((p for p in (path, *path.parents) if os.path.lexists(p)), Path("."))
+    folder = existing if existing.is_dir() else existing.parent
+    limit = os.pathconf(folder, "PC_NAME_MAX")
+    long = next((part for part in path.parts if len(os.fsencode(part)) > limit), None)
+    why = (f"a name of {len(os.fsencode(long))} bytes; the file system allows {limit}" if long is not None
+           else "the path is longer than the file system allows"
+           if len(os.fsencode(str(path.absolute()))) >= os.pathconf(folder, "PC_PATH_MAX")
+           else f"{existing} is a file, not a folder" if existing != path and not existing.is_dir()
+           else f"no permission to write in {existing}" if existing != path and not os.access(existing, os.W_OK | os.X_OK)
+           else "")
+    if why:
+        raise MixganError(f"cannot write to {what} {shown} ({why})")
+    return path
+
+
 def check_seed(seed: int) -> int:
     if not 0 <= seed < 2 ** 63:
         raise MixganError(f"--seed must be in 0..2^63-1, got {seed}")
