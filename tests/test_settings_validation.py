@@ -109,7 +109,7 @@ def test_a_settings_file_must_be_a_small_regular_file(tmp_path):
                                   "beta1 5", "resume below the trained step", "a non-empty out", "dcgan on points"])
 def test_a_dry_run_refuses_what_a_run_refuses_with_the_same_line(cli, tmp_path, trained, case):
     recipe = tmp_path / "wgan.toml"
-    recipe.write_text('base = "ring"\n[model]\nname = "wgan"\n')
+    recipe.write_text('[model]\nname = "wgan"\n')
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
     out = ["--out", tmp_path / "new"]

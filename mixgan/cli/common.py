@@ -70,8 +70,8 @@ def recipe_line(cfg) -> str:
         try:
             recipe = Recipe.read(cfg.recipe)
             made = f"{cfg.recipe} = {recipe.chain} ({', '.join(str(p) for p in recipe.files)})"
-        except MixganError:  # a run's recipe this version no longer ships
-            made = f"{cfg.recipe} (not shipped by this version)"
+        except MixganError:  # a run's recipe file since removed, or a name this version no longer ships
+            made = f"{cfg.recipe} (cannot be read now)"
     chosen = device_values(cfg)
     device = ", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen else "no device-specific values"
     return f"recipe: {made}; device {kind}: {device}"
