@@ -309,7 +309,6 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 RECIPES_DIR = Path(__file__).parent / "recipes"
 MODEL_TABLE = RECIPES_DIR / "models.toml"  # [FAMILY.MODEL]: what a model changes on a family's base
 VARIANT_TABLE = RECIPES_DIR / "variants.toml"  # [NAME]: named variants, each on the base it names
-RECIPE_KEYS = ("about", "base")  # a recipe's own keys beside the settings
 
 
 def dataset_family(name: str) -> str:

@@ -31,8 +31,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     add_device_option(p, default=None)  # None: the config's train.device (auto)
     p.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
-    p.add_argument("--recipe", help="recipe name (mixgan/recipes/NAME.toml) or .toml path (default: chosen by "
-                   "dataset and model)")
+    p.add_argument("--recipe", help="recipe name (`mixgan recipes` lists them; FAMILY-MODEL for any model) or .toml "
+                   "path (default: chosen by dataset and model)")
     p.add_argument("--config", help="TOML file of settings, applied over the recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set sigma=0.5 --set train.lr_g=1e-4")
@@ -40,7 +40,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved settings and where each came from, then exit without training")
+                   help="check the settings, output folder and data as a run does, print the resolved settings and "
+                        "where each came from, then exit without training")
     return p
 
 
