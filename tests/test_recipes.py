@@ -219,12 +219,18 @@ def test_a_printed_recipe_is_a_complete_recipe_that_resolves_the_same(cli, tmp_p
 @pytest.mark.parametrize("family", DATASETS)
 @pytest.mark.parametrize("model", MODELS)
 def test_dry_run_names_a_source_for_every_setting_of_every_model_and_family(cli, family, model, tmp_path):
-    code, out, err = cli("train", "--dataset", DATASETS[family], "--model", model, "--out", tmp_path / "r", "--dry-run")
+    dataset = DATASETS[family]
+    if family == "npz":  # the dry run reads the file's header, as a run reads the file
+        import numpy as np
+
+        np.savez(tmp_path / "any.npz", x=np.zeros((10, 2), np.float32), y=np.arange(10) % 2)
+        dataset = f"npz:{tmp_path / 'any.npz'}"
+    code, out, err = cli("train", "--dataset", dataset, "--model", model, "--out", tmp_path / "r", "--dry-run")
     assert code == 0, err
     header, *rows = out.splitlines()[1:]
     at = header.index("source")
     sources = {row.split()[0]: row[at:] for row in rows}
-    assert set(sources) == set(flat_dict(build_config({"data.dataset": DATASETS[family], "model.name": model})))
+    assert set(sources) == set(flat_dict(build_config({"data.dataset": dataset, "model.name": model})))
     for key, source in sources.items():
         assert re.fullmatch(r"default|command line|recipe [\w-]+|chosen for \S+ and \S+|auto: .+", source), (key, source)
     assert sources["model.name"] == "command line" and sources["train.batch_size"].startswith("recipe ")
