@@ -98,7 +98,7 @@ def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
     from ..nets import resolve_arch
 
     validate(cfg)
-    if cfg.out:
+    if cfg.out and launch_rank() == 0:  # under torchrun, rank 0 makes the folder the others then find
         run = RunDir(check_out_path(cfg.out))
         if resume:  # in the order the run checks: what the run was trained with, then its steps
             from ..training.loop import _check_resume
