@@ -190,27 +190,42 @@ def _resolve_key(key: str) -> tuple[str, str]:
 
 
 def _coerce(key: str, typ: Any, value: Any) -> Any:
+    """``value`` as ``typ``: text (from --set) is parsed; any other value must already be of the
+    type (a TOML ``true`` is no number, a number no string)."""
     if isinstance(typ, types.UnionType):
         typ = next(a for a in typing.get_args(typ) if a is not type(None))
-    try:
+    wrong = MixganError(f"setting '{key}' expects {typ.__name__}, got {value!r}")
+    if isinstance(value, str) and typ is not str:
+        value = value.strip()
         if typ is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
+            if value.lower() in ("1", "true", "yes", "on"):
                 return True
-            if text in ("0", "false", "no", "off"):
+            if value.lower() in ("0", "false", "no", "off"):
                 return False
-            raise ValueError
-        if typ is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
+            raise wrong
+        try:
+            value = float(value) if typ is float else int(value)
+        except ValueError:
+            raise wrong from None
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise wrong
+    if isinstance(value, bool):
+        raise wrong
+    if typ is int:
+        if isinstance(value, float) and value.is_integer():
             return int(value)
-        if typ is float:
+        if isinstance(value, int):
+            return value
+        raise wrong
+    if typ is float:
+        if isinstance(value, (int, float)):
             return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise MixganError(f"setting '{key}' expects {typ.__name__}, got {value!r}") from None
+        raise wrong
+    if isinstance(value, (int, float)):
+        raise wrong
+    return str(value)
 
 
 def set_value(cfg: Config, key: str, value: Any) -> None:
@@ -242,12 +257,47 @@ def _flatten(tree: dict[str, Any], source: str, sections: tuple[str, ...] = SECT
     return flat
 
 
-def _read_tree(path: Path, what: str) -> dict[str, Any]:
+MAX_SETTINGS_BYTES = 1 << 20  # a settings file or recipe larger than this is refused unread
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A settings file's text: a regular file of at most MAX_SETTINGS_BYTES (a device, a FIFO or a
+    huge file is refused before anything is read), opened without blocking."""
+    import os
+    import stat
+
     try:
-        return tomllib.loads(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise MixganError(f"{what} {path} does not exist or is not a file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise MixganError(f"cannot read {what} {path} ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise MixganError(f"{what} {path} does not exist or is not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise MixganError(f"{what} {path} is not a regular file")
+        if info.st_size > MAX_SETTINGS_BYTES:
+            raise MixganError(f"{what} {path} is {info.st_size} bytes; a settings file has at most {MAX_SETTINGS_BYTES}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_SETTINGS_BYTES + 1)
+    except OSError as exc:
+        raise MixganError(f"cannot read {what} {path} ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_SETTINGS_BYTES:
+        raise MixganError(f"{what} {path} is larger than {MAX_SETTINGS_BYTES} bytes")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise MixganError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def _read_tree(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(_read_text(path, what))
+    except tomllib.TOMLDecodeError as exc:
         raise MixganError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
@@ -260,6 +310,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- recipes
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
+MODEL_TABLE = RECIPES_DIR / "models.toml"  # [FAMILY.MODEL]: what a model changes on a family's base
+VARIANT_TABLE = RECIPES_DIR / "variants.toml"  # [NAME]: named variants, each on the base it names
 
 
 def dataset_family(name: str) -> str:
@@ -268,59 +320,166 @@ def dataset_family(name: str) -> str:
     return "toy" if name in ("ring", "grid") else "image"
 
 
+def base_names() -> list[str]:
+    """The base recipes: one file per dataset family (``toy``, ``ring``, ``image``, ``digits``, ``npz``)."""
+    tables = {MODEL_TABLE.stem, VARIANT_TABLE.stem}
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml") if p.stem not in tables)
+
+
+def _model_table() -> dict[str, dict[str, Any]]:
+    """models.toml as ``{"FAMILY-MODEL": entry}``."""
+    tree, out = _read_tree(MODEL_TABLE, "recipe table"), {}
+    for family, models in tree.items():
+        if family not in base_names() or not isinstance(models, dict):
+            raise MixganError(f"{MODEL_TABLE}: [{family}] is not a dataset family ({', '.join(base_names())})")
+        for model, entry in models.items():
+            if not isinstance(entry, dict) or "base" in entry:
+                raise MixganError(f"{MODEL_TABLE}: [{family}.{model}] must be a table of settings, without a base")
+            out[f"{family}-{model}"] = entry
+    return out
+
+
+def _variant_table() -> dict[str, dict[str, Any]]:
+    tree = _read_tree(VARIANT_TABLE, "recipe table")
+    for name, entry in tree.items():
+        if not isinstance(entry, dict):
+            raise MixganError(f"{VARIANT_TABLE}: '{name}' must be a table [{name}]")
+    return tree
+
+
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    """Every shipped recipe: the bases, the models' entries (``image-gmgan``) and the variants.
+    ``FAMILY-MODEL`` also names the base for a model without an entry."""
+    return [*base_names(), *_model_table(), *_variant_table()]
 
 
-def recipe_path(name: str) -> Path:
-    """The file of a recipe given by name (``image-gmgan``) or path (``my/recipe.toml``)."""
-    if name.endswith(".toml") or "/" in name:
-        return Path(name)
-    path = RECIPES_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise MixganError(f"unknown recipe '{name}' (shipped: {', '.join(recipe_names())}; or give a .toml path)")
-    return path
+def _is_path(name: str) -> bool:
+    return name.endswith(".toml") or "/" in name
 
 
 @dataclass
-class Recipe:
+class Layer:
+    """One step of a recipe: a base file, a model's entry, a variant or a user's file."""
+
     name: str
     path: Path
     values: dict[str, Any]  # flat section.name keys
     cuda: dict[str, Any]  # the [cuda] table: applied only when training on CUDA
+    about: str = ""
+    implied: bool = False  # FAMILY-MODEL without an entry: sets model.name alone
+
+
+def _layer(name: str, path: Path, tree: dict[str, Any], implied: bool = False) -> tuple[Layer, str | None]:
+    tree = dict(tree)
+    about, base = tree.pop("about", ""), tree.pop("base", None)
+    if not isinstance(about, str) or not (base is None or isinstance(base, str)):
+        raise MixganError(f"recipe {name}: 'about' and 'base' must be strings")
+    flat = _flatten(tree, f"recipe {name}", SECTIONS + ("cuda",))
+    cuda = {k[len("cuda."):]: v for k, v in flat.items() if k.startswith("cuda.")}
+    values = {k: v for k, v in flat.items() if not k.startswith("cuda.")}
+    for key in [*values, *cuda]:
+        if _resolve_key(key)[0] == "" and key != "out":
+            raise MixganError(f"recipe {name}: '{key}' cannot be set by a recipe")
+    if not about and path not in (MODEL_TABLE, VARIANT_TABLE):  # a whole file: its first comment line
+        about = next((line[1:].strip() for line in _read_text(path, "recipe").splitlines() if line.startswith("#")), "")
+    return Layer(name, path, values, cuda, about, implied), base
+
+
+def _layers(name: str, seen: tuple[str, ...] = ()) -> list[Layer]:
+    """The layers of recipe ``name``, its base's first."""
+    if name in seen:
+        raise MixganError(f"recipe {name}: its chain of bases loops ({' -> '.join([*seen, name])})")
+    seen = (*seen, name)
+    if _is_path(name):
+        path = Path(name)
+        layer, base = _layer(name, path, _read_tree(path, "recipe"))
+    elif name in base_names():
+        path = RECIPES_DIR / f"{name}.toml"
+        layer, base = _layer(name, path, _read_tree(path, "recipe"))
+    elif name in (variants := _variant_table()):
+        layer, base = _layer(name, VARIANT_TABLE, variants[name])
+    else:
+        family = next((f for f in base_names() if name.startswith(f + "-") and len(name) > len(f) + 1), None)
+        if family is None:
+            raise MixganError(f"unknown recipe '{name}' (shipped: {', '.join(recipe_names())}, or FAMILY-MODEL "
+                              "for any model; or give a .toml path)")
+        model = name[len(family) + 1:]
+        entry = _model_table().get(name)
+        layer, _ = _layer(name, MODEL_TABLE, entry or {}, implied=entry is None)
+        layer.values = {"model.name": model, **layer.values}
+        return _layers(family, seen) + [layer]
+    return (_layers(base, seen) if base else []) + [layer]
+
+
+@dataclass
+class Recipe:
+    """A base recipe with the deltas on it, resolved: ``values`` is what it sets, ``layers`` who set what."""
+
+    name: str
+    layers: list[Layer]
+    values: dict[str, Any] = field(default_factory=dict)  # flat section.name keys, every layer merged
+    cuda: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def read(cls, name: str) -> "Recipe":
-        path = recipe_path(name)
-        flat = _flatten(_read_tree(path, "recipe"), str(path), SECTIONS + ("cuda",))
-        cuda = {k[len("cuda."):]: v for k, v in flat.items() if k.startswith("cuda.")}
-        values = {k: v for k, v in flat.items() if not k.startswith("cuda.")}
-        for key in [*values, *cuda]:
-            if _resolve_key(key)[0] == "" and key != "out":
-                raise MixganError(f"recipe {path}: '{key}' cannot be set by a recipe")
-        return cls(path.stem if path.parent == RECIPES_DIR else str(path), path, values, cuda)
+        layers = _layers(str(name))
+        recipe = cls(str(name), layers)
+        for layer in layers:
+            recipe.values.update({canonical_key(k): v for k, v in layer.values.items()})
+            recipe.cuda.update({canonical_key(k): v for k, v in layer.cuda.items()})
+        return recipe
+
+    @property
+    def chain(self) -> str:
+        """The layers it is made of, base first: ``image + image-gmgan``."""
+        return " + ".join(layer.name for layer in self.layers if not layer.implied)
+
+    @property
+    def files(self) -> list[Path]:
+        return list(dict.fromkeys(layer.path for layer in self.layers if not layer.implied))
 
     @property
     def summary(self) -> str:
-        """What the recipe trains: its second comment line (the first describes the data's recipe)."""
-        lines = [line[1:].strip() for line in self.path.read_text().splitlines() if line.startswith("#")]
-        return lines[min(1, len(lines) - 1)] if lines else ""
+        """What the recipe trains: the description of its last layer that has one."""
+        return next((layer.about for layer in reversed(self.layers) if layer.about), "")
+
+    def sources(self) -> dict[str, str]:
+        """Each setting it sets -> the layer that set it (``recipe image-gmgan``); [cuda] values apart."""
+        out = {}
+        for layer in self.layers:
+            out.update({canonical_key(k): f"recipe {layer.name}" for k in layer.values})
+            out.update({"cuda." + canonical_key(k): f"recipe {layer.name} [cuda]" for k in layer.cuda})
+        return out
+
+    def to_toml(self) -> str:
+        """The resolved recipe as a complete file, each value with the layer that set it."""
+        sources = self.sources()
+        lines = [f"# {self.name} = {self.chain}: resolved, each value with the recipe that set it"]
+        if self.summary:
+            lines.append(f"# {self.summary}")
+        for prefix, values in (("", self.values), ("cuda.", self.cuda)):
+            for section in SECTIONS:
+                keys = [f"{section}.{name}" for name in _field_types(section) if f"{section}.{name}" in values]
+                if keys:
+                    lines += ["", f"[{prefix}{section}]"]
+                    lines += [f"{k.split('.', 1)[1]} = {_toml_value(values[k])}  # {sources[prefix + k][7:]}"
+                              for k in keys]
+        return "\n".join(lines) + "\n"
 
 
 def choose_recipe(dataset: str, model: str, encoder: bool | None = None) -> Recipe:
-    """The recipe of a dataset and model: ``{dataset}-{model}`` where one ships (ring, digits), else
-    ``{family}-{model}``. Where the user fixes ``encoder.enabled`` to what that recipe does not
-    do, its ``-paper`` sibling (no encoder) is chosen, or the encoder recipe it is the sibling of."""
-    for stem in (str(dataset), dataset_family(dataset)):
-        name = f"{stem}-{model}"
-        if (RECIPES_DIR / f"{name}.toml").is_file():
-            recipe = Recipe.read(name)
-            if encoder is not None and bool(recipe.values.get("encoder.enabled")) != encoder:
-                sibling = f"{name}-paper" if not encoder else name.removesuffix("-paper")
-                if (RECIPES_DIR / f"{sibling}.toml").is_file():
-                    return Recipe.read(sibling)
-            return recipe
-    raise MixganError(f"unknown model '{model}': no recipe for it on dataset '{dataset}' (mixgan recipes lists them)")
+    """The recipe of a dataset and model: ``{dataset}-{model}`` where the dataset has a base of its
+    own (ring, digits), else ``{family}-{model}``. Where the user fixes ``encoder.enabled`` to what
+    that recipe does not do, its ``-paper`` variant (no encoder) is chosen, or the encoder recipe
+    it is the variant of."""
+    stem = str(dataset) if str(dataset) in base_names() else dataset_family(dataset)
+    name = f"{stem}-{model}"
+    recipe = Recipe.read(name)
+    if encoder is not None and bool(recipe.values.get("encoder.enabled")) != encoder:
+        sibling = f"{name}-paper" if not encoder else name.removesuffix("-paper")
+        if sibling != name and sibling in recipe_names():
+            return Recipe.read(sibling)
+    return recipe
 
 
 # ------------------------------------------------------------------------------------- resolution
@@ -355,14 +514,15 @@ def build_config(values: dict[str, Any] | None = None, config_file: str | Path |
 
     cfg = Config()
     sources = {key: "default" for key in flat_dict(cfg)}
+    recipe_sources = recipe.sources()
     for key, value in recipe.values.items():
         set_value(cfg, key, value)
-        sources[canonical_key(key)] = f"recipe {recipe.name}"
+        sources[key] = recipe_sources[key]
     device = user["train.device"][0] if "train.device" in user else cfg.train.device
     if device_type(str(device)) == "cuda":
         for key, value in recipe.cuda.items():
             set_value(cfg, key, value)
-            sources[canonical_key(key)] = f"recipe {recipe.name} [cuda]"
+            sources[key] = recipe_sources["cuda." + key]
     for key, (value, source) in user.items():
         set_value(cfg, key, value)
         sources[key] = source
@@ -409,10 +569,58 @@ def _colour(value) -> bool:
     return isinstance(value, str)
 
 
+MAX_SAMPLES = 1_000_000  # the most samples one command draws (train.eval_samples, sample --n)
+# Generous upper bounds: beyond them a value is a typo, and would allocate or run without end.
+LIMITS: dict[str, int] = {
+    "data.resolution": 1024, "data.workers": 256, "prior.components": 100_000, "prior.latent_dim": 65_536,
+    "model.width": 8192, "model.k": 10_000, "train.batch_size": 65_536, "train.steps": 10 ** 9,
+    "train.d_steps": 100, "train.eval_samples": MAX_SAMPLES, "train.keep_checkpoints": 10_000,
+    "encoder.neighbors": 10_000, "encoder.heads": 100, "encoder.selfsup_steps": 10 ** 7,
+    "encoder.selfsup_batch": 65_536,
+}
+
+
+def dataset_error(name: str) -> str:
+    """The one-line complaint about a dataset name the data registry does not know, or ""."""
+    from .data import DATASETS, LOADERS, PREFIX_LOADERS
+
+    prefix, _, rest = str(name).partition(":")
+    if name in LOADERS or (rest and (prefix in PREFIX_LOADERS or prefix == "shards")):
+        return ""
+    return f"unknown dataset '{name}' (choose from {', '.join(DATASETS)}, npz:PATH, shards:DIR)"
+
+
+def _registry_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """Names the registries must know: the dataset, the model, the networks' arch and the embedding."""
+    from .embeddings import EMBEDDINGS
+    from .models import MODELS
+    from .nets import ARCHS
+
+    m = cfg.model
+    embedding_ok = m.embedding in EMBEDDINGS or re.fullmatch(r"[\w.]+:\w+", m.embedding) is not None
+    return [
+        (not dataset_error(cfg.data.dataset), dataset_error(cfg.data.dataset)),
+        (m.name in MODELS, f"unknown model '{m.name}' (choose from {', '.join(MODELS)})"),
+        (m.arch == "auto" or m.arch in ARCHS, f"unknown arch '{m.arch}' (choose from auto, {', '.join(ARCHS)})"),
+        (embedding_ok, f"unknown embedding '{m.embedding}' (choose from {', '.join(EMBEDDINGS)}, or module:function)"),
+    ]
+
+
 def validate(cfg: Config) -> None:
+    """Refuse, in one line, any setting a run would refuse: types and ranges, then the names the
+    registries know. ``build_config`` calls it; so does a resumed or dry run."""
+    import math
+
+    flat = flat_dict(cfg)
+    for key, value in flat.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise MixganError(f"setting '{key}' must be a finite number, got {value}")
+        if key in LIMITS and value > LIMITS[key]:
+            raise MixganError(f"setting '{key}' is at most {LIMITS[key]:,}, got {value:,}")
     p, t, m, e = cfg.prior, cfg.train, cfg.model, cfg.encoder
     d = cfg.data
     checks = [
+        (0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, f"beta1 and beta2 must be in [0, 1), got {t.beta1} and {t.beta2}"),
         (d.resolution == 0 or d.resolution >= 8, f"data.resolution must be 0 (auto) or >= 8, got {d.resolution}"),
         (d.channels in (0, 1, 3), f"data.channels must be 0 (auto), 1 or 3, got {d.channels}"),
         (d.workers >= -1, f"data.workers must be >= 0 (or -1: automatic), got {d.workers}"),
@@ -459,7 +667,7 @@ def validate(cfg: Config) -> None:
          f"means=onehot needs latent_dim >= components, got {p.latent_dim} < {p.components}"),
         (0 < cfg.data.test_fraction < 1, "test_fraction must be in (0, 1)"),
     ]
-    for ok, message in checks:
+    for ok, message in checks + _registry_checks(cfg):
         if not ok:
             raise MixganError(message)
 

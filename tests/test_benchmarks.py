@@ -340,7 +340,7 @@ def test_the_demo_trains_digits_gmgan_with_its_recipe_and_nothing_else():
     cfg, _ = resolve(build_parser().parse_args(commands[0]))
     assert cfg.recipe == "digits-gmgan" and cfg.encoder.enabled
     given = {key: source for key, source in cfg.sources.items()
-             if source not in ("default", "recipe digits-gmgan") and not source.startswith("chosen for")}
+             if source not in ("default", "recipe digits", "recipe digits-gmgan") and not source.startswith("chosen for")}
     assert set(given) <= {"model.name", "data.dataset", "out"}, given
 
 

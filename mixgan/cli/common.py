@@ -26,6 +26,28 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def check_out_path(path: str | Path, what: str = "output folder") -> Path:
+    """Refuse, before anything is computed, an output path that cannot be made: a name longer than
+    the file system allows, a file where a folder must be, a folder that cannot be written."""
+    import os
+
+    path = Path(path)
+    shown = str(path) if len(str(path)) <= 80 else str(path)[:60] + "..."
+    existing = next((p for p in (path, *path.parents) if os.path.lexists(p)), Path("."))
+    folder = existing if existing.is_dir() else existing.parent
+    limit = os.pathconf(folder, "PC_NAME_MAX")
+    long = next((part for part in path.parts if len(os.fsencode(part)) > limit), None)
+    why = (f"a name of {len(os.fsencode(long))} bytes; the file system allows {limit}" if long is not None
+           else "the path is longer than the file system allows"
+           if len(os.fsencode(str(path.absolute()))) >= os.pathconf(folder, "PC_PATH_MAX")
+           else f"{existing} is a file, not a folder" if existing != path and not existing.is_dir()
+           else f"no permission to write in {existing}" if existing != path and not os.access(existing, os.W_OK | os.X_OK)
+           else "")
+    if why:
+        raise MixganError(f"cannot write to {what} {shown} ({why})")
+    return path
+
+
 def check_seed(seed: int) -> int:
     if not 0 <= seed < 2 ** 63:
         raise MixganError(f"--seed must be in 0..2^63-1, got {seed}")
@@ -39,24 +61,34 @@ def add_device_option(p, default: str | None = "auto") -> None:
 
 
 def recipe_line(cfg) -> str:
-    """One line naming the recipe and every value the device chose."""
-    from ..config import PRE_RECIPE, device_type, device_values, recipe_path
+    """One line naming the recipe, the base and deltas it is made of, and every value the device chose."""
+    from ..config import PRE_RECIPE, Recipe, device_type, device_values
 
     kind = device_type(cfg.train.device)
-    path = recipe_path(cfg.recipe) if cfg.recipe != PRE_RECIPE else cfg.recipe
+    made = cfg.recipe
+    if cfg.recipe != PRE_RECIPE:
+        try:
+            recipe = Recipe.read(cfg.recipe)
+            made = f"{cfg.recipe} = {recipe.chain} ({', '.join(str(p) for p in recipe.files)})"
+        except MixganError:  # a run's recipe file since removed, or a name this version no longer ships
+            made = f"{cfg.recipe} (cannot be read now)"
     chosen = device_values(cfg)
     device = ", ".join(f"{k}={v}" for k, v in chosen.items()) if chosen else "no device-specific values"
-    return f"recipe: {cfg.recipe} ({path}); device {kind}: {device}"
+    return f"recipe: {made}; device {kind}: {device}"
 
 
-def describe_config(cfg) -> str:
-    """Every resolved setting with its source: the recipe line, then a key / value / source table."""
+def describe_config(cfg, auto: dict[str, tuple[object, str]] | None = None) -> str:
+    """Every resolved setting with its source: the recipe line, then a key / value / source table.
+    ``auto`` gives, for settings left automatic (0), the value the data will give and how."""
     from ..config import flat_dict
 
+    auto = auto or {}
     flat = flat_dict(cfg)
+    shown = {k: auto[k][0] if k in auto else v for k, v in flat.items()}
+    source = {k: auto[k][1] if k in auto else cfg.sources.get(k, "") for k in flat}
     width = max(len(k) for k in flat)
-    vwidth = max(len(repr(v)) for v in flat.values())
-    rows = [f"{k:<{width}}  {v!r:<{vwidth}}  {cfg.sources.get(k, '')}" for k, v in flat.items()]
+    vwidth = max(len(repr(v)) for v in shown.values())
+    rows = [f"{k:<{width}}  {v!r:<{vwidth}}  {source[k]}" for k, v in shown.items()]
     return "\n".join([recipe_line(cfg), f"{'setting':<{width}}  {'value':<{vwidth}}  source", *rows])
 
 

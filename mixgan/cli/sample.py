@@ -108,8 +108,10 @@ def run(args) -> int:
     if args.cond:
         kwargs["cond"] = read_conditions(args.cond)
     n = args.n if args.n is not None else (len(kwargs["cond"]) if args.cond and np.ndim(kwargs["cond"]) == 2 else 2500)
-    if n < 1:
-        raise MixganError(f"--n must be >= 1, got {n}")
+    from ..config import MAX_SAMPLES
+
+    if not 1 <= n <= MAX_SAMPLES:
+        raise MixganError(f"--n must be in 1..{MAX_SAMPLES:,}, got {n:,}")
     r = load(args.run, device=args.device)
     if args.cond and not hasattr(r.model, "as_conditions"):
         raise MixganError(f"--cond: model '{r.model.name}' does not take vector conditions")

@@ -11,7 +11,7 @@ from ..training import RunDir
 from ..training.checkpoint import scan_checkpoints
 from ..training.loop import SETTINGS_FIXED_BY_RUN
 from ..training.dist import launch_rank
-from .common import add_device_option, describe_config, recipe_line, training_progress
+from .common import add_device_option, check_out_path, describe_config, recipe_line, training_progress
 
 # flag -> setting
 FLAGS = {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir",
@@ -31,8 +31,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     add_device_option(p, default=None)  # None: the config's train.device (auto)
     p.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
-    p.add_argument("--recipe", help="recipe name (mixgan/recipes/NAME.toml) or .toml path (default: chosen by "
-                   "dataset and model)")
+    p.add_argument("--recipe", help="recipe name (`mixgan recipes` lists them; FAMILY-MODEL for any model) or .toml "
+                   "path (default: chosen by dataset and model)")
     p.add_argument("--config", help="TOML file of settings, applied over the recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set sigma=0.5 --set train.lr_g=1e-4")
@@ -40,7 +40,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
-                   help="print the resolved settings and where each came from, then exit without training")
+                   help="check the settings, output folder and data as a run does, print the resolved settings and "
+                        "where each came from, then exit without training")
     return p
 
 
@@ -88,10 +89,44 @@ def _refuse_hand_edits(run: RunDir, disk, given: set[str]) -> None:
                           + remedy)
 
 
+def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
+    """What a run checks before it starts, and so what ``--dry-run`` checks: the settings, the
+    output folder (new and empty, or on ``--resume`` not past ``train.steps``), the data's shape
+    (found without loading the data) and the networks for it. Returns the data settings left
+    automatic (0) -> (the value the data gives, how it was found)."""
+    from ..data.peek import peek_shape
+    from ..nets import resolve_arch
+
+    validate(cfg)
+    if cfg.out and launch_rank() == 0:  # under torchrun, rank 0 makes the folder the others then find
+        run = RunDir(check_out_path(cfg.out))
+        if resume:  # in the order the run checks: what the run was trained with, then its steps
+            from ..training.loop import _check_resume
+
+            _check_resume(run.config(), cfg, run.path)
+            found, _ = scan_checkpoints(run.checkpoints)
+            if found and isinstance(found[1].get("config"), dict):
+                _check_resume(found[1]["config"], cfg, run.path)
+            start = found[1]["step"] if found else 0
+            if cfg.train.steps < start:
+                raise MixganError(f"--resume: {run.path} has trained {start} steps; --steps {cfg.train.steps} is below "
+                                  f"that (give more than {start} to extend it)")
+        elif run._holds_anything():
+            raise MixganError(f"run directory {run.path} already exists and is not empty "
+                              "(use --resume to continue it, or choose another --out)")
+    d = cfg.data
+    shape, how = peek_shape(d.dataset, d.data_dir, d.resolution, d.channels)
+    resolve_arch(cfg.model.arch, shape)
+    values = {"data.resolution": shape[1], "data.channels": shape[0]} if len(shape) == 3 else {}
+    return {key: (values.get(key, 0), f"auto: {how}" + ("" if values else " (not images: unused)"))
+            for key in ("data.resolution", "data.channels") if not getattr(d, key.split(".")[1])}
+
+
 def run(args) -> int:
     cfg, resume = resolve(args)
+    auto = check_run(cfg, resume)
     if args.dry_run:
-        print(describe_config(cfg))
+        print(describe_config(cfg, auto))
         return 0
     if launch_rank() == 0:
         print(recipe_line(cfg))
