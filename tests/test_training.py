@@ -63,7 +63,8 @@ def test_run_directory_contents(tmp_path):
     assert mixgan.load(d).cfg == mixgan.config.load_config(d / "config.toml")
     stats = [json.loads(l) for l in (d / "stats.jsonl").read_text().splitlines()]
     assert {"step", "loss_d", "loss_g", "it_per_s", "samples_per_s"} <= set(stats[0])
-    assert sorted(p.name for p in (d / "samples").iterdir()) == ["step-000010.png", "step-000020.png"]
+    # step 0, the first log line (5), then every sample_every
+    assert sorted(p.name for p in (d / "samples").iterdir()) == [f"step-{s:06d}.png" for s in (0, 5, 10, 20)]
     # keep_checkpoints=2 by default, both complete pairs
     names = sorted(p.name for p in (d / "checkpoints").iterdir())
     assert names == ["step-000010.json", "step-000010.safetensors", "step-000020.json", "step-000020.safetensors"]

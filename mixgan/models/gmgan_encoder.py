@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import to_float
 from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
 from ..embeddings.store import InstanceStore, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
+from ..data.loader import PAIR, Neighbours, Rows
 from .base import Batch, held
 from .gmgan import GMGAN
 
@@ -195,9 +195,8 @@ class GMGANWithEncoder(GMGAN):
         super().attach_data(data)
         e, m = self.cfg.encoder, self.cfg.model
         self.neighbors = None
-        self.source = data.x_train if data.streamed else None  # shards: pairs are read from them
         count = train_count(data)
-        if m.knn == "faiss" or count > m.knn_threshold or data.streamed:
+        if m.knn == "faiss" or count > m.knn_threshold or self.x_train is None:  # not held: read a batch at a time
             self._attach_at_scale(data, count)
             return
         feats = self.images().flatten(1)
@@ -264,25 +263,12 @@ class GMGANWithEncoder(GMGAN):
             head.bias[rows] = (-alpha * centres.pow(2).sum(1) / 2).to(head.bias)
 
     # ---- batches ----------------------------------------------------------------------
-    def batch(self, index: torch.Tensor) -> Batch:
-        """The real batch; with neighbours also ``pair``: for each image one of its k nearest
-        neighbours, chosen by step and index so that a resumed run picks the same."""
-        b = super().batch(index)
-        pair = None
-        if self.neighbors is not None:
-            pick = (index + self.step) % self.neighbors.shape[1]
-            pair = self.images(self.neighbors[index, pick].long())
-        return EncoderBatch(b.x, y=b.y, pair=pair)
+    def neighbours(self) -> Neighbours | None:
+        """With ``encoder.neighbors``: each real image comes with one of its k nearest beside it."""
+        return None if self.neighbors is None else Neighbours(self.neighbors, PAIR)
 
-    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
-        """A streamed batch; the neighbour pairs are read from the shards (the same pick as :meth:`batch`)."""
-        b = super().loaded_batch(x, y, index)
-        pair = None
-        if self.neighbors is not None:
-            pick = (index + self.step) % self.neighbors.shape[1]
-            j = self.neighbors[index.to(self.neighbors.device), pick.to(self.neighbors.device)].long()
-            pair = to_float(self.source[j.cpu()].to(self.device), self.levels)
-        return EncoderBatch(b.x, y=b.y, pair=pair)
+    def real_batch(self, rows: Rows) -> Batch:
+        return EncoderBatch(rows.x, y=rows.y, pair=rows.pair)
 
     def fake(self, n, gen, grad, batch=None) -> Batch:
         eps, k = self.G.prior.draw(n, gen, device=self.device)
