@@ -301,3 +301,65 @@ def test_progress_task_reaches_the_cli_reporter(capsys):
     lines = out.getvalue().splitlines()
     assert lines[0] == "mixgan: training the reference classifier (about 42 s)..."
     assert lines[-1].startswith("mixgan: training the reference classifier: done in ")
+
+
+def test_resume_refuses_changed_data_unless_accepted(tmp_path):
+    import numpy as np
+
+    def write(n):
+        rng = np.random.default_rng(n)
+        np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (n, 1, 8, 8)).astype(np.uint8))
+
+    write(40)
+    cfg = small_config(tmp_path, **{"model.name": "gan", "data.dataset": f"npz:{tmp_path / 'd.npz'}", "model.width": 4,
+                                    "train.steps": 10, "train.batch_size": 8, "train.eval_every": 0})
+    mixgan.train(cfg)
+    write(50)  # images added
+    cfg.train.steps = 20
+    with pytest.raises(MixganError, match=r"changed since step 10: the training set had \d+ items, now \d+; "
+                                          r"pass --accept-changed-data"):
+        mixgan.train(cfg, resume=True)
+    assert mixgan.train(cfg, resume=True, accept_changed_data=True).step == 20
+
+
+def test_grids_of_real_images_at_step_0_and_of_samples_at_a_sigterm_stop(tmp_path):
+    import os
+    import signal
+
+    from mixgan.errors import Interrupted
+
+    class Term:
+        def start(self, initial, total): pass
+        def close(self): pass
+        def update(self, step, logs):
+            if step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    cfg = small_config(tmp_path, **{"model.name": "gan", "data.dataset": "digits", "model.width": 4,
+                                    "train.steps": 50, "train.batch_size": 8, "train.eval_every": 0,
+                                    "train.log_every": 100, "train.sample_every": 100, "train.checkpoint_every": 100})
+    with pytest.raises(Interrupted):
+        mixgan.train(cfg, progress=Term())
+    samples = sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png"))
+    assert samples == ["real.png", "step-000000.png", "step-000004.png"]  # the signal is seen after step 4
+    from PIL import Image
+
+    assert Image.open(tmp_path / "run" / "samples" / "real.png").size[0] > 8 * 10
+
+
+def test_neighbour_search_is_cached_across_a_resume(tmp_path, monkeypatch):
+    from mixgan.models import gmgan_encoder
+
+    monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real_knn = gmgan_encoder.knn
+    monkeypatch.setattr(gmgan_encoder, "knn", lambda *a, **k: calls.append(1) or real_knn(*a, **k))
+    cfg = small_config(tmp_path, **{"data.dataset": "digits", "encoder.enabled": True, "encoder.neighbors": 3,
+                                    "encoder.init": "scratch", "encoder.space": "pixels", "prior.components": 10,
+                                    "model.width": 4, "train.steps": 4, "train.batch_size": 8, "train.eval_every": 0,
+                                    "train.checkpoint_every": 4})
+    mixgan.train(cfg)
+    assert len(calls) == 1
+    cfg.train.steps = 8
+    mixgan.train(cfg, resume=True)
+    assert len(calls) == 1  # the resumed start read the table back

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
-from ..embeddings.store import InstanceStore, train_batches, train_count
+from ..embeddings.store import InstanceStore, cached_neighbours, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
 from ..data.loader import PAIR, Neighbours, Rows
@@ -208,8 +208,10 @@ class GMGANWithEncoder(GMGAN):
                 self.init_encoder(emb.net, selfsup_feats)
             if e.space == "selfsup":
                 feats = selfsup_feats
-        if e.neighbors:
-            self.neighbors = knn(feats, e.neighbors)[0]  # (knn compares directions: cosine)
+        if e.neighbors:  # (knn compares directions: cosine); searched once per data set and space
+            settings = {"space": e.space, "k": e.neighbors, "device": self.device.type,
+                        "selfsup": self.contrastive_embedding().settings if e.space == "selfsup" else None}
+            self.neighbors = cached_neighbours(data, settings, lambda: knn(feats, e.neighbors)[0])
 
     INIT_SAMPLE = 100_000  # at scale, the k-means initialisation of E's heads sees this many images' features
 
