@@ -28,7 +28,8 @@ FEATURE_DIM = 128
 FIT_MAX = 50_000  # larger training sets: the encoder trains on a seeded subset of this many images
 FIT_EPOCHS = 120  # a small set trains for at most this many passes over it ...
 FIT_MIN_STEPS = 200  # ... but never fewer steps than this
-SECONDS_PER_PIXEL = {"cpu": 3.2e-7, "cuda": 5e-9}  # a step costs about 2 views x batch x C x H x W of these
+STEP_SECONDS, PIXEL_SECONDS = 0.25, 2.8e-7  # on 2 CPU cores a step costs the first plus 2 x batch x C x H x W
+# of the second (measured: 0.25 s a step at 256 images of 1 x 8 x 8, 2 s at 256 of 3 x 64 x 64)
 
 
 def fit_steps(steps: int, batch_size: int, n: int) -> int:
@@ -37,9 +38,9 @@ def fit_steps(steps: int, batch_size: int, n: int) -> int:
     return min(steps, max(FIT_MIN_STEPS, math.ceil(FIT_EPOCHS * n / max(1, batch_size))))
 
 
-def fit_seconds(steps: int, batch_size: int, shape, device: str = "cpu") -> float:
-    """Roughly how long training takes (measured on 2 CPU cores: 2 s a step at 256 images of 3 x 64 x 64)."""
-    return steps * 2 * batch_size * math.prod(shape) * SECONDS_PER_PIXEL.get(device, SECONDS_PER_PIXEL["cpu"])
+def fit_seconds(steps: int, batch_size: int, shape) -> float:
+    """Roughly how long training takes on the CPU, where the encoder trains."""
+    return steps * (STEP_SECONDS + 2 * batch_size * math.prod(shape) * PIXEL_SECONDS)
 
 
 class Encoder(nn.Module):
