@@ -24,6 +24,7 @@ from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
 from ..embeddings.store import InstanceStore, cached_neighbours, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
+from .. import progress
 from ..data.loader import PAIR, Neighbours, Rows
 from .base import Batch, held
 from .gmgan import GMGAN
@@ -199,11 +200,12 @@ class GMGANWithEncoder(GMGAN):
         if m.knn == "faiss" or count > m.knn_threshold or self.x_train is None:  # not held: read a batch at a time
             self._attach_at_scale(data, count)
             return
-        feats = self.images().flatten(1)
+        feats = None  # the pixels (computed only where the neighbour table is not cached)
         if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
             emb = self.contrastive_embedding()
             emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
-            selfsup_feats = embed(emb, self.images(), normalize=False)  # one pass, for k-means and kNN
+            with progress.task(f"embedding {count:,} training images (selfsup)", total=count):
+                selfsup_feats = embed(emb, self.images(), normalize=False)  # one pass, for k-means and kNN
             if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
                 self.init_encoder(emb.net, selfsup_feats)
             if e.space == "selfsup":
@@ -211,7 +213,11 @@ class GMGANWithEncoder(GMGAN):
         if e.neighbors:  # (knn compares directions: cosine); searched once per data set and space
             settings = {"space": e.space, "k": e.neighbors, "device": self.device.type,
                         "selfsup": self.contrastive_embedding().settings if e.space == "selfsup" else None}
-            self.neighbors = cached_neighbours(data, settings, lambda: knn(feats, e.neighbors)[0])
+
+            def search() -> torch.Tensor:
+                return knn(self.images().flatten(1) if feats is None else feats, e.neighbors)[0]
+
+            self.neighbors = cached_neighbours(data, settings, search)
 
     INIT_SAMPLE = 100_000  # at scale, the k-means initialisation of E's heads sees this many images' features
 
@@ -254,7 +260,8 @@ class GMGANWithEncoder(GMGAN):
         f = feats.double().cpu().numpy()
         head, k = self.E.net[1], self.components
         for h in range(self.E.heads):
-            km = KMeans(k, n_init=10, random_state=self.cfg.train.seed + h).fit(f)
+            with progress.task(f"k-means of {len(f):,} features for the encoder's head {h + 1} of {self.E.heads}"):
+                km = KMeans(k, n_init=10, random_state=self.cfg.train.seed + h).fit(f)
             centres = torch.as_tensor(km.cluster_centers_)
             # logits alpha * (c_k . f - |c_k|^2 / 2) rank clusters as the distance to c_k does; alpha
             # makes the gap between the nearest and the next centre KMEANS_MARGIN on the median item
