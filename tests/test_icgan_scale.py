@@ -312,7 +312,7 @@ def icgan_shards(tmp_path):
 def test_streamed_icgan_batches_show_each_instances_neighbour(tmp_path, icgan_shards):
     """From shards the loader reads, for each instance i of a batch, one of i's k neighbours (a
     different pick per slot), and D's condition is i's features."""
-    from mixgan.data.loader import BatchSource
+    from mixgan.data.batches import BatchSource
     from mixgan.training.loop import BatchStream
     from test_shards import image_id
 

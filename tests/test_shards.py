@@ -7,7 +7,7 @@ import torch
 
 import mixgan
 from mixgan.data import load_dataset
-from mixgan.data.loader import BatchSource
+from mixgan.data.batches import BatchSource
 from mixgan.data.pack import pack
 from mixgan.data.shards import ShardWriter, read_manifest, verify
 from mixgan.errors import MixganError

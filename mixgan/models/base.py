@@ -25,7 +25,7 @@ from torch.nn.utils import parametrize
 
 from ..config import Config
 from ..data import DataSpec, Dataset, to_float
-from ..data.loader import BatchSource, Neighbours, Rows
+from ..data.batches import BatchSource, Neighbours, Rows
 from ..data.rows import NpyRows
 from ..errors import MixganError
 from ..nets import IMAGE_ARCHS, LatentGenerator, build_discriminator, build_generator, resolve_arch

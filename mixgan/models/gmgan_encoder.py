@@ -25,7 +25,7 @@ from ..embeddings.store import InstanceStore, cached_neighbours, train_batches, 
 from ..errors import MixganError
 from ..nets import build_discriminator
 from .. import progress
-from ..data.loader import PAIR, Neighbours, Rows
+from ..data.batches import PAIR, Neighbours, Rows
 from .base import Batch, held
 from .gmgan import GMGAN
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..data import DataSpec, Dataset
 from ..embeddings import embed, get_embedding, resolve_method
-from ..data.loader import REAL, Neighbours, Rows
+from ..data.batches import REAL, Neighbours, Rows
 from ..embeddings.store import InstanceStore, embedding_key, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator

@@ -24,7 +24,7 @@ import torch
 
 from ..config import Config
 from ..data import load_dataset
-from ..data.loader import BatchSource
+from ..data.batches import BatchSource
 from ..errors import Interrupted, MixganError, MixganWarning
 from ..io import atomic_write_text
 from ..models import GANModel, build_model
