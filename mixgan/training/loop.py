@@ -378,18 +378,17 @@ GRID_EARLY_SECONDS = 300  # ... during its first five minutes
 
 @dataclasses.dataclass
 class Event:
-    """Something the loop does on some steps: ``action(done)``, due every ``every`` steps, at the
-    last step (``at_end``) and whenever another event asks for it; a NaN vote on every rank
-    precedes it (``voted``), so a diverged model is never logged, pictured or saved."""
+    """Something the loop does after some steps: ``action(done)`` (which returns the names of other
+    events it makes due), every ``every`` steps (0: never) from step ``first`` on and at the last
+    step. A NaN vote on every rank precedes it, so a diverged model is never logged, pictured or saved."""
 
     name: str
     every: int
     action: Any
-    at_end: bool = True
-    voted: bool = True
+    first: int = 0
 
     def due(self, done: int, last: bool) -> bool:
-        return self.every > 0 and (done % self.every == 0 or (last and self.at_end))
+        return self.every > 0 and done >= self.first and (done % self.every == 0 or last)
 
 
 def train(cfg: Config, resume: bool = False, progress: Progress | None = None,
@@ -473,13 +472,9 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     model.wrap_for_training(lambda module: dist.wrap(module, device))
     # batch b's instances: a slice of a per-epoch permutation (on the device the source indexes it)
     order = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size, "cpu" if data.streamed else device)
-    if data.streamed:
-        source = BatchSource(data.x_train, data.y_train, data.cond_train, order, device, model.neighbours(),
-                             seed=t.seed, d_steps=t.d_steps, levels=data.levels, start=start * t.d_steps,
-                             workers=cfg.data.workers)
-    else:
-        source = model.batch_source(order)
-        source.next = start * t.d_steps
+    stored = (data.x_train, data.y_train, data.cond_train) if data.streamed else (model.x_train, model.y_train, model.c_train)
+    source = BatchSource(*stored, order, device, model.neighbours(), seed=t.seed, d_steps=t.d_steps,
+                         levels=data.levels, start=start * t.d_steps, workers=cfg.data.workers)
     board = _TensorBoard(run.path, writer_class) if writer_class else None
     evaluator = None  # made at the first evaluation: a run shorter than eval_every never loads the classifier
     best = run.read_best() if main else None
@@ -523,13 +518,14 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             rate = (done - clock["tick_step"]) / max(now - clock["tick"], 1e-9)
             record = {"step": done, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in state["logs"].items()},
                       "it_per_s": round(rate, 3), "samples_per_s": round(rate * t.batch_size * world_size, 1),
-                      **state.pop("quality", {})}
+                      **state["quality"]}
             run.append_stats(record)
             if board:
                 board.log(record)
             if progress and hasattr(progress, "log"):
                 progress.log(record)
             clock["tick"], clock["tick_step"] = now, done
+        state["quality"] = {}
         first, state["first_log"] = state["first_log"], False
         return {"grid"} if first else set()  # a picture with the first numbers
 
@@ -556,7 +552,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         return set()
 
     # in this order on a step where several are due: an evaluation's scores go into that step's log line
-    schedule = [Event("evaluate", t.eval_every if t.eval_every > 0 and can_evaluate(data) else 0, evaluate),
+    schedule = [Event("evaluate", t.eval_every if can_evaluate(data) else 0, evaluate, first=t.eval_every),
                 Event("log", t.log_every, log), Event("grid", t.sample_every, grid),
                 Event("checkpoint", t.checkpoint_every, checkpoint)]
 
@@ -587,7 +583,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             last = done == t.steps or (t.max_seconds > 0 and now - started - clock["eval_s"] >= t.max_seconds)
             if t.max_seconds > 0 and world_size > 1:
                 last = not dist.all_finite(not last)  # every rank stops at the same step
-            due = {e.name for e in schedule if e.due(done, last) and (e.name != "evaluate" or done >= e.every)}
+            due = {e.name for e in schedule if e.due(done, last)}
             interrupted = stop.agreed(done % VOTE_EVERY == 0 or bool(due))
             if interrupted:
                 due |= {"grid", "checkpoint"}  # a stop keeps its weights and shows where they are
