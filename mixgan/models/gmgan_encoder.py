@@ -200,22 +200,28 @@ class GMGANWithEncoder(GMGAN):
         if m.knn == "faiss" or count > m.knn_threshold or self.x_train is None:  # not held: read a batch at a time
             self._attach_at_scale(data, count)
             return
-        feats = None  # the pixels (computed only where the neighbour table is not cached)
-        if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
-            emb = self.contrastive_embedding()
-            emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
-            with progress.task(f"embedding {count:,} training images (selfsup)", total=count):
-                selfsup_feats = embed(emb, self.images(), normalize=False)  # one pass, for k-means and kNN
-            if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
-                self.init_encoder(emb.net, selfsup_feats)
-            if e.space == "selfsup":
-                feats = selfsup_feats
+        found: dict[str, torch.Tensor] = {}
+
+        def selfsup_features() -> torch.Tensor:
+            """The contrastive encoder's features of the training images (one pass, for k-means and kNN)."""
+            if "selfsup" not in found:
+                emb = self.contrastive_embedding()
+                emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
+                with progress.task(f"embedding {count:,} training images (selfsup)", total=count):
+                    found["selfsup"] = embed(emb, self.images(), normalize=False)
+                found["net"] = emb.net
+            return found["selfsup"]
+
+        if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
+            feats = selfsup_features()
+            self.init_encoder(found["net"], feats)
         if e.neighbors:  # (knn compares directions: cosine); searched once per data set and space
             settings = {"space": e.space, "k": e.neighbors, "device": self.device.type,
                         "selfsup": self.contrastive_embedding().settings if e.space == "selfsup" else None}
 
             def search() -> torch.Tensor:
-                return knn(self.images().flatten(1) if feats is None else feats, e.neighbors)[0]
+                feats = selfsup_features() if e.space == "selfsup" else self.images().flatten(1)
+                return knn(feats, e.neighbors)[0]
 
             self.neighbors = cached_neighbours(data, settings, search)
 
