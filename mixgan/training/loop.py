@@ -161,12 +161,14 @@ def data_identity(data) -> dict:
             "classes": data.num_classes}
 
 
-def check_resume(run: RunDir, cfg: Config, record: dict | None, data, accept_changed_data: bool = False) -> None:
+def check_resume(run: RunDir, cfg: Config, record: dict | None, identity: dict | None,
+                 accept_changed_data: bool = False) -> None:
     """The one check of a resume, for the CLI and the Python API alike: refuse
 
     - a config.toml edited by hand since the newest checkpoint, in a setting not given on resuming,
     - data, model or prior settings other than those the run was trained with,
-    - training data that changed since the newest checkpoint (unless ``accept_changed_data``)."""
+    - training data whose ``identity`` (:func:`data_identity`) is not the one the newest checkpoint
+      recorded (unless ``accept_changed_data``)."""
     path = run.path
     disk = run.config().to_dict()
     saved = record.get("config") if record else None
@@ -192,8 +194,8 @@ def check_resume(run: RunDir, cfg: Config, record: dict | None, data, accept_cha
                 raise MixganError(f"--resume: {path} was trained with {section}.{key}={value!r}, "
                                   f"not {new!r}; start a new run for other settings")
     before = record.get("data_identity") if record else None
-    if isinstance(before, dict) and not accept_changed_data:
-        after = data_identity(data)
+    if isinstance(before, dict) and identity is not None and not accept_changed_data:
+        after = identity
         if before.get("fingerprint") != after["fingerprint"]:
             diff = next((f"{what} had {before[key]} items, now {after[key]}"
                          for key, what in (("train", "the training set"), ("test", "the test set"))
@@ -284,7 +286,8 @@ def set_lr_factor(model: GANModel, factor: float) -> None:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
-def prepare_run(cfg: Config, resume: bool, data=None, accept_changed_data: bool = False) -> tuple[RunDir, tuple | None]:
+def prepare_run(cfg: Config, resume: bool, identity: dict | None = None,
+                accept_changed_data: bool = False) -> tuple[RunDir, tuple | None]:
     """Create (rank 0) or reopen the run directory, holding its writer lock; every rank gets the
     same path and, on resume, the checkpoint to continue from (or None)."""
     path = Path(cfg.out) if cfg.out else None
@@ -298,7 +301,7 @@ def prepare_run(cfg: Config, resume: bool, data=None, accept_changed_data: bool 
     if dist.is_main():
         try:
             if resume:
-                found = _reopen(run, cfg, data, accept_changed_data)
+                found = _reopen(run, cfg, identity, accept_changed_data)
             else:
                 run.create(cfg)
             outcome = str(run.checkpoints / found[1]["tensors"]) if found else ""
@@ -314,7 +317,7 @@ def prepare_run(cfg: Config, resume: bool, data=None, accept_changed_data: bool 
     return run, found
 
 
-def _reopen(run: RunDir, cfg: Config, data, accept_changed_data: bool) -> tuple | None:
+def _reopen(run: RunDir, cfg: Config, identity: dict | None, accept_changed_data: bool) -> tuple | None:
     """Take the writer lock of a run to resume, find its newest intact checkpoint (damaged newer ones
     are moved aside as ``*.damaged`` with a warning) and check the resume against it (:func:`check_resume`)."""
     path = run.path
@@ -330,7 +333,7 @@ def _reopen(run: RunDir, cfg: Config, data, accept_changed_data: bool) -> tuple 
             raise MixganError(f"--resume: {path} has a history (stats.jsonl, samples) but no intact checkpoint "
                               f"({why}); resuming would start again from step 0 over it: remove the folder or choose another --out")
         start = found[1]["step"] if found else 0
-        check_resume(run, cfg, found[1] if found else None, data, accept_changed_data)
+        check_resume(run, cfg, found[1] if found else None, identity, accept_changed_data)
         if cfg.train.steps < start:
             raise MixganError(f"--resume: {path} has trained {start} steps; --steps {cfg.train.steps} is below that "
                               f"(give more than {start} to extend it)")
@@ -433,7 +436,8 @@ def _write_real(run: RunDir, data) -> None:
 
 def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.device,
            opened: list[RunDir], accept_changed_data: bool = False) -> RunDir:
-    # ---- setup: data and model first, so that a bad file or setting fails before a run directory is touched
+    # ---- setup: data and model first, so that a bad file or setting fails before a run directory is
+    # touched; then the run directory with a picture of the data, before the model's slow preparations
     rank, world_size = dist.world()
     main = rank == 0
     t = cfg.train
@@ -441,10 +445,13 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     torch.manual_seed(t.seed)
     data = _load_data(cfg)
     model = build_model(cfg, data.spec(), device)
-    model.attach_data(data)
     writer_class = _summary_writer_class() if (t.tensorboard and main) else None
-    run, found = prepare_run(cfg, resume, data, accept_changed_data)
+    identity = data_identity(data) if main else None  # read once: a fingerprint reads the data's files
+    run, found = prepare_run(cfg, resume, identity, accept_changed_data)
     opened.append(run)
+    if main:
+        _write_real(run, data)
+    model.attach_data(data)  # (a new run that fails here is removed again)
     model.attach_run(run.path)
     start = 0
     if found is not None:
@@ -542,7 +549,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
             save_checkpoint(run.checkpoints, done, model_states(model),
                             {"model": model.name, "dataset": cfg.data.dataset,
                              "data_spec": dataclasses.asdict(model.spec), "batches_read": done * t.d_steps,
-                             "data_identity": data_identity(data),
+                             "data_identity": identity,
                              "config": {k: v for k, v in cfg.to_dict().items() if k != "out"}},
                             keep=t.keep_checkpoints, protect=(best["step"],) if best else ())
             if state["improved"]:
@@ -556,10 +563,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 Event("log", t.log_every, log), Event("grid", t.sample_every, grid),
                 Event("checkpoint", t.checkpoint_every, checkpoint)]
 
-    if main:
-        _write_real(run, data)
-        if start == 0:
-            grid(0)
+    if main and start == 0:
+        grid(0)
     clock["grid"] = time.perf_counter()
     if progress and main:
         progress.start(start, t.steps)
