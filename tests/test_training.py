@@ -363,3 +363,15 @@ def test_neighbour_search_is_cached_across_a_resume(tmp_path, monkeypatch):
     cfg.train.steps = 8
     mixgan.train(cfg, resume=True)
     assert len(calls) == 1  # the resumed start read the table back
+
+
+@pytest.mark.parametrize("early_seconds, steps", [(300, [0, 1, 2, 3]), (0, [0, 3])])
+def test_early_in_a_run_a_grid_follows_each_interval_of_wall_clock(tmp_path, monkeypatch, early_seconds, steps):
+    from mixgan.training import loop
+
+    monkeypatch.setattr(loop, "GRID_SECONDS", 0)  # every step is an interval past the last grid ...
+    monkeypatch.setattr(loop, "GRID_EARLY_SECONDS", early_seconds)  # ... while the run is young
+    cfg = small_config(tmp_path, **{"model.name": "gan", "train.steps": 3, "train.log_every": 100,
+                                    "train.sample_every": 100, "train.checkpoint_every": 100, "model.width": 4})
+    mixgan.train(cfg)
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("step-*.png")) == [f"step-{s:06d}.png" for s in steps]
