@@ -7,7 +7,7 @@ from ..api import train as train_run
 from ..config import build_config, parse_override
 from ..errors import MixganError
 from ..models import MODELS
-from ..training.loop import resume_config
+from ..training import resume_config
 from ..training.dist import launch_rank
 from .common import add_device_option, describe_config, recipe_line, training_progress
 
