@@ -110,16 +110,17 @@ def write_shards(out: Path, n: int, chunk: int = 2000, seed: int = 0) -> float:
 
 
 def loader_rate(folder: Path, workers: int, batches: int, batch_size: int) -> float:
-    """Images/s the DataLoader delivers (uint8 batches in the training process) after 5 warm-up batches."""
+    """Images/s the training batch source delivers from shards (batches in the training process, as
+    floats) after 5 warm-up batches."""
     import torch
 
     from mixgan.data import load_dataset
-    from mixgan.data.loader import StreamedBatches
+    from mixgan.data.batches import BatchSource
     from mixgan.training.loop import BatchStream
 
     data = load_dataset(f"shards:{folder}")
     order = BatchStream(len(data.x_train), batch_size, seed=0)
-    loader = StreamedBatches(data.x_train, data.y_train, order, 0, workers, torch.device("cpu"))
+    loader = BatchSource(data.x_train, data.y_train, None, order, torch.device("cpu"), workers=workers)
     for b in range(5):
         loader.get(b)
     t = time.perf_counter()

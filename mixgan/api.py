@@ -111,16 +111,19 @@ class Run:
         return self._gaussian_classifier(images)
 
 
-def train(config: Config | dict | str | Path, resume: bool = False, progress=None) -> Run:
+def train(config: Config | dict | str | Path, resume: bool = False, progress=None,
+          accept_changed_data: bool = False) -> Run:
     """Train from a Config, a dict of settings (``{"model.name": "gmgan", ...}``) or a TOML path.
 
     SIGINT or SIGTERM during training finishes the step, saves a checkpoint and raises
-    :class:`mixgan.errors.Interrupted`; continue with ``resume=True``."""
+    :class:`mixgan.errors.Interrupted`; continue with ``resume=True`` (the same Config, or
+    ``training.resume_config(run_dir, changes)``). A resume is refused where the settings fixed by
+    the run or its training data changed; ``accept_changed_data=True`` accepts changed data."""
     if isinstance(config, (str, Path)):
         config = build_config(config_file=config)
     elif isinstance(config, dict):
         config = build_config(values=config)
-    run_dir = _train(config, resume=resume, progress=progress)
+    run_dir = _train(config, resume=resume, progress=progress, accept_changed_data=accept_changed_data)
     return load(run_dir.path, device=config.train.device)
 
 

@@ -150,6 +150,17 @@ def test_knn_smoke_logs_time_and_memory_of_the_neighbour_lists(results):
     assert f"| 300 | torch | {r['knn_s']} | {r['knn_cpu_s']} | {r['peak_extra_mb']} | {r['result_mb']} |" in entry
 
 
+def test_first_minute_smoke_logs_when_a_start_and_a_resume_first_show_something(results):
+    from benchmarks import first_minute
+
+    r = first_minute.main(["--smoke"])
+    entry = results("first_minute").split("\n## ")[-1]
+    assert {"real.png", "first grid", "first log line"} <= set(r["first"])
+    assert "real.png" not in r["resume"] and "first log line" in r["resume"]  # real.png is kept
+    first, again = ({what.split(" of ")[0] for what, _ in r[k]["tasks"]} for k in ("first", "resume"))
+    assert not (first & again) and "| resume |" in entry  # nothing the first start prepared is prepared again
+
+
 def test_cluster_sweep_smoke_logs_accuracy_beside_kmeans(results):
     from benchmarks import cluster_sweep
 

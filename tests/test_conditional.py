@@ -265,6 +265,22 @@ def test_npz_dataset_reads_conditions_labels_and_images(tmp_path):
     assert d.shape == (1, 8, 8) and d.kind == "image" and d.images().max() == 1 and d.images("test").min() == -1
 
 
+def test_cgan_is_the_label_or_the_vector_model_by_the_data_and_declares_what_it_takes(tmp_path):
+    from mixgan.models.cgan import CGAN, VectorCGAN
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "v.npz"
+    np.savez(path, x=rng.normal(size=(40, 2)).astype(np.float32), c=rng.normal(size=(40, 3)))
+    vector = build_model(small_config(tmp_path, **{"model.name": "cgan", "data.dataset": f"npz:{path}"}),
+                         load_dataset(f"npz:{path}").spec())
+    labels = build_model(small_config(tmp_path, **{"model.name": "cgan", "data.dataset": "ring"}),
+                         load_dataset("ring").spec())
+    assert type(vector) is VectorCGAN and type(labels) is CGAN and vector.name == labels.name == "cgan"
+    assert (vector.accepts_condition_vectors, vector.class_conditional) == (True, False)
+    assert (labels.accepts_condition_vectors, labels.class_conditional) == (False, True)
+    assert not (vector.has_components or vector.instance_conditional or labels.has_components)
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"c": np.zeros((5, 2))}, "no array 'x'"),
     ({"x": np.zeros((5, 2)), "c": np.zeros((4, 2))}, "c must be N x cond_dim with N = 5 rows"),

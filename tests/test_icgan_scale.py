@@ -311,7 +311,7 @@ def icgan_shards(tmp_path):
 def test_streamed_icgan_batches_show_each_instances_neighbour(tmp_path, icgan_shards):
     """From shards the loader reads, for each instance i of a batch, one of i's k neighbours (a
     different pick per slot), and D's condition is i's features."""
-    from mixgan.data.loader import StreamedBatches
+    from mixgan.data.batches import BatchSource
     from mixgan.training.loop import BatchStream
     from test_shards import image_id
 
@@ -320,15 +320,16 @@ def test_streamed_icgan_batches_show_each_instances_neighbour(tmp_path, icgan_sh
     model = build_model(cfg, data.spec())
     model.attach_data(data)
     order = BatchStream(200, 50, seed=0)
-    loader = StreamedBatches(data.x_train, data.y_train, model.stream_order(order), 0, 0, torch.device("cpu"))
+    loader = BatchSource(data.x_train, data.y_train, None, order, torch.device("cpu"), model.neighbours(),
+                         d_steps=2, workers=0)
     picks = set()
-    for step, b in [(0, 0), (0, 1), (1, 2)]:
-        model.step = step
-        x, y, index = loader.get(b)
-        batch = model.loaded_batch(x, y, index)
+    for b in range(3):
+        rows = loader.get(b)
+        batch = model.real_batch(rows)
         i = order(b)
-        assert image_id(x) == index.tolist()
-        for ii, j in zip(i.tolist(), index.tolist()):
+        assert torch.equal(rows.index, i)
+        shown = image_id(((rows.x + 1) * 127.5).round().to(torch.uint8))
+        for ii, j in zip(i.tolist(), shown):
             row = model.neighbors[ii].tolist()
             assert j in row
             picks.add(row.index(j))

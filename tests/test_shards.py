@@ -7,7 +7,7 @@ import torch
 
 import mixgan
 from mixgan.data import load_dataset
-from mixgan.data.loader import StreamedBatches
+from mixgan.data.batches import BatchSource
 from mixgan.data.pack import pack
 from mixgan.data.shards import ShardWriter, read_manifest, verify
 from mixgan.errors import MixganError
@@ -93,11 +93,12 @@ def test_ranks_split_every_epoch_so_each_image_is_seen_once(packed):
     seen = []
     for rank in range(world):
         order = BatchStream(len(data.x_train), batch, seed=3, rank=rank, world_size=world)
-        loader = StreamedBatches(data.x_train, data.y_train, order, 0, workers=0, device=torch.device("cpu"))
+        loader = BatchSource(data.x_train, data.y_train, None, order, torch.device("cpu"))
         for b in range(5):
-            x, y, index = loader.get(b)
-            assert image_id(x) == index.tolist()
-            assert torch.equal(y, index % 3)  # labels travel with their images
+            rows = loader.get(b)
+            x = ((rows.x + 1) * 127.5).round().to(torch.uint8)
+            assert image_id(x) == rows.index.tolist()
+            assert torch.equal(rows.y, rows.index % 3)  # labels travel with their images
             seen += image_id(x)
         loader.close()
     assert sorted(seen) == list(range(60))
@@ -175,14 +176,14 @@ def test_gmgan_with_encoder_pairs_trains_from_shards(tmp_path, packed, monkeypat
 
     _, out = packed
     seen = []
-    original = GMGANWithEncoder.loaded_batch
+    original = GMGANWithEncoder.real_batch
 
-    def spy(self, x, y, index):
-        b = original(self, x, y, index)
-        seen.append((index.clone(), b.pair.clone(), self.neighbors[:].clone()))
+    def spy(self, rows):
+        b = original(self, rows)
+        seen.append((rows.index.clone(), b.pair.clone(), self.neighbors[:].clone()))
         return b
 
-    monkeypatch.setattr(GMGANWithEncoder, "loaded_batch", spy)
+    monkeypatch.setattr(GMGANWithEncoder, "real_batch", spy)
     cfg = small_config(tmp_path, **{"train.eval_every": 0, "model.name": "gmgan", "data.dataset": f"shards:{out}",
                                     "encoder.enabled": True,
                                     "encoder.neighbors": 2, "model.width": 4, "train.steps": 2,

@@ -63,7 +63,8 @@ def test_run_directory_contents(tmp_path):
     assert mixgan.load(d).cfg == mixgan.config.load_config(d / "config.toml")
     stats = [json.loads(l) for l in (d / "stats.jsonl").read_text().splitlines()]
     assert {"step", "loss_d", "loss_g", "it_per_s", "samples_per_s"} <= set(stats[0])
-    assert sorted(p.name for p in (d / "samples").iterdir()) == ["step-000010.png", "step-000020.png"]
+    # step 0, the first log line (5), then every sample_every
+    assert sorted(p.name for p in (d / "samples").iterdir()) == [f"step-{s:06d}.png" for s in (0, 5, 10, 20)]
     # keep_checkpoints=2 by default, both complete pairs
     names = sorted(p.name for p in (d / "checkpoints").iterdir())
     assert names == ["step-000010.json", "step-000010.safetensors", "step-000020.json", "step-000020.safetensors"]
@@ -300,3 +301,77 @@ def test_progress_task_reaches_the_cli_reporter(capsys):
     lines = out.getvalue().splitlines()
     assert lines[0] == "mixgan: training the reference classifier (about 42 s)..."
     assert lines[-1].startswith("mixgan: training the reference classifier: done in ")
+
+
+def test_resume_refuses_changed_data_unless_accepted(tmp_path):
+    import numpy as np
+
+    def write(n):
+        rng = np.random.default_rng(n)
+        np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (n, 1, 8, 8)).astype(np.uint8))
+
+    write(40)
+    cfg = small_config(tmp_path, **{"model.name": "gan", "data.dataset": f"npz:{tmp_path / 'd.npz'}", "model.width": 4,
+                                    "train.steps": 10, "train.batch_size": 8, "train.eval_every": 0})
+    mixgan.train(cfg)
+    write(50)  # images added
+    cfg.train.steps = 20
+    with pytest.raises(MixganError, match=r"changed since step 10: the training set had \d+ items, now \d+; "
+                                          r"pass --accept-changed-data"):
+        mixgan.train(cfg, resume=True)
+    assert mixgan.train(cfg, resume=True, accept_changed_data=True).step == 20
+
+
+def test_grids_of_real_images_at_step_0_and_of_samples_at_a_sigterm_stop(tmp_path):
+    import os
+    import signal
+
+    from mixgan.errors import Interrupted
+
+    class Term:
+        def start(self, initial, total): pass
+        def close(self): pass
+        def update(self, step, logs):
+            if step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    cfg = small_config(tmp_path, **{"model.name": "gan", "data.dataset": "digits", "model.width": 4,
+                                    "train.steps": 50, "train.batch_size": 8, "train.eval_every": 0,
+                                    "train.log_every": 100, "train.sample_every": 100, "train.checkpoint_every": 100})
+    with pytest.raises(Interrupted):
+        mixgan.train(cfg, progress=Term())
+    samples = sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png"))
+    assert samples == ["real.png", "step-000000.png", "step-000004.png"]  # the signal is seen after step 4
+    from PIL import Image
+
+    assert Image.open(tmp_path / "run" / "samples" / "real.png").size[0] > 8 * 10
+
+
+def test_neighbour_search_is_cached_across_a_resume(tmp_path, monkeypatch):
+    from mixgan.models import gmgan_encoder
+
+    monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real_knn = gmgan_encoder.knn
+    monkeypatch.setattr(gmgan_encoder, "knn", lambda *a, **k: calls.append(1) or real_knn(*a, **k))
+    cfg = small_config(tmp_path, **{"data.dataset": "digits", "encoder.enabled": True, "encoder.neighbors": 3,
+                                    "encoder.init": "scratch", "encoder.space": "pixels", "prior.components": 10,
+                                    "model.width": 4, "train.steps": 4, "train.batch_size": 8, "train.eval_every": 0,
+                                    "train.checkpoint_every": 4})
+    mixgan.train(cfg)
+    assert len(calls) == 1
+    cfg.train.steps = 8
+    mixgan.train(cfg, resume=True)
+    assert len(calls) == 1  # the resumed start read the table back
+
+
+@pytest.mark.parametrize("early_seconds, steps", [(300, [0, 1, 2, 3]), (0, [0, 3])])
+def test_early_in_a_run_a_grid_follows_each_interval_of_wall_clock(tmp_path, monkeypatch, early_seconds, steps):
+    from mixgan.training import loop
+
+    monkeypatch.setattr(loop, "GRID_SECONDS", 0)  # every step is an interval past the last grid ...
+    monkeypatch.setattr(loop, "GRID_EARLY_SECONDS", early_seconds)  # ... while the run is young
+    cfg = small_config(tmp_path, **{"model.name": "gan", "train.steps": 3, "train.log_every": 100,
+                                    "train.sample_every": 100, "train.checkpoint_every": 100, "model.width": 4})
+    mixgan.train(cfg)
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("step-*.png")) == [f"step-{s:06d}.png" for s in steps]

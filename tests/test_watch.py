@@ -120,7 +120,7 @@ def test_report_draws_fid_over_steps_losses_and_a_grid_per_sample_step(tmp_path)
     assert sorted(range(3), key=lambda i: fids[i]) == sorted(range(3), key=lambda i: -fid_points[i][1])
     assert len(polyline_points(page, "chart-losses", "loss_d")) == len(records)
     assert len(polyline_points(page, "chart-pr", "recall")) == 3
-    assert page.count('class="frame"') == 3  # grids at steps 10, 20, 30
+    assert page.count('class="frame"') == 5  # grids at step 0, the first log line (5), then 10, 20, 30
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "is_std" not in page and "Precision" in page
 
@@ -182,7 +182,7 @@ def test_tensorboard_gets_the_quality_scalars_and_the_sample_grids(tmp_path):
     fids = [json.loads(l)["fid"] for l in (run.path / "stats.jsonl").read_text().splitlines() if "fid" in l]
     assert [(s.step, round(s.value, 4)) for s in acc.Scalars("fid")] == list(zip([10, 20, 30], [round(f, 4) for f in fids]))
     assert [s.step for s in acc.Scalars("kid")] == [10, 20, 30]
-    assert [i.step for i in acc.Images("samples")] == [10, 20, 30]
+    assert [i.step for i in acc.Images("samples")] == [0, 5, 10, 20, 30]  # step 0, the first log line, every 10
 
 
 @pytest.mark.parametrize("model, kind", [("cgan", "class"), ("icgan", "instance"), ("gan", "none")])

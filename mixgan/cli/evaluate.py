@@ -66,7 +66,7 @@ def load_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 def sample_run(run, n: int, seed: int):
     """(x, labels or None): class-conditional models get n/C samples of every class."""
     model = run.model
-    if getattr(model, "class_conditional", False) and model.num_classes:
+    if model.class_conditional and model.num_classes:
         parts, labels = [], []
         c = model.num_classes
         for y in range(c):

@@ -33,7 +33,7 @@ def instance_request(model, value, seed: int = 0) -> tuple[dict, torch.Tensor | 
     from ..data.photos import image_paths, read_images
     from ..embeddings.store import as_float_images
 
-    if not getattr(model, "instance_conditional", False):
+    if not model.instance_conditional:
         raise MixganError(f"--instances: model '{model.name}' is not instance-conditioned")
     values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
     if len(values) == 1 and values[0].isdigit():

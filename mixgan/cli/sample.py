@@ -113,7 +113,7 @@ def run(args) -> int:
     if not 1 <= n <= MAX_SAMPLES:
         raise MixganError(f"--n must be in 1..{MAX_SAMPLES:,}, got {n:,}")
     r = load(args.run, device=args.device)
-    if args.cond and not hasattr(r.model, "as_conditions"):
+    if args.cond and not r.model.accepts_condition_vectors:
         raise MixganError(f"--cond: model '{r.model.name}' does not take vector conditions")
     instance_x = None
     if args.instances:
@@ -127,7 +127,7 @@ def run(args) -> int:
     arrays["x"] = arrays["x"].astype("float32")
     path = write_npz(args.out, arrays)
     print(f"wrote {len(s.x)} samples to {path}")
-    if args.grid and getattr(r.model, "instance_conditional", False):
+    if args.grid and r.model.instance_conditional:
         write_instance_picture(r, s, kwargs, instance_x, args)
     elif args.grid:
         colors = s.label if s.label is not None else s.component

@@ -4,12 +4,10 @@ from __future__ import annotations
 import argparse
 
 from ..api import train as train_run
-from ..config import build_config, canonical_key, parse_override, set_value, validate
+from ..config import build_config, parse_override
 from ..errors import MixganError
 from ..models import MODELS
-from ..training import RunDir
-from ..training.checkpoint import scan_checkpoints
-from ..training.loop import SETTINGS_FIXED_BY_RUN
+from ..training import resume_config
 from ..training.dist import launch_rank
 from .common import add_device_option, check_out_path, describe_config, recipe_line, training_progress
 
@@ -37,6 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any setting, e.g. --set sigma=0.5 --set train.lr_g=1e-4")
     p.add_argument("--resume", action="store_true", help="continue --out RUN from its last checkpoint")
+    p.add_argument("--accept-changed-data", action="store_true",
+                   help="with --resume: continue even though the run's training data changed since its checkpoint")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true",
@@ -54,39 +54,9 @@ def resolve(args) -> tuple:
                             values_source="command line"), False
     if not args.out:
         raise MixganError("--resume needs --out RUN naming the run to continue")
-    run = RunDir(args.out)
-    cfg = run.config()
     if args.config:
         raise MixganError("--resume takes its settings from the run; pass changes with --set or flags")
-    changes = list(given.items()) + [parse_override(o) for o in args.set]
-    _refuse_hand_edits(run, cfg, {canonical_key(key) for key, _ in changes})
-    for key, value in changes:
-        set_value(cfg, key, value)
-        cfg.sources[canonical_key(key)] = "command line (resume)"
-    validate(cfg)
-    return cfg, True
-
-
-def _refuse_hand_edits(run: RunDir, disk, given: set[str]) -> None:
-    """Refuse a config.toml that differs from the config its newest checkpoint recorded, in a
-    setting the command line does not name (train.steps, which --resume itself extends, aside)."""
-    found, _ = scan_checkpoints(run.checkpoints)
-    saved = found[1].get("config") if found else None
-    if not isinstance(saved, dict):
-        return
-    now = disk.to_dict()
-    edits = [(f"{section}.{key}", value, now[section][key]) for section, values in saved.items()
-             if isinstance(values, dict) and isinstance(now.get(section), dict)
-             for key, value in values.items() if key in now[section] and now[section][key] != value]
-    edits = [e for e in edits if e[0] not in given and e[0] != "train.steps"]
-    if edits:
-        key, old, new = edits[0]
-        fixed = key.split(".")[0] in SETTINGS_FIXED_BY_RUN
-        remedy = ("undo the edit (a run's data, model and prior settings are fixed)" if fixed
-                  else f"pass it as --set {key}={new} to use it, or undo the edit")
-        raise MixganError(f"--resume: {run.config_path} was edited since the checkpoint of step {found[1]['step']} "
-                          f"({key}: {old!r} -> {new!r}{f' and {len(edits) - 1} more' if len(edits) > 1 else ''}); "
-                          + remedy)
+    return resume_config(args.out, list(given.items()) + [parse_override(o) for o in args.set]), True
 
 
 def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
@@ -131,7 +101,7 @@ def run(args) -> int:
     if launch_rank() == 0:
         print(recipe_line(cfg))
     progress = training_progress(f"{cfg.model.name} {cfg.data.dataset}", args.quiet)
-    result = train_run(cfg, resume=resume, progress=progress)
+    result = train_run(cfg, resume=resume, progress=progress, accept_changed_data=args.accept_changed_data)
     if launch_rank() != 0:  # under torchrun, rank 0 alone reports
         return 0
     print(f"run: {result.path}")

@@ -1,22 +1,17 @@
-"""Streaming training batches from data read on demand (shards) through torch's DataLoader.
+"""Reading batches of data stored on disk (shards) in DataLoader worker processes.
 
-Batch b's indices are a pure function of b (``order(b)``: the training loop's per-epoch
-permutation of this rank's part of the data), so the images a batch holds do not depend on the
-number of workers, and a run resumed at batch b reads what an uninterrupted run would have read.
-Ranks take disjoint parts (index = rank mod world size): across ranks, every image is seen once
-per epoch. Workers read and stack uint8 images; the float conversion happens on the device
-(:func:`mixgan.data.to_float`, in the model).
+Batch b is ``read(b)`` (a pure function of b, see :mod:`mixgan.data.batches`), so what a batch
+holds does not depend on the number of workers. Workers read and stack uint8 images; the float
+conversion happens on the device.
 """
 from __future__ import annotations
 
 import itertools
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Sampler
-
-from ..errors import MixganError
 
 
 def default_workers() -> int:
@@ -29,16 +24,13 @@ def default_workers() -> int:
 
 
 class _Batches(torch.utils.data.Dataset):
-    """Item b = (b, uint8 images, labels or None, indices) of batch b."""
+    """Item b = ``read(b)``."""
 
-    def __init__(self, images, labels: torch.Tensor | None, order: Callable[[int], torch.Tensor]):
-        self.images, self.labels, self.order = images, labels, order
+    def __init__(self, read: Callable[[int], tuple]):
+        self.read = read
 
     def __getitem__(self, b: int):
-        index = self.order(b).cpu()
-        x = torch.from_numpy(self.images.read(index.numpy()))
-        y = self.labels[index] if self.labels is not None else None
-        return b, x, y, index
+        return self.read(b)
 
 
 class _From(Sampler):
@@ -51,29 +43,10 @@ class _From(Sampler):
         return itertools.count(self.start)
 
 
-class StreamedBatches:
-    """Batches of a streamed split in order from batch ``start``: ``get(b)`` gives (x uint8, y, the
-    images' indices) on ``device``; b must be the next batch (the position is the training step's)."""
-
-    def __init__(self, images, labels, order: Callable[[int], torch.Tensor], start: int, workers: int,
-                 device: torch.device):
-        workers = default_workers() if workers < 0 else workers
-        self.device, self.next = torch.device(device), start
-        pin = self.device.type == "cuda"
-        self.loader = DataLoader(_Batches(images, labels, order), sampler=_From(start), batch_size=None,
-                                 num_workers=workers, pin_memory=pin, prefetch_factor=2 if workers else None)
-        self.workers = workers
-        self._it = iter(self.loader)
-
-    def get(self, b: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        if b != self.next:
-            raise MixganError(f"streamed batches are read in order: batch {b} asked, {self.next} is next")
-        got, x, y, index = next(self._it)
-        self.next += 1
-        x = x.to(self.device, non_blocking=True)
-        return (x, (y.to(self.device, non_blocking=True) if y is not None else None),
-                index.to(self.device, non_blocking=True))
-
-    def close(self) -> None:
-        """Stop the worker processes."""
-        self._it = None
+def read_batches(read: Callable[[int], tuple], start: int, workers: int, pin: bool = False) -> Iterator[tuple]:
+    """``read(start)``, ``read(start + 1)``, ... computed ahead by ``workers`` processes
+    (``default_workers()`` where negative; 0: in this process), in order."""
+    workers = default_workers() if workers < 0 else workers
+    loader = DataLoader(_Batches(read), sampler=_From(start), batch_size=None, num_workers=workers,
+                        pin_memory=pin, prefetch_factor=2 if workers else None)
+    return iter(loader)

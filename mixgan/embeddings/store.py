@@ -91,23 +91,32 @@ def embed_to(out, embedding, batches: Iterable[torch.Tensor], device: torch.devi
              normalize: bool = True) -> int:
     """Write the features of every batch into the rows of ``out`` (an M x d array) in order;
     returns the number of rows written."""
+    from .. import progress
+
     row = 0
-    for x in batches:
-        h = embedding(as_float_images(x).to(device)).float()
-        if h.ndim != 2 or h.shape[1] != embedding.dim:
-            raise MixganError(f"embedding '{embedding.name}' gave features of shape {tuple(h.shape)}, "
-                              f"expected N x {embedding.dim}")
-        if not torch.isfinite(h).all():
-            raise MixganError(f"embedding '{embedding.name}' gave NaN or infinite features")
-        if normalize:
-            h = F.normalize(h, dim=1)
-        if row + len(h) > len(out):
-            raise MixganError(f"the dataset gave more than the {len(out)} training images it announced")
-        out[row:row + len(h)] = h.cpu().numpy()
-        row += len(h)
+    with progress.task(f"embedding {len(out):,} training images ({embedding.name})", total=len(out)) as task:
+        for x in batches:
+            row = _embed_batch(out, row, embedding, x, device, normalize)
+            task.advance(len(x))
     if row != len(out):
         raise MixganError(f"the dataset gave {row} training images, not the {len(out)} it announced")
     return row
+
+
+def _embed_batch(out, row: int, embedding, x: torch.Tensor, device, normalize: bool) -> int:
+    """Write the features of one batch into ``out`` from ``row``; returns the next row."""
+    h = embedding(as_float_images(x).to(device)).float()
+    if h.ndim != 2 or h.shape[1] != embedding.dim:
+        raise MixganError(f"embedding '{embedding.name}' gave features of shape {tuple(h.shape)}, "
+                          f"expected N x {embedding.dim}")
+    if not torch.isfinite(h).all():
+        raise MixganError(f"embedding '{embedding.name}' gave NaN or infinite features")
+    if normalize:
+        h = F.normalize(h, dim=1)
+    if row + len(h) > len(out):
+        raise MixganError(f"the dataset gave more than the {len(out)} training images it announced")
+    out[row:row + len(h)] = h.cpu().numpy()
+    return row + len(h)
 
 
 def embed_stream(embedding, batches: Iterable[torch.Tensor], m: int, path: Path | None = None,
@@ -278,3 +287,20 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def write_json(path: Path, record: dict) -> None:
     atomic_write_text(Path(path), json.dumps(record, indent=1, sort_keys=True))
+
+
+def cached_neighbours(data, settings: dict, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """A neighbour table of ``data`` made by ``make()`` once and kept in the cache under ``settings``
+    (what decides it: the feature space, k, the device kind), so that a second start or a resume of
+    the same run reads it back instead of searching again."""
+    from ..io import cache_dir, cached
+
+    name = data.name.replace("/", "-").replace(":", "-")
+    key = hashlib.sha256(json.dumps({"version": VERSION, **settings}, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    folder = cache_dir() / "neighbours" / f"{name}-{data.fingerprint()}-{key}"
+
+    def build():
+        table = make().cpu()
+        return table, {"neighbors": table}, {"dataset": data.name, "settings": settings}
+
+    return cached(folder, "neighbors.safetensors", lambda tensors, meta: tensors["neighbors"], build)

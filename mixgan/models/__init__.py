@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import MixganError
 from .acgan import ACGAN
 from .base import GANModel, Samples
-from .cgan import CGAN
+from .cgan import CGAN, VectorCGAN
 from .gan import GAN
 from .gmgan import GMGAN
 from .gmgan_encoder import GMGANWithEncoder
@@ -28,16 +28,21 @@ def get_model_class(name: str) -> type[GANModel]:
     return MODELS[name]
 
 
-def model_class(cfg) -> type[GANModel]:
-    """The class that trains ``cfg``: the registry's, except that ``gmgan`` with ``encoder.enabled``
-    is GM-GAN with its encoder."""
+def model_class(cfg, spec=None) -> type[GANModel]:
+    """The class that trains ``cfg`` on data described by ``spec``: the registry's, except that
+    ``gmgan`` with ``encoder.enabled`` is GM-GAN with its encoder and ``cgan`` on data that carries
+    condition vectors is the vector cGAN."""
     cls = get_model_class(cfg.model.name)
-    return GMGANWithEncoder if cls is GMGAN and cfg.encoder.enabled else cls
+    if cls is GMGAN and cfg.encoder.enabled:
+        return GMGANWithEncoder
+    if cls is CGAN and spec is not None and spec.cond_dim > 0:
+        return VectorCGAN
+    return cls
 
 
 def build_model(cfg, spec, device="cpu") -> GANModel:
     """The model ``cfg.model.name`` for data described by ``spec`` (a DataSpec)."""
-    return model_class(cfg)(cfg, spec, device)
+    return model_class(cfg, spec)(cfg, spec, device)
 
 
 __all__ = ["MODELS", "GANModel", "Samples", "build_model", "get_model_class", "model_class"]

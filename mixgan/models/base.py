@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 
 from ..config import Config
 from ..data import DataSpec, Dataset, to_float
+from ..data.batches import BatchSource, Neighbours, Rows
 from ..data.rows import NpyRows
 from ..errors import MixganError
 from ..nets import IMAGE_ARCHS, LatentGenerator, build_discriminator, build_generator, resolve_arch
@@ -142,11 +143,15 @@ class GANModel:
     """Plain GAN: N(0, I) prior, G and D trained by alternating Adam updates."""
 
     name = "gan"
-    mixture = False  # latent prior is a Gaussian mixture with components
+    # capabilities, declared by each model class and read by every caller instead of probing for methods
+    has_components = False  # the latent prior is a Gaussian mixture: samples can be requested per Gaussian
     class_conditional = False  # samples can be requested per class
+    instance_conditional = False  # samples are conditioned on stored or given instances (IC-GAN)
+    accepts_condition_vectors = False  # samples are conditioned on real vectors (``cond=``)
 
     x_train = held()
     y_train = held()
+    c_train = held()  # the training set's condition vectors (data that carries them)
 
     def __init__(self, cfg: Config, spec: DataSpec, device: torch.device | str = "cpu"):
         self.cfg, self.spec = cfg, spec
@@ -158,13 +163,13 @@ class GANModel:
         self.check(spec)
         self.build_networks()
         self.to(device)
-        self.x_train = self.y_train = None
+        self.x_train = self.y_train = self.c_train = None
         self.levels = 255
 
     def build_networks(self) -> None:
         """G (prior + net), D, the EMA copy and the optimizers, from the config and the data spec
         alone: the hooks it calls (``g_cond_dim``, ``build_discriminator``) must not set state."""
-        prior = build_prior(self.cfg, self.mixture, seed=self.cfg.train.seed)
+        prior = build_prior(self.cfg, self.has_components, seed=self.cfg.train.seed)
         m = self.cfg.model
         net = build_generator(m.arch, self.cfg.prior.latent_dim, self.shape, m.width, self.g_cond_dim(),
                               self.g_cond_mode())
@@ -233,19 +238,23 @@ class GANModel:
         """Held training images (all, or rows ``index``) as floats in [-1, 1], converted where they are held."""
         return to_float(self.x_train if index is None else self.x_train[index], self.levels)
 
-    def batch(self, index: torch.Tensor) -> Batch:
-        """The real batch for these training-set indices (held data, on the model's device)."""
-        return Batch(self.images(index), y=None if self.y_train is None else self.y_train[index])
+    def neighbours(self) -> Neighbours | None:
+        """The neighbour table the batch source reads beside (or instead of) each instance; None: none."""
+        return None
 
-    def stream_order(self, order: Callable[[int], torch.Tensor]) -> Callable[[int], torch.Tensor]:
-        """The training-set indices a data loader reads for batch b, given the loop's ``order`` of
-        batch b (IC-GAN reads each instance's neighbour instead)."""
-        return order
+    def real_batch(self, rows: Rows) -> Batch:
+        """The real batch from what the batch source read for a training batch (on the model's device)."""
+        return Batch(rows.x, y=rows.y, c=rows.c)
 
-    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
-        """The real batch from images a data loader delivered (uint8, on the model's device) with their
-        training-set ``index``."""
-        return Batch(to_float(x, self.levels), y=y)
+    def batch_source(self, order: Callable[[int], torch.Tensor]) -> BatchSource:
+        """A source of training batches over the held training set (batch b: instances ``order(b)``)."""
+        t = self.cfg.train
+        return BatchSource(self.x_train, self.y_train, self.c_train, order, self.device, self.neighbours(),
+                           seed=t.seed, d_steps=t.d_steps, levels=self.levels)
+
+    def batch(self, index: torch.Tensor, b: int = 0) -> Batch:
+        """The real batch of held training rows ``index``, read as training reads batch b (evaluation, tests)."""
+        return self.real_batch(self.batch_source(lambda _: index).read(b, index))
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None) -> Batch:
         """n generated samples for a training step (``batch``: the step's real batch), with the
@@ -259,13 +268,14 @@ class GANModel:
 
     # ---- training -------------------------------------------------------------------
     def attach_data(self, data: Dataset) -> None:
-        """Hold the training set as stored (uint8 images), moved to the model's device on assignment;
-        streamed data (shards) is not held: its batches come through :meth:`loaded_batch`."""
+        """Hold the training set as stored (uint8 images, labels, conditions), moved to the model's
+        device on assignment, where it fits in memory; a set read on demand is left where it is
+        (training reads its batches through a batch source either way)."""
         self.levels = data.levels
-        if data.streamed:
-            self.x_train = self.y_train = None
-            return
-        self.x_train, self.y_train = data.x_train, data.y_train
+        held = not data.streamed
+        self.x_train = data.x_train if held else None
+        self.y_train = data.y_train if held else None
+        self.c_train = data.cond_train.float() if held and data.cond_train is not None else None
 
     def attach_run(self, path) -> None:
         """Called once the run directory exists: a model may keep per-run files there (IC-GAN's instances)."""
@@ -362,11 +372,16 @@ class GANModel:
         return self.G_ema if self.G_ema is not None else self.G
 
     @property
+    def mixture(self) -> bool:
+        """The same as ``has_components`` (the name callers outside the models used first)."""
+        return self.has_components
+
+    @property
     def components(self) -> int:
-        return self.G.prior.components if self.mixture else 0
+        return self.G.prior.components if self.has_components else 0
 
     def check_request(self, component: int | None, label: int | None) -> None:
-        if component is not None and not self.mixture:
+        if component is not None and not self.has_components:
             raise MixganError(f"model '{self.name}' has no Gaussian components to choose from")
         if label is not None and not self.class_conditional:
             raise MixganError(f"model '{self.name}' is not class-conditional")
@@ -404,11 +419,11 @@ class GANModel:
     def sample_batch(self, plan: SamplePlan, scale: float, generator: torch.Generator | None) -> Samples:
         """One batch of ``plan`` (at most ``batch_size`` samples)."""
         eps, k = self.G.prior.draw(plan.n, generator, plan.component, device=self.device)
-        return Samples(self.generator(eps, k, scale=scale), k if self.mixture else None)
+        return Samples(self.generator(eps, k, scale=scale), k if self.has_components else None)
 
     def grid_rows(self) -> tuple[int, dict]:
         """Rows of the progress grid and the sampling argument that selects each row."""
-        if self.mixture:
+        if self.has_components:
             return self.components, {"component": list(range(self.components))}
         return 10, {}
 

@@ -12,8 +12,10 @@ wrong class as a fake, a matching-aware D (Reed et al. 2016), which raises condi
 and lowers FID (benchmarks/results/conditional.md). ``model.class_weight`` adds an auxiliary class
 head to D instead.
 
-Vector-conditioned models keep up to ``BANK_ROWS`` training conditions in their checkpoint,
-so sampling without conditions draws them from the data: p(x) = mean_i p(x | c_i).
+Two classes share the name ``cgan`` (``models.build_model`` picks by the data): :class:`CGAN` on
+class labels and :class:`VectorCGAN` on condition vectors. The vector one keeps up to ``BANK_ROWS``
+training conditions in its checkpoint, so sampling without conditions draws them from the data:
+p(x) = mean_i p(x | c_i).
 """
 from __future__ import annotations
 
@@ -64,8 +66,8 @@ class LabelConditioned(GANModel):
         return torch.randint(self.num_classes, (n,), generator=gen, device=self.device)
 
     def condition(self, b: Batch) -> torch.Tensor:
-        """The vector G and D see for a batch: its conditions ``c``, or its one-hot labels."""
-        return b.c if b.c is not None else self.one_hot(b.y)
+        """The vector G and D see for a batch: its one-hot labels."""
+        return self.one_hot(b.y)
 
     def fake(self, n, gen, grad, batch=None) -> Batch:
         eps, k = self.G.prior.draw(n, gen, device=self.device)
@@ -83,32 +85,8 @@ class LabelConditioned(GANModel):
         return self.num_classes, {"label": list(range(self.num_classes))}
 
 
-class CGAN(LabelConditioned):
-    name = "cgan"
-    c_train = held()  # the training set's conditions (vector-conditioned models)
-    cond_bank = held()  # up to BANK_ROWS of them, kept in checkpoints to sample without conditions
-
-    def __init__(self, cfg, spec: DataSpec, device: torch.device | str = "cpu"):
-        super().__init__(cfg, spec, device)
-        self.c_train, self.cond_bank = None, torch.zeros(0, spec.cond_dim)
-
-    @property
-    def vector(self) -> bool:
-        """Conditioned on real vectors (the data carries them), not on class labels."""
-        return self.spec.cond_dim > 0
-
-    @property
-    def class_conditional(self) -> bool:
-        return not self.vector
-
-    def check(self, spec: DataSpec) -> None:
-        if spec.cond_dim == 0:
-            check_labelled(self.name, spec)
-        elif self.cfg.model.class_weight or self.cfg.model.mismatch:
-            raise MixganError("class_weight and mismatch need class labels; this cgan is conditioned on vectors")
-
-    def g_cond_dim(self) -> int:
-        return self.spec.cond_dim if self.vector else self.num_classes
+class ConditionWiring(GANModel):
+    """How a cGAN's condition (``condition(batch)``, ``g_cond_dim()`` wide) enters G and D."""
 
     @property
     def modern_condition(self) -> bool:
@@ -132,6 +110,12 @@ class CGAN(LabelConditioned):
     def d_logits(self, b: Batch, train: bool = True):
         """D's real/fake logits for (x, condition); with ``class_weight``, also its class logits."""
         return (self.D_train if train else self.D)(b.x, self.condition(b))
+
+
+class CGAN(LabelConditioned, ConditionWiring):
+    """cGAN on class labels."""
+
+    name = "cgan"
 
     def discriminator_loss(self, real: Batch, fake: Batch) -> torch.Tensor:
         m = self.cfg.model
@@ -168,23 +152,34 @@ class CGAN(LabelConditioned):
         """(real/fake logits, class logits or None) from D's output, with or without a class head."""
         return out if isinstance(out, tuple) else (out, None)
 
-    # ---- vector conditions ----------------------------------------------------------
+
+class VectorCGAN(ConditionWiring):
+    """cGAN on real-valued condition vectors (the data's ``c``): the paper's multimodal case."""
+
+    name = "cgan"
+    accepts_condition_vectors = True
+    cond_bank = held()  # up to BANK_ROWS training conditions, kept in checkpoints to sample without conditions
+
+    def __init__(self, cfg, spec: DataSpec, device: torch.device | str = "cpu"):
+        super().__init__(cfg, spec, device)
+        self.cond_bank = torch.zeros(0, spec.cond_dim)
+
+    def check(self, spec: DataSpec) -> None:
+        if self.cfg.model.class_weight or self.cfg.model.mismatch:
+            raise MixganError("class_weight and mismatch need class labels; this cgan is conditioned on vectors")
+
+    def g_cond_dim(self) -> int:
+        return self.spec.cond_dim
+
+    def condition(self, b: Batch) -> torch.Tensor:
+        return b.c
+
     def attach_data(self, data: Dataset) -> None:
         super().attach_data(data)
-        if self.vector:
-            self.c_train = data.cond_train.float()
-            rows = min(len(self.c_train), BANK_ROWS, max(1, BANK_VALUES // self.spec.cond_dim))
-            self.cond_bank = self.c_train[:rows].clone()
-
-    def batch(self, index: torch.Tensor) -> Batch:
-        out = super().batch(index)
-        if self.vector:
-            out.c = self.c_train[index]
-        return out
+        c = data.cond_train.float()
+        self.cond_bank = c[:min(len(c), BANK_ROWS, max(1, BANK_VALUES // self.spec.cond_dim))].clone()
 
     def fake(self, n, gen, grad, batch=None) -> Batch:
-        if not self.vector:
-            return super().fake(n, gen, grad, batch)
         eps, k = self.G.prior.draw(n, gen, device=self.device)
         c = batch.c[:n] if batch is not None and len(batch.c) >= n else self.draw_conditions(n, gen)
         return Batch(self.generate(eps, k, c, grad), c=c)
@@ -195,16 +190,14 @@ class CGAN(LabelConditioned):
         return self.cond_bank[torch.randint(len(self.cond_bank), (n,), generator=gen, device=self.device)]
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
-        return {"cond_bank": self.cond_bank.contiguous()} if self.vector else {}
+        return {"cond_bank": self.cond_bank.contiguous()}
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        if self.vector and "cond_bank" in tensors:
+        if "cond_bank" in tensors:
             self.cond_bank = tensors["cond_bank"].float()
 
     def as_conditions(self, cond, n: int) -> torch.Tensor:
         """``cond`` as an n x cond_dim tensor: one row per sample, or one row (or vector) for all."""
-        if not self.vector:
-            raise MixganError("this cgan is conditioned on class labels: request a class, not conditions")
         c = torch.as_tensor(cond, dtype=torch.float32, device=self.device)
         if c.ndim == 1:
             c = c[None]
@@ -219,18 +212,13 @@ class CGAN(LabelConditioned):
         return c
 
     def plan(self, n, component, label, generator, cond=None, **request) -> SamplePlan:
-        """As GANModel's; ``cond`` (vector-conditioned models) gives each sample's condition."""
+        """As GANModel's; ``cond`` gives each sample's condition."""
         plan = super().plan(n, component, label, generator, **request)
         if cond is not None:
             plan.cond = self.as_conditions(cond, n)
         return plan
 
     def sample_batch(self, plan: SamplePlan, scale, generator) -> Samples:
-        if not self.vector:
-            return super().sample_batch(plan, scale, generator)
         eps, k = self.G.prior.draw(plan.n, generator, device=self.device)
         c = plan.cond if plan.cond is not None else self.draw_conditions(plan.n, generator)
         return Samples(self.generator(eps, k, c, scale=scale), cond=c)
-
-    def grid_rows(self) -> tuple[int, dict]:
-        return (10, {}) if self.vector else super().grid_rows()

@@ -27,7 +27,7 @@ from .base import GANModel
 
 class GMGAN(GANModel):
     name = "gmgan"
-    mixture = True
+    has_components = True
 
     @property
     def info_weight(self) -> float:

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import to_float
 from ..embeddings import embed, get_embedding, knn, resolve_method, selfsup
-from ..embeddings.store import InstanceStore, train_batches, train_count
+from ..embeddings.store import InstanceStore, cached_neighbours, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
+from .. import progress
+from ..data.batches import PAIR, Neighbours, Rows
 from .base import Batch, held
 from .gmgan import GMGAN
 
@@ -195,22 +196,34 @@ class GMGANWithEncoder(GMGAN):
         super().attach_data(data)
         e, m = self.cfg.encoder, self.cfg.model
         self.neighbors = None
-        self.source = data.x_train if data.streamed else None  # shards: pairs are read from them
         count = train_count(data)
-        if m.knn == "faiss" or count > m.knn_threshold or data.streamed:
+        if m.knn == "faiss" or count > m.knn_threshold or self.x_train is None:  # not held: read a batch at a time
             self._attach_at_scale(data, count)
             return
-        feats = self.images().flatten(1)
-        if e.init == "selfsup" or (e.neighbors and e.space == "selfsup"):
-            emb = self.contrastive_embedding()
-            emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
-            selfsup_feats = embed(emb, self.images(), normalize=False)  # one pass, for k-means and kNN
-            if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
-                self.init_encoder(emb.net, selfsup_feats)
-            if e.space == "selfsup":
-                feats = selfsup_feats
-        if e.neighbors:
-            self.neighbors = knn(feats, e.neighbors)[0]  # (knn compares directions: cosine)
+        found: dict[str, torch.Tensor] = {}
+
+        def selfsup_features() -> torch.Tensor:
+            """The contrastive encoder's features of the training images (one pass, for k-means and kNN)."""
+            if "selfsup" not in found:
+                emb = self.contrastive_embedding()
+                emb.fit(data)  # cached per dataset: trained once, the same network for a resumed run
+                with progress.task(f"embedding {count:,} training images (selfsup)", total=count):
+                    found["selfsup"] = embed(emb, self.images(), normalize=False)
+                found["net"] = emb.net
+            return found["selfsup"]
+
+        if e.init == "selfsup":  # a resumed run's checkpoint overwrites these weights afterwards
+            feats = selfsup_features()
+            self.init_encoder(found["net"], feats)
+        if e.neighbors:  # (knn compares directions: cosine); searched once per data set and space
+            settings = {"space": e.space, "k": e.neighbors, "device": self.device.type,
+                        "selfsup": self.contrastive_embedding().settings if e.space == "selfsup" else None}
+
+            def search() -> torch.Tensor:
+                feats = selfsup_features() if e.space == "selfsup" else self.images().flatten(1)
+                return knn(feats, e.neighbors)[0]
+
+            self.neighbors = cached_neighbours(data, settings, search)
 
     INIT_SAMPLE = 100_000  # at scale, the k-means initialisation of E's heads sees this many images' features
 
@@ -253,7 +266,8 @@ class GMGANWithEncoder(GMGAN):
         f = feats.double().cpu().numpy()
         head, k = self.E.net[1], self.components
         for h in range(self.E.heads):
-            km = KMeans(k, n_init=10, random_state=self.cfg.train.seed + h).fit(f)
+            with progress.task(f"k-means of {len(f):,} features for the encoder's head {h + 1} of {self.E.heads}"):
+                km = KMeans(k, n_init=10, random_state=self.cfg.train.seed + h).fit(f)
             centres = torch.as_tensor(km.cluster_centers_)
             # logits alpha * (c_k . f - |c_k|^2 / 2) rank clusters as the distance to c_k does; alpha
             # makes the gap between the nearest and the next centre KMEANS_MARGIN on the median item
@@ -264,25 +278,12 @@ class GMGANWithEncoder(GMGAN):
             head.bias[rows] = (-alpha * centres.pow(2).sum(1) / 2).to(head.bias)
 
     # ---- batches ----------------------------------------------------------------------
-    def batch(self, index: torch.Tensor) -> Batch:
-        """The real batch; with neighbours also ``pair``: for each image one of its k nearest
-        neighbours, chosen by step and index so that a resumed run picks the same."""
-        b = super().batch(index)
-        pair = None
-        if self.neighbors is not None:
-            pick = (index + self.step) % self.neighbors.shape[1]
-            pair = self.images(self.neighbors[index, pick].long())
-        return EncoderBatch(b.x, y=b.y, pair=pair)
+    def neighbours(self) -> Neighbours | None:
+        """With ``encoder.neighbors``: each real image comes with one of its k nearest beside it."""
+        return None if self.neighbors is None else Neighbours(self.neighbors, PAIR)
 
-    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
-        """A streamed batch; the neighbour pairs are read from the shards (the same pick as :meth:`batch`)."""
-        b = super().loaded_batch(x, y, index)
-        pair = None
-        if self.neighbors is not None:
-            pick = (index + self.step) % self.neighbors.shape[1]
-            j = self.neighbors[index.to(self.neighbors.device), pick.to(self.neighbors.device)].long()
-            pair = to_float(self.source[j.cpu()].to(self.device), self.levels)
-        return EncoderBatch(b.x, y=b.y, pair=pair)
+    def real_batch(self, rows: Rows) -> Batch:
+        return EncoderBatch(rows.x, y=rows.y, pair=rows.pair)
 
     def fake(self, n, gen, grad, batch=None) -> Batch:
         eps, k = self.G.prior.draw(n, gen, device=self.device)

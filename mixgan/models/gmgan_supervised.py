@@ -20,7 +20,7 @@ from .base import Batch, GANModel, SamplePlan, Samples, check_labelled, wrong_la
 
 class SupervisedGMGAN(GANModel):
     name = "gmgan-supervised"
-    mixture = True
+    has_components = True
     class_conditional = True
 
     def check(self, spec: DataSpec) -> None:

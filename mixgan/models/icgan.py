@@ -28,7 +28,7 @@ from torch import nn
 
 from ..data import DataSpec, Dataset
 from ..embeddings import embed, get_embedding, resolve_method
-from ..data import to_float
+from ..data.batches import REAL, Neighbours, Rows
 from ..embeddings.store import InstanceStore, embedding_key, train_batches, train_count
 from ..errors import MixganError
 from ..nets import build_discriminator
@@ -55,7 +55,6 @@ class ICGAN(GANModel):
         self.neighbors = torch.zeros(0, cfg.model.k, dtype=torch.long)
         self.labels = None
         self._files = None  # instance files of the cache, to link into the run
-        self._draw_step, self._draw = -1, 0  # see _batch_number
 
     @cached_property
     def embedding(self):
@@ -131,11 +130,9 @@ class ICGAN(GANModel):
 
     def _set_instances(self, features, neighbors, labels) -> None:
         """Hold the tables: on the CPU the files' rows, read a batch at a time (:class:`NpyRows`),
-        on a GPU a copy in device memory (the neighbours' rows stay at hand for the data loader's
-        workers)."""
+        on a GPU a copy in device memory."""
         self.features = features
-        self._neighbors_host = neighbors if isinstance(neighbors, NpyRows) else torch.as_tensor(neighbors).cpu()
-        self.neighbors = self._neighbors_host
+        self.neighbors = neighbors if isinstance(neighbors, NpyRows) else torch.as_tensor(neighbors).cpu()
         self.labels = None if labels is None else as_tensor(labels).long()
 
     def attach_data(self, data: Dataset) -> None:
@@ -176,33 +173,15 @@ class ICGAN(GANModel):
         write_json(folder / "meta.json", self._meta_now)
         self._files = None
 
-    def _batch_number(self) -> int:
-        """The loop's number of the batch being read: the step's next draw (``d_steps`` per step)."""
-        if self._draw_step != self.step:
-            self._draw_step, self._draw = self.step, 0
-        self._draw += 1
-        return self.step * self.cfg.train.d_steps + self._draw - 1
+    def neighbours(self) -> Neighbours:
+        """The image shown for instance i is a random real neighbour x_j of it (see ``pick_rows``)."""
+        return Neighbours(self.neighbors, REAL)
 
-    def batch(self, index: torch.Tensor) -> Batch:
-        """Instances ``index``; x is a random real neighbour x_j of each, picked as a streamed batch
-        picks it (:func:`neighbour_pick`), so held and streamed data train alike. Only the batch's
-        rows of the neighbour table and the features are read."""
-        pick = neighbour_pick(self.cfg.train.seed, self._batch_number(), len(index), self.neighbors.shape[1])
-        j = self.neighbors[index, pick.to(index.device)].long()
-        return Batch(self.images(j), h=self.features[index], y=self.y_train[j] if self.uses_labels else None)
-
-    def stream_order(self, order):
-        """Streamed data (shards): the loader reads, for batch b's instances i = ``order(b)``, one
-        random neighbour j of each (:class:`NeighbourOrder`)."""
-        self._order = NeighbourOrder(order, self._neighbors_host, self.cfg.train.seed)
-        return self._order
-
-    def loaded_batch(self, x: torch.Tensor, y: torch.Tensor | None, index: torch.Tensor) -> Batch:
-        """A streamed batch: ``x`` the neighbours' images (``index``: which), conditioned on the
-        features of the instances they were picked for."""
-        i = self._order.instances(self._batch_number()).to(self.features.device)
-        return Batch(to_float(x, self.levels), h=self.features[i].to(self.device),
-                     y=y if self.uses_labels else None)
+    def real_batch(self, rows: Rows) -> Batch:
+        """The neighbours' images, conditioned on the features of the instances they were picked for
+        (only the batch's rows of the features are read)."""
+        h = self.features[rows.index.to(self.features.device)].to(self.device)
+        return Batch(rows.x, h=h, y=rows.y if self.uses_labels else None)
 
     def fake(self, n: int, gen: torch.Generator, grad: bool, batch: Batch | None = None):
         """G(z, h_i) for the batch's instances i (cycled if more samples than instances are asked)."""
@@ -356,29 +335,6 @@ class ICGAN(GANModel):
         if real:
             x = torch.cat([self.images(idx.to(self.device)).cpu().unsqueeze(1), x], 1)
         return x.flatten(0, 1), rows
-
-
-def neighbour_pick(seed: int, b: int, n: int, k: int) -> torch.Tensor:
-    """Which of its k neighbours each of batch b's n instances is shown with: uniform, drawn on the
-    CPU by a generator seeded by (seed, b), so that a data loader's worker, a resumed run and a run
-    on held data pick the same."""
-    g = torch.Generator().manual_seed((seed * 0x9E3779B1 + b * 7919 + 0x51ED) % (2 ** 63))
-    return torch.randint(k, (n,), generator=g)
-
-
-class NeighbourOrder:
-    """Batch b's neighbour indices for a data loader: for each instance i of ``order(b)``, entry
-    :func:`neighbour_pick` of its row of the neighbour table (read from its file on the CPU)."""
-
-    def __init__(self, order, neighbors: torch.Tensor, seed: int):
-        self.order, self.neighbors, self.seed = order, neighbors, seed
-
-    def instances(self, b: int) -> torch.Tensor:
-        return self.order(b).cpu()
-
-    def __call__(self, b: int) -> torch.Tensor:
-        i = self.instances(b)
-        return self.neighbors[i, neighbour_pick(self.seed, b, len(i), self.neighbors.shape[1])].long()
 
 
 class ClassICGAN(ICGAN):

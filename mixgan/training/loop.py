@@ -18,12 +18,13 @@ import signal
 import time
 import warnings
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
 from ..config import Config
 from ..data import load_dataset
+from ..data.batches import BatchSource
 from ..errors import Interrupted, MixganError, MixganWarning
 from ..io import atomic_write_text
 from ..models import GANModel, build_model
@@ -32,7 +33,7 @@ from . import dist
 from .checkpoint import describe_damage, load_module_state, move_aside, read_checkpoint, save_checkpoint, scan_checkpoints
 from .interrupt import StopRequest
 from .quality import TrainingEval, can_evaluate
-from .rundir import RunDir, default_run_dir
+from .rundir import REAL_PICTURE, RunDir, default_run_dir
 
 
 class TrainingDiverged(MixganError):
@@ -137,18 +138,73 @@ class LossMonitor:
 
 SETTINGS_FIXED_BY_RUN = ("data", "model", "prior")
 FREE_ON_RESUME = {"data.workers"}  # settings of those sections that do not change what is trained
+RESUME_SOURCE = "command line (resume)"  # the source of a setting changed on resuming (``resume_config``)
 
 
-def _check_resume(saved: Config | dict, cfg: Config, path: Path) -> None:
-    """Refuse other data, model or prior settings than ``saved`` (a Config, or the dict of one
-    that a checkpoint records: its keys alone are compared)."""
-    saved = saved if isinstance(saved, dict) else saved.to_dict()
+def resume_config(path: str | Path, changes: list[tuple[str, Any]] = ()) -> Config:
+    """The config to continue the run at ``path`` with: its own, with ``changes`` (``(key, value)``)
+    applied and marked as given on resuming; ``train`` checks it (:func:`check_resume`)."""
+    from ..config import canonical_key, set_value, validate
+
+    cfg = RunDir(path).config()
+    cfg.out = str(path)
+    for key, value in changes:
+        set_value(cfg, key, value)
+        cfg.sources[canonical_key(key)] = RESUME_SOURCE
+    validate(cfg)
+    return cfg
+
+
+def data_identity(data) -> dict:
+    """What a run records of its training data, to notice on resume that the data changed."""
+    return {"fingerprint": data.fingerprint(), "train": len(data.x_train), "test": len(data.x_test),
+            "classes": data.num_classes}
+
+
+def check_resume(run: RunDir, cfg: Config, record: dict | None, identity: dict | None,
+                 accept_changed_data: bool = False) -> None:
+    """The one check of a resume, for the CLI and the Python API alike: refuse
+
+    - a config.toml edited by hand since the newest checkpoint, in a setting not given on resuming,
+    - data, model or prior settings other than those the run was trained with,
+    - training data whose ``identity`` (:func:`data_identity`) is not the one the newest checkpoint
+      recorded (unless ``accept_changed_data``)."""
+    path = run.path
+    disk = run.config().to_dict()
+    saved = record.get("config") if record else None
+    saved = saved if isinstance(saved, dict) else disk
+    now = cfg.to_dict()
+    edits = [(f"{section}.{key}", value, disk[section][key]) for section, values in saved.items()
+             if isinstance(values, dict) and isinstance(disk.get(section), dict)
+             for key, value in values.items() if key in disk[section] and disk[section][key] != value
+             and now.get(section, {}).get(key) == disk[section][key]]
+    edits = [e for e in edits if e[0] != "train.steps" and cfg.sources.get(e[0]) != RESUME_SOURCE]
+    if edits:
+        key, old, new = edits[0]
+        fixed = key.split(".")[0] in SETTINGS_FIXED_BY_RUN
+        remedy = ("undo the edit (a run's data, model and prior settings are fixed)" if fixed
+                  else f"pass it as --set {key}={new} to use it, or undo the edit")
+        raise MixganError(f"--resume: {run.config_path} was edited since the checkpoint of step {record['step']} "
+                          f"({key}: {old!r} -> {new!r}{f' and {len(edits) - 1} more' if len(edits) > 1 else ''}); "
+                          + remedy)
     for section in SETTINGS_FIXED_BY_RUN:
-        a, b = saved.get(section) or {}, dataclasses.asdict(getattr(cfg, section))
-        for key in a:
-            if key in b and a[key] != b[key] and f"{section}.{key}" not in FREE_ON_RESUME:
-                raise MixganError(f"--resume: {path} was trained with {section}.{key}={a[key]!r}, "
-                                  f"not {b[key]!r}; start a new run for other settings")
+        for key, value in (saved.get(section) or {}).items():
+            new = (now.get(section) or {}).get(key, value)
+            if new != value and f"{section}.{key}" not in FREE_ON_RESUME:
+                raise MixganError(f"--resume: {path} was trained with {section}.{key}={value!r}, "
+                                  f"not {new!r}; start a new run for other settings")
+    before = record.get("data_identity") if record else None
+    if isinstance(before, dict) and identity is not None and not accept_changed_data:
+        after = identity
+        if before.get("fingerprint") != after["fingerprint"]:
+            diff = next((f"{what} had {before[key]} items, now {after[key]}"
+                         for key, what in (("train", "the training set"), ("test", "the test set"))
+                         if before.get(key) != after[key]), None)
+            if diff is None and before.get("classes") != after["classes"]:
+                diff = f"it had {before.get('classes')} classes, now {after['classes']}"
+            diff = diff or f"the same number of items ({after['train']} training) with other contents"
+            raise MixganError(f"--resume: the data of {path} ({cfg.data.dataset}) changed since step {record['step']}: "
+                              f"{diff}; pass --accept-changed-data (Python: accept_changed_data=True) if it is meant")
 
 
 def model_states(model: GANModel) -> dict:
@@ -230,7 +286,8 @@ def set_lr_factor(model: GANModel, factor: float) -> None:
             group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
-def prepare_run(cfg: Config, resume: bool) -> tuple[RunDir, tuple | None]:
+def prepare_run(cfg: Config, resume: bool, identity: dict | None = None,
+                accept_changed_data: bool = False) -> tuple[RunDir, tuple | None]:
     """Create (rank 0) or reopen the run directory, holding its writer lock; every rank gets the
     same path and, on resume, the checkpoint to continue from (or None)."""
     path = Path(cfg.out) if cfg.out else None
@@ -244,7 +301,7 @@ def prepare_run(cfg: Config, resume: bool) -> tuple[RunDir, tuple | None]:
     if dist.is_main():
         try:
             if resume:
-                found = _reopen(run, cfg)
+                found = _reopen(run, cfg, identity, accept_changed_data)
             else:
                 run.create(cfg)
             outcome = str(run.checkpoints / found[1]["tensors"]) if found else ""
@@ -260,13 +317,12 @@ def prepare_run(cfg: Config, resume: bool) -> tuple[RunDir, tuple | None]:
     return run, found
 
 
-def _reopen(run: RunDir, cfg: Config) -> tuple | None:
-    """Take the writer lock of a run to resume and find its newest intact checkpoint; damaged
-    newer ones are moved aside as ``*.damaged`` with a warning."""
+def _reopen(run: RunDir, cfg: Config, identity: dict | None, accept_changed_data: bool) -> tuple | None:
+    """Take the writer lock of a run to resume, find its newest intact checkpoint (damaged newer ones
+    are moved aside as ``*.damaged`` with a warning) and check the resume against it (:func:`check_resume`)."""
     path = run.path
     if not run.exists():
         raise MixganError(f"--resume: {path} is not a mixgan run (no config.toml)")
-    _check_resume(run.config(), cfg, path)
     try:
         run.lock.acquire()
         run.remove_stale_temporaries()
@@ -277,8 +333,7 @@ def _reopen(run: RunDir, cfg: Config) -> tuple | None:
             raise MixganError(f"--resume: {path} has a history (stats.jsonl, samples) but no intact checkpoint "
                               f"({why}); resuming would start again from step 0 over it: remove the folder or choose another --out")
         start = found[1]["step"] if found else 0
-        if found and isinstance(found[1].get("config"), dict):
-            _check_resume(found[1]["config"], cfg, path)
+        check_resume(run, cfg, found[1] if found else None, identity, accept_changed_data)
         if cfg.train.steps < start:
             raise MixganError(f"--resume: {path} has trained {start} steps; --steps {cfg.train.steps} is below that "
                               f"(give more than {start} to extend it)")
@@ -320,8 +375,29 @@ def _compile(module: torch.nn.Module) -> None:
     module.compile()
 
 
-def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -> RunDir:
-    """Train ``cfg``'s model; with ``resume``, continue ``cfg.out`` from its last checkpoint.
+GRID_SECONDS = 60  # early in a run, a sample grid at least this often (wall clock) ...
+GRID_EARLY_SECONDS = 300  # ... during its first five minutes
+
+
+@dataclasses.dataclass
+class Event:
+    """Something the loop does after some steps: ``action(done)`` (which returns the names of other
+    events it makes due), every ``every`` steps (0: never) from step ``first`` on and at the last
+    step. A NaN vote on every rank precedes it, so a diverged model is never logged, pictured or saved."""
+
+    name: str
+    every: int
+    action: Any
+    first: int = 0
+
+    def due(self, done: int, last: bool) -> bool:
+        return self.every > 0 and done >= self.first and (done % self.every == 0 or last)
+
+
+def train(cfg: Config, resume: bool = False, progress: Progress | None = None,
+          accept_changed_data: bool = False) -> RunDir:
+    """Train ``cfg``'s model; with ``resume``, continue ``cfg.out`` from its last checkpoint
+    (``accept_changed_data``: even where its training data changed since).
 
     Under torchrun every rank runs this; the process group is created here (and destroyed on
     return) unless the caller already joined one.
@@ -330,7 +406,7 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -
     created = dist.init_from_env(device)
     opened: list[RunDir] = []
     try:
-        return _train(cfg, resume, progress, device, opened)
+        return _train(cfg, resume, progress, device, opened, accept_changed_data)
     except BaseException:
         if opened and not resume:
             opened[0].discard()  # a new run that failed before holding anything of value leaves nothing
@@ -342,32 +418,41 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None) -
             dist.shutdown()
 
 
+def _load_data(cfg: Config):
+    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=cfg.train.seed, test_fraction=cfg.data.test_fraction,
+                        resolution=cfg.data.resolution, channels=cfg.data.channels)
+    if len(data.x_train) == 0:
+        raise MixganError(f"the training set of {data.name} is empty ({len(data.x_test)} item(s), all held out "
+                          "as the test split): give it more data")
+    return data
+
+
+def _write_real(run: RunDir, data) -> None:
+    """samples/real.png: a grid of the first training images (what the samples should look like)."""
+    if data.is_image and not (run.samples / REAL_PICTURE).exists():
+        x = data.images("train", torch.arange(min(100, len(data.x_train))))
+        save_png(image_grid(x, max(1, math.ceil(len(x) / 10))), run.samples / REAL_PICTURE)
+
+
 def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.device,
-           opened: list[RunDir]) -> RunDir:
+           opened: list[RunDir], accept_changed_data: bool = False) -> RunDir:
+    # ---- setup: data and model first, so that a bad file or setting fails before a run directory is
+    # touched; then the run directory with a picture of the data, before the model's slow preparations
     rank, world_size = dist.world()
     main = rank == 0
     t = cfg.train
     _check_compile(cfg, device)
     torch.manual_seed(t.seed)
-    # data and model first: a bad file or setting must fail before a run directory is touched
-    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=t.seed, test_fraction=cfg.data.test_fraction,
-                        resolution=cfg.data.resolution, channels=cfg.data.channels)
-    if len(data.x_train) == 0:
-        raise MixganError(f"the training set of {data.name} is empty ({len(data.x_test)} item(s), all held out "
-                          "as the test split): give it more data")
-    stream = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size,
-                         "cpu" if data.streamed else device)  # streamed: the order the loader's workers read
+    data = _load_data(cfg)
     model = build_model(cfg, data.spec(), device)
-    model.attach_data(data)
     writer_class = _summary_writer_class() if (t.tensorboard and main) else None
-    run, found = prepare_run(cfg, resume)
+    identity = data_identity(data) if main else None  # read once: a fingerprint reads the data's files
+    run, found = prepare_run(cfg, resume, identity, accept_changed_data)
     opened.append(run)
-    model.attach_run(run.path)
     if main:
-        from .. import __version__
-
-        atomic_write_text(run.path / "run.json", json.dumps(
-            {"mixgan": __version__, "torch": torch.__version__, "device": str(device), "processes": world_size}))
+        _write_real(run, data)
+    model.attach_data(data)  # (a new run that fails here is removed again)
+    model.attach_run(run.path)
     start = 0
     if found is not None:
         states, record = found
@@ -375,10 +460,15 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         start = record["step"]
         if record.get("batches_read", start * t.d_steps) != start * t.d_steps:
             raise MixganError(f"--resume: the checkpoint's data position does not match its step {start}")
-    if resume and main:
-        best = run.read_best()
-        if best is not None and best["step"] > start:
-            run.write_best(None)
+    if main:
+        from .. import __version__
+
+        atomic_write_text(run.path / "run.json", json.dumps(
+            {"mixgan": __version__, "torch": torch.__version__, "device": str(device), "processes": world_size}))
+        if resume:
+            best = run.read_best()
+            if best is not None and best["step"] > start:
+                run.write_best(None)
     fmt = _memory_format(cfg, data)
     if fmt is not None:
         model.G.to(memory_format=fmt)
@@ -387,34 +477,101 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         _compile(model.G.net)
         _compile(model.D)
     model.wrap_for_training(lambda module: dist.wrap(module, device))
-    if data.streamed:  # shards: read by DataLoader workers from batch start * d_steps on
-        from ..data.loader import StreamedBatches
-
-        streamed = StreamedBatches(data.x_train, data.y_train, model.stream_order(stream), start * t.d_steps,
-                                   cfg.data.workers, device)
-
-    def next_batch(b: int):
-        batch = model.loaded_batch(*streamed.get(b)) if data.streamed else model.batch(stream(b))
-        if fmt is not None:
-            batch.x = batch.x.contiguous(memory_format=fmt)
-        return batch
-
+    # batch b's instances: a slice of a per-epoch permutation (on the device the source indexes it)
+    order = BatchStream(len(data.x_train), t.batch_size, t.seed, rank, world_size, "cpu" if data.streamed else device)
+    stored = (data.x_train, data.y_train, data.cond_train) if data.streamed else (model.x_train, model.y_train, model.c_train)
+    source = BatchSource(*stored, order, device, model.neighbours(), seed=t.seed, d_steps=t.d_steps,
+                         levels=data.levels, start=start * t.d_steps, workers=cfg.data.workers)
     board = _TensorBoard(run.path, writer_class) if writer_class else None
-    evaluates = t.eval_every > 0 and can_evaluate(data)  # the same on every rank; rank 0 evaluates
     evaluator = None  # made at the first evaluation: a run shorter than eval_every never loads the classifier
     best = run.read_best() if main else None
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if t.amp and device.type == "cuda"
                 else contextlib.nullcontext())
-    last_ckpt = start
     gen = torch.Generator(device)
-    monitor, logs = LossMonitor(device), {}
+    monitor = LossMonitor(device)
+    state = {"logs": {}, "quality": {}, "improved": False, "last_ckpt": start, "first_log": True}
+    clock = {"tick": time.perf_counter(), "tick_step": start, "eval_s": 0.0, "grid": 0.0}
+    started = clock["tick"]
+
+    def next_batch(b: int):
+        batch = model.real_batch(source.get(b))
+        if fmt is not None:
+            batch.x = batch.x.contiguous(memory_format=fmt)
+        return batch
+
+    # ---- what happens on which steps ----------------------------------------------------
+    def evaluate(done: int) -> set[str]:
+        nonlocal evaluator, best
+        quality, improved = {}, False
+        if main:
+            began = time.perf_counter()
+            evaluator = evaluator or TrainingEval(data, t.eval_samples, device, seed=t.seed)
+            quality = {k: round(v, 6) for k, v in evaluator(model).items()}
+            quality["eval_s"] = round(time.perf_counter() - began, 3)
+            clock["eval_s"] += quality["eval_s"]
+            clock["tick"] += quality["eval_s"]  # it/s counts training steps only
+            improved = best is None or quality["fid"] < best["fid"]
+            if improved:
+                best = {"step": done, "fid": quality["fid"]}
+            if best is not None:
+                quality["best_step"] = best["step"]
+        state["quality"], state["improved"] = quality, dist.broadcast_object(improved)
+        return {"log", "checkpoint"} if state["improved"] else {"log"}  # the best step's checkpoint is kept
+
+    def log(done: int) -> set[str]:
+        state["logs"] = monitor.mean()
+        if main:
+            now = time.perf_counter()
+            rate = (done - clock["tick_step"]) / max(now - clock["tick"], 1e-9)
+            record = {"step": done, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in state["logs"].items()},
+                      "it_per_s": round(rate, 3), "samples_per_s": round(rate * t.batch_size * world_size, 1),
+                      **state["quality"]}
+            run.append_stats(record)
+            if board:
+                board.log(record)
+            if progress and hasattr(progress, "log"):
+                progress.log(record)
+            clock["tick"], clock["tick_step"] = now, done
+        state["quality"] = {}
+        first, state["first_log"] = state["first_log"], False
+        return {"grid"} if first else set()  # a picture with the first numbers
+
+    def grid(done: int) -> set[str]:
+        if main:
+            picture = _write_grid(model, run, done, data)
+            if board and picture is not None:
+                board.image(picture, done)
+        clock["grid"] = time.perf_counter()
+        return set()
+
+    def checkpoint(done: int) -> set[str]:
+        if main:
+            save_checkpoint(run.checkpoints, done, model_states(model),
+                            {"model": model.name, "dataset": cfg.data.dataset,
+                             "data_spec": dataclasses.asdict(model.spec), "batches_read": done * t.d_steps,
+                             "data_identity": identity,
+                             "config": {k: v for k, v in cfg.to_dict().items() if k != "out"}},
+                            keep=t.keep_checkpoints, protect=(best["step"],) if best else ())
+            if state["improved"]:
+                run.write_best(best)
+        state["last_ckpt"], state["improved"] = done, False
+        dist.barrier()
+        return set()
+
+    # in this order on a step where several are due: an evaluation's scores go into that step's log line
+    schedule = [Event("evaluate", t.eval_every if can_evaluate(data) else 0, evaluate, first=t.eval_every),
+                Event("log", t.log_every, log), Event("grid", t.sample_every, grid),
+                Event("checkpoint", t.checkpoint_every, checkpoint)]
+
+    if main and start == 0:
+        grid(0)
+    clock["grid"] = time.perf_counter()
     if progress and main:
         progress.start(start, t.steps)
-    tick, tick_step = time.perf_counter(), start
-    started, eval_seconds = tick, 0.0
     stop = StopRequest().install()
     try:
         for step in range(start, t.steps):
+            # ---- one training step: every random draw seeded by (seed, step, rank) ----
             # rank r seeds its global RNG with 2r and its noise generator with 2r + 1: no two streams meet
             _seed_global(step_seed(t.seed, step, 2 * rank), device)
             gen.manual_seed(step_seed(t.seed, step, 2 * rank + 1))
@@ -426,78 +583,35 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
                 out = model.train_step(lambda: next_batch(next(draws)), gen)
             monitor.add(step, out)
             done = step + 1
-            # a wall-clock budget ends the run like its last step (the clock is host-side, no sync)
-            last = done == t.steps or (t.max_seconds > 0
-                                       and time.perf_counter() - started - eval_seconds >= t.max_seconds)
+            # ---- what is due after it (the same steps on every rank; clocks are host-side, no sync) ----
+            now = time.perf_counter()
+            last = done == t.steps or (t.max_seconds > 0 and now - started - clock["eval_s"] >= t.max_seconds)
             if t.max_seconds > 0 and world_size > 1:
                 last = not dist.all_finite(not last)  # every rank stops at the same step
-            eval_due = evaluates and done >= t.eval_every and (done % t.eval_every == 0 or last)
-            log_due = done % t.log_every == 0 or last or eval_due
-            grid_due = done % t.sample_every == 0 or last
-            ckpt_due = done % t.checkpoint_every == 0 or last
-            interrupted = stop.agreed(done % VOTE_EVERY == 0 or log_due or grid_due or ckpt_due)
-            ckpt_due = ckpt_due or interrupted
-            if done % VOTE_EVERY == 0 or log_due or grid_due or ckpt_due:  # the same steps on every rank
+            due = {e.name for e in schedule if e.due(done, last)}
+            interrupted = stop.agreed(done % VOTE_EVERY == 0 or bool(due))
+            if interrupted:
+                due |= {"grid", "checkpoint"}  # a stop keeps its weights and shows where they are
+            if done % VOTE_EVERY == 0 or due:
                 bad = monitor.first_bad()
                 if bad is not None:
-                    kept = (f"the last good checkpoint (step {last_ckpt}) is kept in {run.checkpoints}" if last_ckpt
-                            else "no checkpoint had been written yet")
+                    kept = (f"the last good checkpoint (step {state['last_ckpt']}) is kept in {run.checkpoints}"
+                            if state["last_ckpt"] else "no checkpoint had been written yet")
                     raise TrainingDiverged(f"{bad}; stopped, {kept}")
-            if log_due:
-                logs = monitor.mean()
-            quality, improved = {}, False
-            if eval_due:
-                if main:
-                    began = time.perf_counter()
-                    evaluator = evaluator or TrainingEval(data, t.eval_samples, device, seed=t.seed)
-                    quality = {k: round(v, 6) for k, v in evaluator(model).items()}
-                    quality["eval_s"] = round(time.perf_counter() - began, 3)
-                    eval_seconds += quality["eval_s"]
-                    tick += quality["eval_s"]  # it/s counts training steps only
-                    improved = best is None or quality["fid"] < best["fid"]
-                    if improved:
-                        best = {"step": done, "fid": quality["fid"]}
-                improved = dist.broadcast_object(improved)
-                ckpt_due = ckpt_due or improved  # the best step's checkpoint is kept besides the newest
-                if main and best is not None:
-                    quality["best_step"] = best["step"]
-            if main and log_due:
-                now = time.perf_counter()
-                rate = (done - tick_step) / max(now - tick, 1e-9)
-                record = {"step": done, "time": round(time.time(), 3), **{k: round(v, 6) for k, v in logs.items()},
-                          "it_per_s": round(rate, 3), "samples_per_s": round(rate * t.batch_size * world_size, 1),
-                          **quality}
-                run.append_stats(record)
-                if board:
-                    board.log(record)
-                if progress and hasattr(progress, "log"):
-                    progress.log(record)
-                tick, tick_step = now, done
-            if main and grid_due:
-                grid = _write_grid(model, run, done, data)
-                if board and grid is not None:
-                    board.image(grid, done)
-            if ckpt_due:
-                if main:
-                    save_checkpoint(run.checkpoints, done, model_states(model),
-                                    {"model": model.name, "dataset": cfg.data.dataset,
-                                     "data_spec": dataclasses.asdict(model.spec), "batches_read": done * t.d_steps,
-                                     "config": {k: v for k, v in cfg.to_dict().items() if k != "out"}},
-                                    keep=t.keep_checkpoints, protect=(best["step"],) if best else ())
-                    if improved:
-                        run.write_best(best)
-                last_ckpt = done
-                dist.barrier()
+            for event in schedule:
+                if event.name in due:
+                    due |= event.action(done)
+            if main and "grid" not in due and now - started < GRID_EARLY_SECONDS and now - clock["grid"] >= GRID_SECONDS:
+                grid(done)  # early feedback: rank 0 alone, no vote (sampling changes no weights)
             if interrupted and not last:
                 raise Interrupted(done, stop.signum or signal.SIGTERM, str(run.path))
             if progress and main:
-                progress.update(done, logs)
+                progress.update(done, state["logs"])
             if last:
                 break
         dist.sync_buffers(model.modules().values())
     finally:
-        if data.streamed:
-            streamed.close()
+        source.close()
         stop.restore()
         if progress and main:
             progress.close()

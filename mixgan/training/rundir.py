@@ -20,6 +20,8 @@ from ..errors import MixganError
 from ..io import append_bytes, atomic_write_text, write_error
 
 LOCK_NAME, PID_NAME = ".writer.lock", ".writer.pid"
+REAL_PICTURE = "real.png"  # samples/: a grid of real training images, written at step 0
+STARTING_PICTURES = (REAL_PICTURE, "step-000000.png")
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -132,10 +134,11 @@ class RunDir:
         self.lock.release()
 
     def holds_history(self) -> bool:
-        """Whether the run has logged anything: a stats line or a sample grid."""
+        """Whether the run has logged anything: a stats line or a sample grid after step 0 (the real
+        images and the step-0 grid are written again by any start)."""
         try:
             logged = self.stats_path.is_file() and self.stats_path.stat().st_size > 0
-            return logged or any(self.samples.glob("*.png"))
+            return logged or any(p.name not in STARTING_PICTURES for p in self.samples.glob("*.png"))
         except OSError:
             return True
 
