@@ -57,7 +57,7 @@ def train_and_score(name: str, key: dict, path: Path) -> dict:
                          n_real=n_eval, seed=seed)
     row = {"dataset": dataset, "variant": name, "seed": seed, "steps": steps, "train_s": round(seconds, 1),
            **{k: m[k] for k in ("fid", "is", "precision", "recall", "quality", "diversity")}}
-    if run.model.mixture:
+    if run.model.has_components:
         c = cluster_run(run.model, run.data, "test", seed=seed)
         row.update(cluster_acc=c.scores["accuracy"], cluster_nmi=c.scores["nmi"], kmeans_acc=c.kmeans["accuracy"])
     return row

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .config import Config, build_config
-from .data import DataSpec, Dataset, load_dataset
+from .data import DataSpec, Dataset, configured_dataset
 from .errors import MixganError
 from .models import GANModel, Samples, build_model
 from .training import RunDir, restore
@@ -30,9 +30,7 @@ class Run:
 
     @cached_property
     def data(self) -> Dataset:
-        d = self.cfg.data
-        return load_dataset(d.dataset, d.data_dir, seed=self.cfg.train.seed, test_fraction=d.test_fraction,
-                            resolution=d.resolution, channels=d.channels, background=d.background)
+        return configured_dataset(self.cfg.data, self.cfg.train.seed)
 
     def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
                seed: int = 0, **kwargs: Any) -> Samples:

@@ -72,11 +72,11 @@ class Explorer:
         from .viz import class_label
 
         m = self.model
-        if getattr(m, "instances", 0) and hasattr(m, "grid_instances"):
+        if m.instance_conditional and m.instances:
             count = min(MAX_INSTANCES, m.instances)
             ids = torch.linspace(0, m.instances - 1, count).round().long().tolist()
             return "instance", [(i, f"instance {i}") for i in ids]
-        if m.mixture and m.components:
+        if m.has_components and m.components:
             return "gaussian", [(k, f"Gaussian {k}") for k in range(m.components)]
         if m.class_conditional and m.num_classes:
             names = m.spec.class_names

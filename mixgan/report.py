@@ -179,7 +179,7 @@ class _Facts:
             except (OSError, ValueError, KeyError, TypeError):
                 continue
         cls = MODELS.get(cfg.model.name)
-        self.mixture = bool(getattr(cls, "mixture", False))
+        self.mixture = bool(getattr(cls, "has_components", False))
         toy = cfg.data.dataset in ("ring", "grid")
         self.images = self.spec.kind == "image" if self.spec else not toy
         # labelled images: what the reference classifier (quality during training, the sweep) needs

@@ -176,7 +176,7 @@ def test_instances_saved_and_reused_on_resume(tmp_path, monkeypatch, device):
 def test_loaded_run_samples_stored_and_unseen_instances_without_the_dataset(trained, monkeypatch, digits):
     import mixgan.api
 
-    monkeypatch.setattr(mixgan.api, "load_dataset", lambda *a, **k: pytest.fail("dataset loaded"))
+    monkeypatch.setattr(mixgan.api, "configured_dataset", lambda *a, **k: pytest.fail("dataset loaded"))
     run = mixgan.load(trained.path)
     s = run.sample(300, seed=1)
     assert s.x.shape == (300, 1, 8, 8) and s.instance.shape == (300,)

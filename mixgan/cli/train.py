@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 
 from ..api import train as train_run
-from ..config import build_config, parse_override
+from ..config import build_config, parse_override, validate
 from ..errors import MixganError
 from ..models import MODELS
 from ..training import resume_config
+from ..training.loop import check_start
 from ..training.dist import launch_rank
 from .common import add_device_option, check_out_path, describe_config, recipe_line, training_progress
 
@@ -69,21 +70,8 @@ def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
 
     validate(cfg)
     if cfg.out and launch_rank() == 0:  # under torchrun, rank 0 makes the folder the others then find
-        run = RunDir(check_out_path(cfg.out))
-        if resume:  # in the order the run checks: what the run was trained with, then its steps
-            from ..training.loop import _check_resume
-
-            _check_resume(run.config(), cfg, run.path)
-            found, _ = scan_checkpoints(run.checkpoints)
-            if found and isinstance(found[1].get("config"), dict):
-                _check_resume(found[1]["config"], cfg, run.path)
-            start = found[1]["step"] if found else 0
-            if cfg.train.steps < start:
-                raise MixganError(f"--resume: {run.path} has trained {start} steps; --steps {cfg.train.steps} is below "
-                                  f"that (give more than {start} to extend it)")
-        elif run._holds_anything():
-            raise MixganError(f"run directory {run.path} already exists and is not empty "
-                              "(use --resume to continue it, or choose another --out)")
+        check_out_path(cfg.out)
+        check_start(cfg, resume)
     d = cfg.data
     shape, how = peek_shape(d.dataset, d.data_dir, d.resolution, d.channels)
     resolve_arch(cfg.model.arch, shape)

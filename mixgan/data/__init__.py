@@ -34,6 +34,13 @@ PREFIX_LOADERS: dict[str, Callable[[str, int, float], Dataset]] = {
 DATASETS = tuple(LOADERS)
 
 
+def configured_dataset(d, seed: int, data_dir: str = "") -> Dataset:
+    """The dataset a run's ``data`` settings name (``data_dir`` overrides theirs): the one place
+    those settings become :func:`load_dataset`'s arguments."""
+    return load_dataset(d.dataset, data_dir or d.data_dir, seed=seed, test_fraction=d.test_fraction,
+                        resolution=d.resolution, channels=d.channels, background=d.background)
+
+
 def load_dataset(name: str, data_dir: str = "", seed: int = 0, test_fraction: float = 0.2,
                  resolution: int = 0, channels: int = 0, background: str = "white") -> Dataset:
     """Load a dataset by name; ``data_dir`` defaults to the dataset's usual location.
@@ -81,4 +88,4 @@ def resize_dataset(data: Dataset, resolution: int = 0, channels: int = 0) -> Dat
 
 
 __all__ = ["DataSpec", "Dataset", "to_float", "fit_image", "fit_array", "resize_dataset", "image_folder",
-           "ShardArray", "ShardWriter", "shard_dataset", "load_dataset", "read_idx", "safe_unpickle", "DATASETS", "LOADERS", "PREFIX_LOADERS"]
+           "ShardArray", "ShardWriter", "shard_dataset", "configured_dataset", "load_dataset", "read_idx", "safe_unpickle", "DATASETS", "LOADERS", "PREFIX_LOADERS"]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from ..config import Config
-from ..data import load_dataset
+from ..data import configured_dataset
 from ..data.batches import BatchSource
 from ..errors import Interrupted, MixganError, MixganWarning
 from ..io import atomic_write_text
@@ -317,6 +317,28 @@ def prepare_run(cfg: Config, resume: bool, identity: dict | None = None,
     return run, found
 
 
+def _check_steps(path: Path, cfg: Config, start: int) -> None:
+    if cfg.train.steps < start:
+        raise MixganError(f"--resume: {path} has trained {start} steps; --steps {cfg.train.steps} is below that "
+                          f"(give more than {start} to extend it)")
+
+
+def check_start(cfg: Config, resume: bool) -> None:
+    """What a run refuses about its run directory before it loads data, without taking the lock:
+    a new run's folder must be new or empty; a resumed one must pass :func:`check_resume` (the
+    data's identity aside: that needs the data) with ``train.steps`` not below its trained step.
+    ``--dry-run`` checks the same."""
+    run = RunDir(cfg.out)
+    if not resume:
+        run.check_new()
+        return
+    if not run.exists():
+        raise MixganError(f"--resume: {run.path} is not a mixgan run (no config.toml)")
+    found, _ = scan_checkpoints(run.checkpoints)
+    check_resume(run, cfg, found[1] if found else None, identity=None)
+    _check_steps(run.path, cfg, found[1]["step"] if found else 0)
+
+
 def _reopen(run: RunDir, cfg: Config, identity: dict | None, accept_changed_data: bool) -> tuple | None:
     """Take the writer lock of a run to resume, find its newest intact checkpoint (damaged newer ones
     are moved aside as ``*.damaged`` with a warning) and check the resume against it (:func:`check_resume`)."""
@@ -334,9 +356,7 @@ def _reopen(run: RunDir, cfg: Config, identity: dict | None, accept_changed_data
                               f"({why}); resuming would start again from step 0 over it: remove the folder or choose another --out")
         start = found[1]["step"] if found else 0
         check_resume(run, cfg, found[1] if found else None, identity, accept_changed_data)
-        if cfg.train.steps < start:
-            raise MixganError(f"--resume: {path} has trained {start} steps; --steps {cfg.train.steps} is below that "
-                              f"(give more than {start} to extend it)")
+        _check_steps(path, cfg, start)
         for d, line in zip(damaged, describe_damage(damaged, start)):
             moved = move_aside([d])
             warnings.warn(f"{line}; moved aside as {', '.join(m.name for m in moved)}", MixganWarning, stacklevel=2)
@@ -419,8 +439,7 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None,
 
 
 def _load_data(cfg: Config):
-    data = load_dataset(cfg.data.dataset, cfg.data.data_dir, seed=cfg.train.seed, test_fraction=cfg.data.test_fraction,
-                        resolution=cfg.data.resolution, channels=cfg.data.channels)
+    data = configured_dataset(cfg.data, cfg.train.seed)
     if len(data.x_train) == 0:
         raise MixganError(f"the training set of {data.name} is empty ({len(data.x_test)} item(s), all held out "
                           "as the test split): give it more data")

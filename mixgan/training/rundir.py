@@ -94,12 +94,15 @@ class RunDir:
     def _holds_anything(self) -> bool:
         return self.path.exists() and (not self.path.is_dir() or any(not _is_scratch(p) for p in self.path.iterdir()))
 
+    def check_new(self) -> None:
+        """Refuse a folder that already holds anything as the place of a new run."""
+        if self._holds_anything():
+            raise MixganError(f"run directory {self.path} already exists and is not empty "
+                              "(use --resume to continue it, or choose another --out)")
+
     def create(self, cfg: Config) -> None:
         """Make a new run and take its writer lock; refuse a folder that already holds anything."""
-        refusal = (f"run directory {self.path} already exists and is not empty "
-                   "(use --resume to continue it, or choose another --out)")
-        if self._holds_anything():
-            raise MixganError(refusal)
+        self.check_new()
         self._made_folder = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -107,8 +110,7 @@ class RunDir:
             raise MixganError(f"cannot write to output folder {self.path} ({exc.strerror})") from None
         try:
             self.lock.acquire()
-            if self._holds_anything():  # another process made a run here meanwhile
-                raise MixganError(refusal)
+            self.check_new()  # another process may have made a run here meanwhile
             try:
                 self.samples.mkdir(exist_ok=True)
                 self.checkpoints.mkdir(exist_ok=True)
