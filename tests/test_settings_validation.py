@@ -153,3 +153,21 @@ def test_a_dry_run_shows_the_resolution_and_channels_the_data_gives(cli, tmp_pat
         assert rows["data.channels"][1].startswith("auto: ")
     code, _, err = cli("train", "--dataset", "folder", "--data-dir", tmp_path / "none", "--dry-run")
     _one_line_refusal(code, err, "mixgan: error: folder: ")
+
+
+def test_step_and_sample_caps_from_the_environment_lower_a_run_and_name_their_source(tmp_path, monkeypatch, cli):
+    """MIXGAN_MAX_STEPS caps the steps a command trains (beyond a resumed run's start) and
+    MIXGAN_MAX_SAMPLES the samples; the dry run shows the variable as the source; a bad value is one line."""
+    monkeypatch.setenv("MIXGAN_MAX_STEPS", "3")
+    monkeypatch.setenv("MIXGAN_MAX_SAMPLES", "50")
+    code, out, _ = cli("train", "--dataset", "digits", "--dry-run")
+    assert code == 0
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert rows["train.steps"] == ["3", "MIXGAN_MAX_STEPS"] and rows["train.eval_samples"] == ["50", "MIXGAN_MAX_SAMPLES"]
+    run = tmp_path / "r"
+    assert cli("train", "--dataset", "ring", "--out", run, "--quiet", "--device", "cpu")[0] == 0
+    code, out, _ = cli("train", "--resume", "--out", run, "--steps", "8000", "--quiet")
+    assert code == 0 and "steps: 6" in out
+    monkeypatch.setenv("MIXGAN_MAX_STEPS", "many")
+    code, _, err = cli("train", "--dataset", "ring", "--dry-run")
+    assert code == 2 and err.strip() == "mixgan: error: MIXGAN_MAX_STEPS must be a positive integer, got 'many'"
