@@ -7,12 +7,13 @@ from typing import Any
 
 import torch
 
-from .config import Config, build_config
+from .config import Config, apply_env_caps, build_config
 from .data import DataSpec, Dataset, configured_dataset
 from .errors import MixganError
 from .models import GANModel, Samples, build_model
 from .training import RunDir, restore
 from .training import train as _train
+from .training.loop import trained_steps
 from .training.checkpoint import checkpoint_step, latest_checkpoint, list_checkpoints, read_checkpoint
 from .training.dist import resolve_device
 
@@ -121,6 +122,7 @@ def train(config: Config | dict | str | Path, resume: bool = False, progress=Non
         config = build_config(config_file=config)
     elif isinstance(config, dict):
         config = build_config(values=config)
+    apply_env_caps(config, trained_steps(config.out) if resume and config.out else 0)
     run_dir = _train(config, resume=resume, progress=progress, accept_changed_data=accept_changed_data)
     return load(run_dir.path, device=config.train.device)
 

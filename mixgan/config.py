@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 try:
     import tomllib
@@ -733,3 +734,48 @@ def load_config(path: str | Path) -> Config:
         set_value(cfg, key, value)
     cfg.sources = _read_sources(path.read_text())
     return cfg
+
+
+ENV_CAPS = {"MIXGAN_MAX_STEPS": "the steps a command trains (train.steps beyond its start, encoder.selfsup_steps) "
+                                "and every interval of the step schedule",
+            "MIXGAN_MAX_SAMPLES": "sample counts (train.eval_samples; evaluate, tradeoff, cluster and sample --n)"}
+
+
+def env_cap(name: str) -> int | None:
+    """The positive integer in the environment variable ``name`` (a key of :data:`ENV_CAPS`), or None.
+
+    These caps make every command and ``mixgan.train`` quick, for a check that a script or an
+    example runs (the documentation's examples run under them in the test suite)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise MixganError(f"{name} must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def capped(n: int, name: str = "MIXGAN_MAX_SAMPLES") -> int:
+    """``n``, at most the cap in ``$name`` where it is set."""
+    cap = env_cap(name)
+    return n if cap is None else min(n, cap)
+
+
+def apply_env_caps(cfg: Config, start: int = 0) -> None:
+    """Lower ``cfg``'s steps to ``$MIXGAN_MAX_STEPS`` beyond ``start`` (the step a resumed run
+    continues from), its schedule's intervals to that many steps (so a capped run still logs,
+    draws, checkpoints and evaluates), and its samples to ``$MIXGAN_MAX_SAMPLES``; each lowered
+    value names the variable as its source."""
+    steps, samples = env_cap("MIXGAN_MAX_STEPS"), env_cap("MIXGAN_MAX_SAMPLES")
+    lowered = []
+    if steps is not None:
+        lowered += [(key, cap, "MIXGAN_MAX_STEPS") for key, cap in (
+            ("train.steps", start + steps), ("encoder.selfsup_steps", steps), ("train.log_every", steps),
+            ("train.sample_every", steps), ("train.checkpoint_every", steps), ("train.eval_every", steps))]
+    if samples is not None:
+        lowered.append(("train.eval_samples", samples, "MIXGAN_MAX_SAMPLES"))
+    for key, cap, source in lowered:
+        section, name = key.split(".")
+        if getattr(getattr(cfg, section), name) > cap:
+            set_value(cfg, key, cap)
+            cfg.sources[key] = source
+

@@ -48,51 +48,6 @@ def check_out_path(path: str | Path, what: str = "output folder") -> Path:
     return path
 
 
-CAPS = {"MIXGAN_MAX_STEPS": "step counts (train.steps beyond the start, encoder.selfsup_steps)",
-        "MIXGAN_MAX_SAMPLES": "sample counts (train.eval_samples, evaluate/tradeoff/cluster --n)"}
-
-
-def env_cap(name: str) -> int | None:
-    """The positive integer in the environment variable ``name`` (one of :data:`CAPS`), or None.
-
-    These caps make every command quick (the documentation's examples run under them in the test
-    suite); a capped value names the variable as its source."""
-    import os
-
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise MixganError(f"{name} must be a positive integer, got {text!r}")
-    return int(text)
-
-
-def capped(n: int, name: str = "MIXGAN_MAX_SAMPLES") -> int:
-    """``n``, at most the cap in ``$name`` where it is set."""
-    cap = env_cap(name)
-    return n if cap is None else min(n, cap)
-
-
-def apply_caps(cfg, start: int = 0) -> None:
-    """Lower ``cfg``'s step and sample counts to ``$MIXGAN_MAX_STEPS`` (steps beyond ``start``, the
-    step a resumed run continues from) and ``$MIXGAN_MAX_SAMPLES``, recording the variable as
-    each lowered value's source."""
-    from ..config import set_value
-
-    steps, samples = env_cap("MIXGAN_MAX_STEPS"), env_cap("MIXGAN_MAX_SAMPLES")
-    lowered = []
-    if steps is not None:
-        lowered += [("train.steps", start + steps, "MIXGAN_MAX_STEPS"),
-                    ("encoder.selfsup_steps", steps, "MIXGAN_MAX_STEPS")]
-    if samples is not None:
-        lowered += [("train.eval_samples", samples, "MIXGAN_MAX_SAMPLES")]
-    for key, cap, source in lowered:
-        section, name = key.split(".")
-        if getattr(getattr(cfg, section), name) > cap:
-            set_value(cfg, key, cap)
-            cfg.sources[key] = source
-
-
 def check_seed(seed: int) -> int:
     if not 0 <= seed < 2 ** 63:
         raise MixganError(f"--seed must be in 0..2^63-1, got {seed}")

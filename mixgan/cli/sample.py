@@ -36,7 +36,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def read_conditions(path: str) -> np.ndarray:
     """Array ``c`` (or ``cond``, as ``mixgan sample`` writes it) of an .npz, never unpickled."""
-    from ..errors import MixganError
+    from ..config import capped
+from ..errors import MixganError
 
     arrays = read_npz(path, f"--cond {path}")
     key = next((k for k in ("c", "cond") if k in arrays), None)
@@ -108,6 +109,7 @@ def run(args) -> int:
     if args.cond:
         kwargs["cond"] = read_conditions(args.cond)
     n = args.n if args.n is not None else (len(kwargs["cond"]) if args.cond and np.ndim(kwargs["cond"]) == 2 else 2500)
+    n = capped(n)
     from ..config import MAX_SAMPLES
 
     if not 1 <= n <= MAX_SAMPLES:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 
 from ..api import train as train_run
-from ..config import build_config, parse_override, validate
+from ..config import apply_env_caps, build_config, parse_override, validate
 from ..errors import MixganError
 from ..models import MODELS
 from ..training import resume_config
-from ..training.loop import check_start
+from ..training.loop import check_start, trained_steps
 from ..training.dist import launch_rank
-from .common import add_device_option, apply_caps, check_out_path, describe_config, recipe_line, training_progress
+from .common import add_device_option, check_out_path, describe_config, recipe_line, training_progress
 
 # flag -> setting
 FLAGS = {"model": "model.name", "dataset": "data.dataset", "data_dir": "data.data_dir",
@@ -60,15 +60,6 @@ def resolve(args) -> tuple:
     return resume_config(args.out, list(given.items()) + [parse_override(o) for o in args.set]), True
 
 
-def trained_steps(run: str) -> int:
-    """The step of a run's newest intact checkpoint (0 without one)."""
-    from ..training.checkpoint import scan_checkpoints
-    from ..training.rundir import RunDir
-
-    found, _ = scan_checkpoints(RunDir(run).checkpoints)
-    return found[1]["step"] if found else 0
-
-
 def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
     """What a run checks before it starts, and so what ``--dry-run`` checks: the settings, the
     output folder (new and empty, or on ``--resume`` not past ``train.steps``), the data's shape
@@ -91,7 +82,7 @@ def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
 
 def run(args) -> int:
     cfg, resume = resolve(args)
-    apply_caps(cfg, trained_steps(cfg.out) if resume else 0)
+    apply_env_caps(cfg, trained_steps(cfg.out) if resume else 0)
     auto = check_run(cfg, resume)
     if args.dry_run:
         print(describe_config(cfg, auto))

@@ -323,6 +323,12 @@ def _check_steps(path: Path, cfg: Config, start: int) -> None:
                           f"(give more than {start} to extend it)")
 
 
+def trained_steps(run: str | Path) -> int:
+    """The step of a run's newest intact checkpoint (0 without one)."""
+    found, _ = scan_checkpoints(RunDir(run).checkpoints)
+    return found[1]["step"] if found else 0
+
+
 def check_start(cfg: Config, resume: bool) -> None:
     """What a run refuses about its run directory before it loads data, without taking the lock:
     a new run's folder must be new or empty; a resumed one must pass :func:`check_resume` (the
