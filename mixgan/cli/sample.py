@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..api import load
+from ..config import capped
 from ..data.npz import read_npz
 from ..viz import class_label, save_samples_picture
 from .common import add_device_option, write_npz
@@ -36,8 +37,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def read_conditions(path: str) -> np.ndarray:
     """Array ``c`` (or ``cond``, as ``mixgan sample`` writes it) of an .npz, never unpickled."""
-    from ..config import capped
-from ..errors import MixganError
+    from ..errors import MixganError
 
     arrays = read_npz(path, f"--cond {path}")
     key = next((k for k in ("c", "cond") if k in arrays), None)
