@@ -58,7 +58,7 @@ def make_inputs(folder: Path) -> None:
     """The inputs the guide's examples name, small enough for seconds of work."""
     for c, name in enumerate(["cats", "dogs"]):
         (folder / "photos" / name).mkdir(parents=True)
-        for i in range(16):
+        for i in range(40):  # 64 training images: enough for IC-GAN's k = 50 of docs/icgan.md
             ext = ".png" if i % 2 else ".jpg"
             _image(folder / "photos" / name / f"{i:03d}{ext}", (40 + 4 * (i % 3), 36), seed=100 * c + i)
     (folder / "my-photos").mkdir()
@@ -93,6 +93,7 @@ def environment(folder: Path) -> dict:
     env = dict(os.environ)
     env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", PYTHONPATH=str(ROOT), HOME=str(folder),
                MIXGAN_MAX_STEPS="3", MIXGAN_MAX_SAMPLES="200", OMP_NUM_THREADS="1",
+               MIXGAN_RESULTS_DIR=str(folder / "results"),
                MIXGAN_CACHE=os.path.abspath(os.environ["MIXGAN_CACHE"]))
     return env
 
