@@ -84,9 +84,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
 
 
 def train_encoder(x: torch.Tensor, steps: int = 600, batch_size: int = 256, width: int = 32, lr: float = 2e-3,
-                  seed: int = 0, levels: int = 255) -> tuple[Encoder, list[float]]:
+                  seed: int = 0, levels: int = 255, on_step=None) -> tuple[Encoder, list[float]]:
     """Train an encoder on images ``x`` (N x C x H x W in [-1, 1], or uint8 ``0..levels``, converted a
-    batch at a time); returns it and the loss per step."""
+    batch at a time); returns it and the loss per step. ``on_step()`` is called after each step."""
     if x.ndim != 4:
         raise MixganError(f"the self-supervised encoder needs images N x C x H x W, got shape {tuple(x.shape)}")
     if len(x) < 2:
@@ -110,6 +110,8 @@ def train_encoder(x: torch.Tensor, steps: int = 600, batch_size: int = 256, widt
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step()
     return net.eval(), losses
 
 
