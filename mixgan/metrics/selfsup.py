@@ -24,10 +24,10 @@ from ..io import cache_dir, cached
 from .classifier import Backbone, cache_key
 
 VERSION = 1
-EPOCHS = 20
+EPOCHS = 10
 BATCH = 256
-MIN_STEPS = 100
-MAX_STEPS = 3000
+MIN_STEPS = 50
+MAX_STEPS = 2000
 SIDE = 32
 WIDTH = 32
 WEIGHTS = "encoder.safetensors"
@@ -74,7 +74,7 @@ class SelfSupBackbone(Backbone):
         m = self.meta
         return (f"selfsup: contrastive encoder (SimCLR, no labels) trained on the {m['n_train']:,} training images "
                 f"of {m['dataset']} at {m['size'][0]}x{m['size'][1]} px, {m['steps']} steps of {m['batch_size']} "
-                f"(about {m['epochs']:g} epochs), seed {m['seed']}")
+                f"(about {m['epochs']:.3g} epochs), seed {m['seed']}")
 
 
 def _downsampled(data, size: tuple[int, int], chunk: int = 2000) -> torch.Tensor:
