@@ -85,8 +85,10 @@ def save_samples_picture(x: torch.Tensor, rows: int, path: str | Path, colors: t
 
 
 def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true class", ylabel: str = "cluster",
-                   title: str = "", yticklabels: list[str] | None = None) -> None:
-    """A confusion matrix with counts written in the cells (rows named by ``yticklabels``, else numbered)."""
+                   title: str = "", yticklabels: list[str] | None = None,
+                   xticklabels: list[str] | None = None) -> None:
+    """A confusion matrix with counts written in the cells (rows named by ``yticklabels``, columns by
+    ``xticklabels``, else numbered)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(0.45 * counts.shape[1] + 2, 0.45 * counts.shape[0] + 1.5))
     ax.imshow(counts, cmap="Blues")
@@ -98,6 +100,8 @@ def confusion_plot(counts: np.ndarray, path: str | Path, xlabel: str = "true cla
     ax.set_yticks(range(counts.shape[0]))
     if yticklabels is not None:
         ax.set_yticklabels(yticklabels, fontsize=7)
+    if xticklabels is not None:
+        ax.set_xticklabels(xticklabels, fontsize=7, rotation=45, ha="right")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
