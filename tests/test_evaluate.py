@@ -244,6 +244,7 @@ def test_a_folder_without_labels_is_scored_in_a_label_free_space_beside_both_anc
 
     monkeypatch.setattr(selfsup, "MIN_STEPS", 30)
     monkeypatch.setattr(selfsup, "BATCH", 64)
+    monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "cache"))  # the feature network is trained here, announced
     folder = flat_folder(tmp_path / "flat", digits)
     data = load_dataset("folder", str(folder))
     assert data.y_train is None

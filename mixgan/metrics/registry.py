@@ -88,6 +88,7 @@ class Inputs:
     is_splits: int = 10
     kid_subsets: int = 10
     kid_subset_size: int = 1000
+    is_probs: torch.Tensor | None = None  # the backbone's own class probabilities, where it has other classes
     extra: dict = field(default_factory=dict)  # data-dependent context: toy centres, CAS's test split
 
 
@@ -102,8 +103,9 @@ def _kid(i: Inputs) -> dict:
 
 def _is(i: Inputs) -> dict:
     # samples may come ordered by class: shuffle so that no split holds one class only
-    order = torch.randperm(len(i.probs), generator=torch.Generator().manual_seed(i.seed))
-    mean, std = inception_score(i.probs[order], splits=min(i.is_splits, len(i.probs)))
+    probs = i.is_probs if i.is_probs is not None else i.probs
+    order = torch.randperm(len(probs), generator=torch.Generator().manual_seed(i.seed))
+    mean, std = inception_score(probs[order], splits=min(i.is_splits, len(probs)))
     return {"is": mean, "is_std": std}
 
 

@@ -167,9 +167,9 @@ class Evaluator:
             self.metrics = select(metrics, available)
             self.bb = get_backbone(backbone, data, weights=weights, progress=progress, device=device)
             probs_needed = any("probs" in m.needs for m in self.metrics)
-            own_probs = self.bb.name in ("classifier", "inception")
-            self.ref = self.bb if own_probs else (get_classifier(data, progress=progress, device=device)
-                                                  if probs_needed else None)
+            # class probabilities: the reference classifier's (Inception's only where there is none)
+            self.ref = self.bb if self.bb.name == "classifier" else (
+                get_classifier(data, progress=progress, device=device) if probs_needed and labelled(data) else None)
         self.needs = set().union(*(m.needs for m in self.metrics))
         idx = real_subset(len(data.x_train), n_real, seed)
         self.real_index = idx
@@ -184,19 +184,21 @@ class Evaluator:
     def _probs(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor | None:
         if "probs" not in self.needs:
             return None
-        return p if self.ref is self.bb else self.ref.probs(x)
+        return p if self.ref is self.bb or self.ref is None else self.ref.probs(x)
 
     def inputs(self, source: SampleSource) -> Inputs:
         """The sample set reduced to what the chosen metrics need."""
         keep = real_subset(source.n, KEEP_PER_PAIR * self.pairs, self.seed) if "images" in self.needs else None
-        feats, probs, kept, labels, everything = [], [], [], [], []
+        feats, probs, kept, labels, everything, own = [], [], [], [], [], []
         start = 0
         for x, y in source.batches():
             if self.points:
                 f, p = x.float(), None
             else:
-                f, p = self.bb.embed(x)
-                p = self._probs(x, p)
+                f, p_bb = self.bb.embed(x)
+                p = self._probs(x, p_bb)
+                if self.bb.name == "inception" and "probs" in self.needs:
+                    own.append(p_bb)  # the Inception score in Inception's own classes
                 if keep is not None:
                     rows = keep[(keep >= start) & (keep < start + len(x))] - start
                     kept.append(x[rows].clone())
@@ -212,10 +214,12 @@ class Evaluator:
             raise MixganError(f"need at least 2 samples, got {start}")
         features = torch.cat(feats)
         p_all = torch.cat(probs) if probs else None
-        return self._pack(features, p_all, torch.cat(kept) if kept else None,
-                          p_all[keep] if p_all is not None and keep is not None else None,
-                          torch.cat(labels) if labels and source.has_labels else None,
-                          torch.cat(everything) if everything else None)
+        inputs = self._pack(features, p_all, torch.cat(kept) if kept else None,
+                            p_all[keep] if p_all is not None and keep is not None else None,
+                            torch.cat(labels) if labels and source.has_labels else None,
+                            torch.cat(everything) if everything else None)
+        inputs.is_probs = torch.cat(own) if own else None
+        return inputs
 
     def _pack(self, features, probs, images, image_probs, labels=None, all_images=None) -> Inputs:
         extra = {"device": self.device, "test": self.data}
@@ -287,25 +291,30 @@ class Evaluator:
         if self.points:
             x = (data.x_test if split == "test" else data.x_train)[rows].float()
             return self._pack(x, None, None, None)
-        f, p = reference_features(self.bb, data, split, indices=rows, progress=self.progress)
-        if "probs" in self.needs and self.ref is not self.bb:
+        f, p_bb = reference_features(self.bb, data, split, indices=rows, progress=self.progress)
+        p = p_bb
+        if "probs" in self.needs and self.ref is not self.bb and self.ref is not None:
             p = reference_features(self.ref, data, split, indices=rows, progress=self.progress)[1]
         images = image_probs = None
         if "images" in self.needs:
             keep = real_subset(len(rows), KEEP_PER_PAIR * self.pairs, self.seed)
             images = data.images(split, rows[keep])
             image_probs = p[keep] if "probs" in self.needs else None
-        return self._pack(f, p if "probs" in self.needs else None, images, image_probs)
+        inputs = self._pack(f, p if "probs" in self.needs else None, images, image_probs)
+        inputs.is_probs = p_bb if self.bb.name == "inception" else None
+        return inputs
 
     def _constant(self, n: int) -> Inputs:
         if self.points:
             return self._pack(self.data.x_train.float().mean(0, keepdim=True).expand(n, -1), None, None, None)
         grey = torch.zeros(1, *self.data.shape)
-        f, p = self.bb.embed(grey)
-        p = self._probs(grey, p)
+        f, p_bb = self.bb.embed(grey)
+        p = self._probs(grey, p_bb)
         m = min(n, KEEP_PER_PAIR * self.pairs)
-        return self._pack(f.expand(n, -1), None if p is None else p.expand(n, -1),
-                          grey.expand(m, -1, -1, -1), None if p is None else p.expand(m, -1))
+        inputs = self._pack(f.expand(n, -1), None if p is None else p.expand(n, -1),
+                            grey.expand(m, -1, -1, -1), None if p is None else p.expand(m, -1))
+        inputs.is_probs = p_bb.expand(n, -1) if self.bb.name == "inception" else None
+        return inputs
 
 
 def notes(result: dict) -> dict[str, str]:
