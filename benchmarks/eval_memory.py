@@ -28,20 +28,27 @@ from mixgan.api import load
 from mixgan.cli import main
 run = sys.argv[1]
 load(run, device="cpu")  # torch, the model and its data in memory: the base line
-def rss_mb():
+def status_mb(key):
     with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
-base = rss_mb()
+        return next(int(l.split()[1]) for l in f if l.startswith(key)) / 1024
+base = status_mb("VmRSS")
+try:  # reset the peak to the current size: the peak is then the command's, not the loading's
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    reset = True
+except OSError:
+    reset = False
 t = time.perf_counter()
 code = main(sys.argv[2:])
 seconds = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"code": code, "base_mb": base, "peak_mb": peak, "seconds": seconds}))
+peak = status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"code": code, "base_mb": base, "peak_mb": peak, "seconds": seconds, "reset": reset}))
 """
 
 
-def write_folder(folder: Path, fashion_dir: str, count: int, size: int = 64) -> None:
-    """``count`` Fashion-MNIST training items as ``size`` px RGB PNGs (a tint per item), no class folders."""
+def write_folder(folder: Path, fashion_dir: str, count: int, size: int = 64, labelled: bool = False) -> None:
+    """``count`` Fashion-MNIST training items as ``size`` px RGB PNGs (a tint per item): directly in
+    ``folder``, or in one sub-folder per class with ``labelled``."""
     import numpy as np
     from PIL import Image
 
@@ -51,10 +58,14 @@ def write_folder(folder: Path, fashion_dir: str, count: int, size: int = 64) -> 
     x = data.x_train[:count].numpy()  # uint8 N x 1 x 28 x 28
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
+    y = data.y_train[:count].tolist()
+    for c in set(y) if labelled else ():
+        (folder / f"class{c}").mkdir()
     for i, a in enumerate(x):
         tint = rng.uniform(0.5, 1.0, 3)
         rgb = (a[0][..., None].astype(np.float64) * tint).round().astype(np.uint8)
-        Image.fromarray(rgb, "RGB").resize((size, size), Image.Resampling.BICUBIC).save(folder / f"{i:05d}.png")
+        Image.fromarray(rgb, "RGB").resize((size, size), Image.Resampling.BICUBIC).save(
+            folder / (f"class{y[i]}" if labelled else "") / f"{i:05d}.png")
 
 
 def probe(run: Path, argv: list[str]) -> dict:
@@ -75,6 +86,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--tradeoff-n", type=int, default=500, help="samples per scale of mixgan tradeoff")
     parser.add_argument("--scales", default="0.25,0.5,0.75,1,1.5,2")
     parser.add_argument("--size", type=int, default=64, help="image side in px")
+    parser.add_argument("--labelled", action="store_true",
+                        help="class sub-folders: the reference classifier, IS and the quality/diversity scores")
     parser.add_argument("--smoke", action="store_true", help="seconds: 60 images of 16 px, width 8, 100 samples")
     add_data_dir(parser)
     args = parser.parse_args(argv)
@@ -87,7 +100,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
-        write_folder(folder, data_dir("fashion-mnist", args.data_dir), args.images, args.size)
+        write_folder(folder, data_dir("fashion-mnist", args.data_dir), args.images, args.size, args.labelled)
         cfg = mixgan.build_config({"data.dataset": "folder", "data.data_dir": str(folder), "model.name": "gmgan",
                                    "train.steps": 2, "train.device": "cpu", "train.eval_every": 0,
                                    "out": f"{tmp}/run", **width})
@@ -102,9 +115,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for name, cmd in commands:
             r = probe(run, cmd)
             rows.append({"command": name, "args": " ".join(cmd[2:-3]), **r, "above_mb": r["peak_mb"] - r["base_mb"]})
-    body = [f"{args.size} px RGB folder of {args.images} images (no labels: label-free feature network, trained in a "
-            f"{warm:.0f} s warm-up), default gmgan ({params:,} generator parameters, 2 steps), CPU. "
-            "Each command in a fresh process: resident memory after loading the run, and the peak.", "",
+    reset = all(r["reset"] for r in rows)
+    kind = ("in 10 class folders: the reference classifier" if args.labelled
+            else "no labels: the label-free feature network")
+    body = [f"{args.size} px RGB folder of {args.images} images ({kind}, trained "
+            f"or read from the cache in a {warm:.0f} s warm-up), default gmgan ({params:,} generator parameters, "
+            "2 steps), CPU. Each command in a fresh process: resident memory after loading the run, and the peak "
+            + ("while the command ran (the peak counter reset after loading)." if reset else
+               "of the whole process (ru_maxrss: loading included)."), "",
             "| command | arguments | after loading the run (MB) | peak (MB) | peak above the loaded run (MB) | time (s) |",
             "|---|---|---|---|---|---|"]
     body += [f"| {r['command']} | {r['args']} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} | {r['above_mb']:.0f} | "
