@@ -91,7 +91,9 @@ def table(result: dict) -> str:
     held, const = anchors.get("held_out"), anchors.get("constant")
     notes = result.get("notes", {})
     marks = {text: "*" * (i + 1) for i, text in enumerate(dict.fromkeys(notes.values()))}
-    head = ["score", "samples"] + (["held-out real"] if held else []) + (["constant grey"] if const else []) + ["better"]
+    points = result.get("backbone") == "none"
+    constant = "constant point" if points else "constant grey"
+    head = ["score", "samples"] + (["held-out real"] if held else []) + ([constant] if const else []) + ["better"]
     rows = []
     for key, s in SCORES.items():
         value = result.get(key)
@@ -106,10 +108,11 @@ def table(result: dict) -> str:
     rows.append(counts)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     lines = [f"feature network: {result.get('feature_net', result.get('backbone'))}",
-             f"real side: {result.get('n_real')} training images of {result.get('dataset')}"]
+             f"real side: {result.get('n_real')} training {'points' if points else 'images'} of {result.get('dataset')}"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
     if "constant" in anchors:
-        lines.append("anchors: held-out real images and a constant mid-grey image, scored the same way")
+        lines.append("anchors: held-out real " + ("points and a constant point (the training mean)" if points else
+                                                  "images and a constant mid-grey image") + ", scored the same way")
     lines += [f"{mark} {text}" for text, mark in marks.items()]
     return "\n".join(lines)
 

@@ -192,7 +192,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
         ("density", "density", True, COLLAPSE), ("coverage", "coverage", True)], _prdc,
        training=("precision", "recall"), points=True),
     _m("qd", "quality and diversity scores", ["probs", "images"],
-       [("quality", "quality score", True, "classifier confidence: " + COLLAPSE.replace("recall and coverage", "diversity")),
+       [("quality", "quality score", True, "classifier confidence: rates a collapsed generator high: read it with diversity"),
         ("diversity", "diversity score", True), ("diversity_intra", "diversity within classes", True),
         ("diversity_inter", "diversity across classes", True)], _qd),
     _m("conditional", "conditional accuracy and intra-class FID", ["probs", "labels", "features"],
