@@ -39,7 +39,13 @@ NAMES = {
     "purity": "Mean purity by the reference classifier", "classes_covered": "Classes covered", "scales": "Scales s",
     "n": "Samples per scale", "enc_ce": "Encoder cross-entropy", "enc_l2": "Encoder latent L2",
 }
-QUALITY = ("fid", "kid", "precision", "recall")
+from .metrics.registry import TRAINING_KEYS as QUALITY, display_names  # noqa: E402  (one list of metrics)
+
+NAMES.update({k: v[:1].upper() + v[1:] for k, v in display_names().items() if k not in NAMES})
+NAMES.update({"feature_net": "Feature network (how it was trained)", "accuracy": "Accuracy (one-to-one, Hungarian)",
+              "accuracy_many_to_one": "Accuracy (many-to-one: Gaussians merged into classes)",
+              "majority_baseline": "Majority-class baseline", "anchors": "Anchors (held-out real; constant grey)",
+              "notes": "Caveats", "class_names": "Class names"})
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 MAX_FRAMES = 40
 

@@ -394,3 +394,15 @@ def test_streamed_quality_against_the_same_code_finds_no_tensor_that_differs(res
     (row,) = [line for line in text.splitlines() if line.startswith("| icgan |")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert int(cells[1]) > 50 and cells[2] == "0"
+
+
+def test_eval_memory_smoke_logs_each_commands_peak_memory_above_the_loaded_run(results):
+    from benchmarks import eval_memory
+
+    rows = eval_memory.main(["--smoke"])
+    entry = results("eval_memory").split("\n## ")[-1]
+    assert "python -m benchmarks.eval_memory --smoke" in entry
+    assert [r["command"] for r in rows] == ["evaluate", "tradeoff"]
+    for r in rows:
+        assert r["peak_mb"] >= r["base_mb"] > 0
+        assert f"| {r['command']} | {r['args']} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} | {r['above_mb']:.0f} |" in entry

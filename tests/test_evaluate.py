@@ -192,3 +192,87 @@ def test_classifier_training_is_seeded_and_a_damaged_cache_entry_is_not_used(dig
     raw[-1] ^= 0xFF
     (folder / "model.safetensors").write_bytes(bytes(raw))
     assert _load_classifier(folder) is None  # checksum mismatch: retrained, never trusted
+
+
+class Recorder:
+    """A progress reporter that keeps what the library announced."""
+
+    def __init__(self):
+        self.begun, self.done = [], []
+
+    def begin(self, what, total, eta):
+        self.begun.append((what, total, eta))
+
+    def advance(self, done):
+        self.done.append(done)
+
+    def end(self, seconds):
+        pass
+
+
+def test_training_the_reference_classifier_is_announced_with_an_estimate(digits, monkeypatch):
+    from mixgan import progress
+    from mixgan.metrics import classifier
+
+    monkeypatch.setattr(classifier, "default_epochs", lambda n: 1)
+    rec = Recorder()
+    previous = progress.set_reporter(rec)
+    try:
+        classifier.train_reference_classifier(digits)
+    finally:
+        progress.set_reporter(previous)
+    (what, total, eta), *_ = rec.begun
+    assert "reference classifier of digits" in what and total == 12 and eta > 0
+    assert rec.done[-1] == total
+
+
+def flat_folder(path, digits, n=300):
+    """``n`` digits as 8x8 grey PNGs directly in ``path``: a folder without class labels."""
+    from PIL import Image
+
+    path.mkdir()
+    x = ((digits.images("train")[:n] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    for i, a in enumerate(x):
+        Image.fromarray(a[0]).save(path / f"{i:04d}.png")
+    return path
+
+
+def test_a_folder_without_labels_is_scored_in_a_label_free_space_beside_both_anchors(digits, cli, tmp_path,
+                                                                                       monkeypatch):
+    from mixgan.metrics import selfsup
+    from mixgan.metrics.registry import SCORES
+
+    monkeypatch.setattr(selfsup, "MIN_STEPS", 30)
+    monkeypatch.setattr(selfsup, "BATCH", 64)
+    monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "cache"))  # the feature network is trained here, announced
+    folder = flat_folder(tmp_path / "flat", digits)
+    data = load_dataset("folder", str(folder))
+    assert data.y_train is None
+    x = data.images("test")
+    noisy = (x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1).numpy()
+    code, out, err = cli("evaluate", "--samples", write(tmp_path / "s.npz", x=noisy), "--dataset", "folder",
+                         "--data-dir", folder, "--json", tmp_path / "m.json")
+    assert code == 0, err
+    assert re.search(r"mixgan: training the label-free feature network on 240 images of folder \(38 steps\) "
+                     r"\(about \d+ s\)", err)
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["backbone"] == "selfsup" and m["feature_net"].startswith("selfsup: contrastive encoder")
+    assert "38 steps of 64" in m["feature_net"] and m["feature_net"] in out
+    assert {"fid", "kid", "precision", "recall"} <= set(m) and "is" not in m and "quality" not in m
+    held, const = m["anchors"]["held_out"], m["anchors"]["constant"]
+    assert held["n"] == const["n"] == len(x)
+    header = next(line for line in out.splitlines() if line.startswith("score"))
+    assert "held-out real" in header and "constant grey" in header
+    printed = [line.split()[0] for line in out.splitlines()[3:] if line.split() and line.split()[0] in SCORES]
+    assert {"fid", "kid", "precision", "recall", "density", "coverage"} <= set(printed)
+    for key in printed:
+        worse = const[key] < held[key] if SCORES[key].higher_better else const[key] > held[key]
+        assert worse, (key, held[key], const[key])
+    assert m["fid"] > held["fid"] and m["recall"] < held["recall"]  # noise is worse than real images too
+
+
+def test_a_toy_sample_file_with_infinite_points_is_refused_in_one_line(cli, tmp_path):
+    code, out, err = cli("evaluate", "--samples", write(tmp_path / "inf.npz", x=np.full((50, 2), np.inf, np.float32)),
+                         "--dataset", "ring", "--quiet")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"mixgan: error: {tmp_path / 'inf.npz'}: points contain NaN or infinite values"]

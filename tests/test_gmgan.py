@@ -26,12 +26,13 @@ class _PlantedNet(__import__("torch").nn.Module):
         super().__init__()
         self.prior = prior
         self.register_buffer("centers", centers.float())
+        self.noise = 0.02
 
     def forward(self, z, cond=None):
         import torch
 
         k = self.prior.log_prob_components(z).argmax(1)
-        return self.centers[k % len(self.centers)] + 0.02 * torch.randn(len(z), 2, device=z.device)
+        return self.centers[k % len(self.centers)] + self.noise * torch.randn(len(z), 2, device=z.device)
 
 
 def _planted_run(tmp_path, components, device):
@@ -67,11 +68,79 @@ def test_clustering_merges_surplus_gaussians(tmp_path, device):
 
     run, data = _planted_run(tmp_path, 16, device)
     res = cluster_run(run.model, data, "test", per_component=300)
-    assert res.scores["accuracy"] > 0.99
+    assert res.scores["accuracy_many_to_one"] > 0.99
+    assert res.scores["accuracy"] <= res.scores["accuracy_many_to_one"]  # the headline is one-to-one
     g2c = res.gaussian_to_class
     assert all(g2c[k] in (k % 8, -1) for k in range(16))  # -1: a twin the classifier never picks
     assert set(g2c) - {-1} == set(range(8))
     assert (res.pred == res.label).mean() > 0.99
+
+
+def test_gaussians_merged_into_the_largest_class_score_one_to_one_below_the_majority_baseline(tmp_path):
+    """8 of 10 Gaussians make the class holding 62% of the split: merged many-to-one they score high,
+    one-to-one they score below putting every point in that class, and a warning says so."""
+    import numpy as np
+    import torch
+
+    from mixgan.analysis import cluster_run
+    from mixgan.data import Dataset
+    from mixgan.errors import MixganWarning
+
+    run, ring = _planted_run(tmp_path, 10, "cpu")
+    modes = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1, 2])
+    angle = torch.arange(8) * (2 * torch.pi / 8)  # Gaussians 0-7: eight parts of mode 0, around its centre
+    parts = ring.std * torch.stack([angle.cos(), angle.sin()], 1)
+    run.model.generator.net.centers = (ring.centers[modes] + torch.cat([parts, torch.zeros(2, 2)])).float()
+    run.model.generator.net.noise = 0.2 * ring.std
+    keep = lambda y: torch.cat([(y == 0).nonzero()[:, 0]] + [(y == c).nonzero()[:, 0][:25] for c in range(1, 8)])  # noqa: E731
+    tr, te = keep(ring.y_train), keep(ring.y_test)
+    data = Dataset("ring", ring.x_train[tr], ring.x_test[te], ring.y_train[tr], ring.y_test[te], num_classes=8,
+                   kind="points", centers=ring.centers, std=ring.std)
+    with pytest.warns(MixganWarning, match="no better than putting every image in the largest class"):
+        res = cluster_run(run.model, data, "test", per_component=300)
+    majority = float(np.bincount(data.y_test.numpy()).max() / len(data.y_test))
+    assert res.scores["majority_baseline"] == pytest.approx(majority) and majority > 0.4
+    assert res.scores["accuracy_many_to_one"] > majority
+    assert res.scores["accuracy"] < majority
+
+
+def test_cluster_cli_on_an_imbalanced_labelled_folder_prints_one_to_one_accuracy_and_the_baseline(tmp_path, cli):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    import mixgan
+    from mixgan.data import load_dataset
+    from conftest import small_config
+
+    digits = load_dataset("digits")
+    x = ((digits.images("train") + 1) * 127.5).round().clamp(0, 255).to(torch_uint8()).numpy()
+    for name, digit, count in (("big", 0, 120), ("one", 1, 40), ("two", 2, 40)):
+        (tmp_path / "f" / name).mkdir(parents=True)
+        for i, a in enumerate(x[digits.y_train.numpy() == digit][:count]):
+            Image.fromarray(a[0]).save(tmp_path / "f" / name / f"{i}.png")
+    run = mixgan.train(small_config(tmp_path, **{"data.dataset": "folder", "data.data_dir": str(tmp_path / "f"),
+                                                 "prior.components": 4, "model.width": 8, "train.steps": 4,
+                                                 "train.sample_every": 4, "train.checkpoint_every": 4}))
+    code, out, err = cli("cluster", run.path, "--per-component", 30, "--epochs", 1, "--quiet", "--device", "cpu")
+    assert code == 0, err
+    y = run.data.y_test.numpy()
+    m = json.loads((run.path / "cluster.json").read_text())
+    assert m["majority_baseline"] == pytest.approx(np.bincount(y).max() / len(y))
+    lines = dict(line.rsplit(None, 1) for line in out.splitlines() if line[:1].isalpha() and "  " in line)
+    assert float(lines["accuracy (one-to-one)"]) == pytest.approx(m["accuracy"], abs=1e-4)
+    assert float(lines["majority-class baseline"]) == pytest.approx(m["majority_baseline"], abs=1e-4)
+    assert "accuracy (many-to-one: 4 Gaussians merged into 3 classes)" in lines
+    assert "kmeans accuracy (one-to-one)" in lines
+    if m["classes_covered"] < 3:
+        assert f"mixgan: warning: collapse: the 4 Gaussians make only {m['classes_covered']} of the 3 classes" in err
+
+
+def torch_uint8():
+    import torch
+
+    return torch.uint8
 
 
 def test_cluster_cli_writes_assignments_and_refuses_plain_gan(tmp_path, cli, device):

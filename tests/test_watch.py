@@ -83,6 +83,31 @@ def test_quality_during_training_lands_in_stats_on_the_schedule_and_keeps_the_be
     assert mixgan.load(run.path, step=best["step"], device="cpu").step == best["step"]
 
 
+def test_quality_during_training_works_on_a_folder_without_labels(tmp_path, monkeypatch):
+    """No class folders, so no reference classifier: FID, KID, precision and recall are measured in
+    the label-free feature space, whose id lands in every record beside them."""
+    from PIL import Image
+
+    from mixgan.data import load_dataset
+    from mixgan.metrics import selfsup
+
+    monkeypatch.setattr(selfsup, "MIN_STEPS", 20)
+    monkeypatch.setattr(selfsup, "BATCH", 32)
+    digits = load_dataset("digits")
+    (tmp_path / "flat").mkdir()
+    x = ((digits.images("train")[:150] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    for i, a in enumerate(x):
+        Image.fromarray(a[0]).save(tmp_path / "flat" / f"{i}.png")
+    run = mixgan.train(digits_config(tmp_path, **{"data.dataset": "folder", "data.data_dir": str(tmp_path / "flat"),
+                                                  "prior.components": 4, "model.width": 8, "train.steps": 20,
+                                                  "train.eval_samples": 60}))
+    assert run.data.y_train is None
+    measured = [json.loads(l) for l in (run.path / "stats.jsonl").read_text().splitlines() if '"fid"' in l]
+    assert [r["step"] for r in measured] == [10, 20]
+    assert all(r["fid"] > 0 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and "kid" in r for r in measured)
+    assert all(r["feature_net"].startswith("selfsup-") for r in measured)
+
+
 def test_a_step_that_is_not_kept_is_refused_in_one_line(tmp_path, cli):
     run = mixgan.train(small_config(tmp_path))
     code, out, err = cli("evaluate", run.path, "--step", "5", "--quiet", "--device", "cpu", "--n", "50")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..errors import MixganError
-from ..metrics.suite import evaluate_samples
+from ..metrics.backbones import labelled
+from ..metrics.suite import Evaluator, model_source
 from ..models import GANModel
 
 SWEEP_METRICS = ("quality", "diversity", "precision", "recall", "fid")
@@ -10,21 +11,22 @@ SWEEP_METRICS = ("quality", "diversity", "precision", "recall", "fid")
 
 def tradeoff_sweep(model: GANModel, data, scales: list[float], n: int = 2000, seed: int = 0,
                    n_real: int = 10_000, progress=None) -> dict:
-    """For each scale s: the quality and diversity scores, precision, recall and FID of n samples
-    (the metrics' networks run on the model's device)."""
+    """For each scale s: the quality and diversity scores (labelled data), precision, recall and FID
+    of n samples, generated and reduced to features a batch at a time. The feature network and
+    the real side (features, statistics, k-NN radii) are prepared once for every scale; the
+    metrics' networks run on the model's device."""
     if not scales or any(s <= 0 for s in scales):
         raise MixganError(f"scales must be positive numbers, got {scales}")
     if not data.is_image:
-        raise MixganError("the quality-diversity sweep needs an image dataset with a reference classifier")
-    out: dict = {"scales": list(scales), **{m: [] for m in SWEEP_METRICS}, "n": n}
-    import torch
-
+        raise MixganError("the quality-diversity sweep needs an image dataset")
+    metrics = ["fid", "prdc"] + (["qd"] if labelled(data) else [])
+    ev = Evaluator(data, metrics, n_real=n_real, seed=seed, progress=progress, device=model.device)
+    out: dict = {"scales": list(scales), "n": n, **ev.describe()}
     for s in scales:
-        x = model.sample(n, scale=s, generator=torch.Generator(model.device).manual_seed(seed)).x
-        m = evaluate_samples(x, data, metrics=["fid", "prdc", "qd"], n_real=n_real, seed=seed, progress=progress,
-                             device=model.device)
+        m = ev.score(model_source(model, n, seed, scale=s, by_class=False))
         for key in SWEEP_METRICS:
-            out[key].append(m[key])
+            if key in m:
+                out.setdefault(key, []).append(m[key])
     return out
 
 

@@ -182,7 +182,13 @@ class TqdmProgress:
             self.bar.close()
 
 
-METRIC_NAMES = {"fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall"}
+def _training_metric_names() -> dict[str, str]:
+    from ..metrics.registry import SCORES, TRAINING_KEYS
+
+    return {k: SCORES[k].display for k in TRAINING_KEYS}
+
+
+METRIC_NAMES = _training_metric_names()  # the quality measured during training, by the metric registry
 
 
 def log_line(desc: str, total: int, record: dict) -> str:

@@ -9,11 +9,10 @@ import numpy as np
 from ..data.npz import read_npz
 from ..errors import MixganError
 from ..training.dist import resolve_device
-from .common import BarProgress, add_analysis_options, check_seed, format_table, write_json
+from ..metrics.registry import METRICS, SCORES
+from .common import BarProgress, add_analysis_options, check_seed, write_json
 
-SHOWN = ["fid", "kid", "is", "precision", "recall", "density", "coverage", "quality", "diversity",
-         "conditional_accuracy", "intra_fid", "cas", "modes", "high_quality", "kl",
-         "n_real", "n_fake", "backbone", "classifier_accuracy"]
+INFO = [s.key for m in METRICS.values() if not m.anchored for s in m.scores]  # scores without anchors
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -29,10 +28,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                   "training); default the newest")
     p.add_argument("--n", type=int, default=10_000, help="samples to draw from the run")
     p.add_argument("--n-real", type=int, default=10_000, help="real training images to compare with")
-    p.add_argument("--metrics", help="comma list of fid,kid,is,prdc,qd,cas (toy data: modes,prdc); "
-                                     "default fid,kid,is,prdc,qd, plus cas for labelled samples")
+    p.add_argument("--metrics", help="comma list of " + ",".join(m for m in METRICS if not METRICS[m].always)
+                   + " (toy data: modes,prdc); default: every one the data allows (is and qd need class labels, "
+                     "cas labelled samples)")
     p.add_argument("--k", type=int, default=5, help="neighbours for precision/recall/density/coverage")
-    p.add_argument("--backbone", default="classifier", help="classifier (default) or inception")
+    p.add_argument("--backbone", default="auto",
+                   help="the feature network: auto (the default: classifier where the data has class labels, "
+                        "else selfsup), classifier, selfsup (a contrastive encoder trained on the training images, "
+                        "no labels) or inception")
     p.add_argument("--weights", help="weights file for --backbone inception (safetensors or a torch state dict)")
     add_analysis_options(p)
     return p
@@ -82,9 +85,50 @@ def sample_run(run, n: int, seed: int):
     return s.x.numpy(), (s.label.numpy() if s.label is not None else None)
 
 
+def table(result: dict) -> str:
+    """The scores beside their anchors: one row per score, its direction, and the caveats below."""
+    anchors = result.get("anchors", {})
+    held, const = anchors.get("held_out"), anchors.get("constant")
+    notes = result.get("notes", {})
+    marks = {text: "*" * (i + 1) for i, text in enumerate(dict.fromkeys(notes.values()))}
+    points = result.get("backbone") == "none"
+    constant = "constant point" if points else "constant grey"
+    head = ["score", "samples"] + (["held-out real"] if held else []) + ([constant] if const else []) + ["better"]
+    rows = []
+    for key, s in SCORES.items():
+        value = result.get(key)
+        if s.higher_better is None or not (isinstance(value, (int, float)) or (key in result and key in INFO)):
+            continue
+        cells = [key + (f" {marks[notes[key]]}" if key in notes else ""), _fmt(value)]
+        cells += [_fmt(held.get(key)) if key not in INFO else "-"] if held else []
+        cells += [_fmt(const.get(key)) if key not in INFO else "-"] if const else []
+        rows.append(cells + ["higher" if s.higher_better else "lower"])
+    counts = ["samples (n)", str(result.get("n_fake", ""))] + ([str(held["n"])] if held else []) \
+        + ([str(const["n"])] if const else []) + [""]
+    rows.append(counts)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [f"feature network: {result.get('feature_net', result.get('backbone'))}",
+             f"real side: {result.get('n_real')} training {'points' if points else 'images'} of {result.get('dataset')}"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    if "constant" in anchors:
+        lines.append("anchors: held-out real " + ("points and a constant point (the training mean)" if points else
+                                                  "images and a constant mid-grey image") + ", scored the same way")
+    lines += [f"{mark} {text}" for text, mark in marks.items()]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        value += 0.0  # no "-0.0000"
+        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+    return str(value)
+
+
 def run(args) -> int:
     from ..data import load_dataset
-    from ..metrics.suite import evaluate_samples
+    from ..metrics.suite import array_source, evaluate_samples, model_source
 
     if args.step is not None and not args.run:
         raise MixganError("--step applies to a run directory")
@@ -102,6 +146,7 @@ def run(args) -> int:
             raise MixganError("--samples needs --dataset naming the data the samples imitate")
         data = load_dataset(args.dataset, args.data_dir)
         x, labels = load_npz(args.samples)
+        samples = array_source(x, data, labels, source=args.samples)
         source = args.samples
     else:
         from ..api import load
@@ -112,16 +157,15 @@ def run(args) -> int:
         data = load_dataset(r.cfg.data.dataset, args.data_dir or r.cfg.data.data_dir, seed=r.cfg.train.seed,
                             test_fraction=r.cfg.data.test_fraction, resolution=r.cfg.data.resolution,
                             channels=r.cfg.data.channels)
-        x, labels = sample_run(r, args.n, args.seed)
+        samples = model_source(r.model, args.n, args.seed)  # generated a batch at a time, kept as features
         source = f"{args.run} (step {r.step})"
-    result = evaluate_samples(x, data, metrics=args.metrics, labels=labels, backbone=args.backbone,
+    result = evaluate_samples(samples, data, metrics=args.metrics, backbone=args.backbone,
                               weights=args.weights, n_real=args.n_real, k=args.k, seed=args.seed,
-                              progress=progress, device=device)
+                              progress=progress, device=device, anchors=True)
     if progress is not None:
         progress.close()
     result["source"] = source
-    rows = [(key, result[key]) for key in SHOWN if key in result]
-    print(format_table(rows))
+    print(table(result))
     targets = [Path(args.json)] if args.json else []
     if args.run:
         targets.append(Path(args.run) / "metrics.json")

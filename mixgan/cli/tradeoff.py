@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from ..analysis import tradeoff_sweep
-from ..analysis.tradeoff import scale_grid
+from ..analysis.tradeoff import SWEEP_METRICS, scale_grid
 from ..api import load
 from ..errors import MixganError
 from ..viz import image_grid, save_png, tradeoff_plot
@@ -44,11 +44,13 @@ def run(args) -> int:
     write_json(rd / "tradeoff.json", out)
     if args.json:
         write_json(args.json, out)
-    tradeoff_plot(out["quality"], out["diversity"], scales, rd / "tradeoff.png",
-                  title=f"{r.cfg.model.name} {r.cfg.data.dataset}")
-    print("scale   quality  diversity precision recall   fid")
+    if "quality" in out:
+        tradeoff_plot(out["quality"], out["diversity"], scales, rd / "tradeoff.png",
+                      title=f"{r.cfg.model.name} {r.cfg.data.dataset}")
+    keys = [k for k in SWEEP_METRICS if k in out]
+    print(f"feature network: {out.get('feature_net')}")
+    print("scale   " + "".join(f"{k:<11}" for k in keys))
     for i, s in enumerate(scales):
-        print(f"{s:<7g} {out['quality'][i]:.4f}   {out['diversity'][i]:.4f}    {out['precision'][i]:.4f}    "
-              f"{out['recall'][i]:.4f}   {out['fid'][i]:.3f}")
-    print(f"wrote {rd / 'tradeoff.json'}, {rd / 'tradeoff.png'}")
+        print(f"{s:<7g} " + "".join(f"{out[k][i]:<11.4f}" for k in keys))
+    print(f"wrote {rd / 'tradeoff.json'}" + (f", {rd / 'tradeoff.png'}" if "quality" in out else ""))
     return 0

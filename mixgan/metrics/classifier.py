@@ -158,6 +158,10 @@ class Backbone:
     def probs(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)[1]
 
+    def describe(self) -> str:
+        """Which network this is and how it was trained, for every output that holds its scores."""
+        return self.name
+
 
 class ReferenceClassifier(Backbone):
     """A trained SmallCNN with its test accuracy; ``features`` is the 128-d penultimate layer."""
@@ -179,6 +183,11 @@ class ReferenceClassifier(Backbone):
             raise MixganError(f"images of shape {tuple(x.shape[1:])} do not fit the {self.dataset} classifier "
                               f"(expects {self.net.shape})")
         return run_batches(self.net, x, batch_size)
+
+    def describe(self) -> str:
+        m = self.meta
+        return (f"classifier: reference CNN trained on the {m['n_train']:,} labelled training images of "
+                f"{m['dataset']}, {m['epochs']} epochs, seed {m['seed']}, test accuracy {self.accuracy:.4f}")
 
     def __repr__(self) -> str:
         return f"ReferenceClassifier({self.dataset!r}, accuracy={self.accuracy:.4f})"
@@ -209,6 +218,23 @@ def classifier_dir(data) -> Path:
     return cache_dir() / "classifiers" / f"{cache_key(data)}-v{ARCH_VERSION}"
 
 
+def seconds_per_cnn_step(shape: tuple[int, ...], num_classes: int, device: torch.device | str = "cpu",
+                         batch_size: int = 128) -> float:
+    """The time of one training step of a SmallCNN here, measured on a throwaway copy (second of two)."""
+    import time
+
+    net = SmallCNN(tuple(shape), num_classes).to(device, memory_format=torch.channels_last)
+    x = torch.zeros(batch_size, *shape, device=device)
+    took = 0.0
+    for _ in range(2):
+        t = time.perf_counter()
+        net(x)[1].sum().backward()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        took = time.perf_counter() - t
+    return took
+
+
 def train_reference_classifier(data, progress: Progress | None = None, seed: int = 0,
                                device: torch.device | str = "cpu") -> ReferenceClassifier:
     """Train (no cache) a reference classifier on a Dataset's train split; accuracy on its test split."""
@@ -217,9 +243,16 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
     if data.y_train is None or data.num_classes < 2:
         raise MixganError(f"dataset '{data.name}' has no class labels, so no reference classifier can be "
                           "trained (use --backbone inception --weights FILE)")
+    from .. import progress as progress_mod
+
     epochs = default_epochs(len(data.x_train))
-    net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed, progress=progress,
-                    desc=f"classifier {data.name}", device=device, levels=data.levels)
+    steps = epochs * math.ceil(len(data.x_train) / 128)
+    eta = seconds_per_cnn_step(data.shape, data.num_classes, device) * steps
+    with progress_mod.task(f"training the reference classifier of {data.name} on {len(data.x_train):,} images "
+                           f"({epochs} epochs)", total=steps, eta=eta) as task:
+        net = train_cnn(data.x_train, data.y_train, data.num_classes, epochs, seed=seed,
+                        progress=lambda done, total, desc: task.advance(done - task.done),
+                        desc=f"classifier {data.name}", device=device, levels=data.levels)
     acc = accuracy(net, data.x_test, data.y_test, levels=data.levels) if data.y_test is not None and len(data.x_test) else float("nan")
     blob = tensors_blob(net.state_dict())
     meta = {"dataset": data.name, "fingerprint": data.fingerprint(), "arch_version": ARCH_VERSION,
@@ -250,9 +283,10 @@ def get_classifier(dataset, data_dir: str = "", progress: Progress | None = None
 
 
 def reference_features(backbone: Backbone, data, split: str = "train", indices: torch.Tensor | None = None,
-                       progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       progress: Progress | None = None, chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, probabilities) of a dataset split (or the rows ``indices`` of it) under a
-    backbone, cached in safetensors keyed by dataset, split, rows and backbone."""
+    backbone, computed ``chunk`` images at a time and cached in safetensors keyed by dataset,
+    split, rows and backbone."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -261,22 +295,29 @@ def reference_features(backbone: Backbone, data, split: str = "train", indices: 
     rows = "all"
     if indices is not None:
         indices = torch.as_tensor(indices).long()
-    x = data.images(split, indices)
+    from .. import progress as progress_mod
+
+    n = len(data.x_train if split == "train" else data.x_test) if indices is None else len(indices)
     if indices is not None:
         rows = f"{len(indices)}-{hashlib.sha256(indices.numpy().tobytes()).hexdigest()[:8]}"
     path = cache_dir() / "features" / f"{cache_key(data)}-{split}-{rows}-{backbone.id}.safetensors"
     if path.is_file():
         try:
             t = load_file(str(path))
-            if len(t["features"]) == len(x):
+            if len(t["features"]) == n:
                 return t["features"], t["probs"]
         except (OSError, KeyError, SafetensorError):
             pass  # damaged: recompute
-    if progress is not None:
-        progress(0, len(x), f"features {data.name} {split}")
-    feats, probs = backbone.embed(x)
+    feats, probs = [], []
+    with progress_mod.task(f"features of {n:,} {split} images of {data.name} ({backbone.name})", total=n) as task:
+        for i in range(0, n, chunk):  # a chunk of images at a time: memory holds features, not the split
+            rows_i = torch.arange(i, min(n, i + chunk)) if indices is None else indices[i:i + chunk]
+            f, p = backbone.embed(data.images(split, rows_i))
+            feats.append(f)
+            probs.append(p)
+            task.advance(len(rows_i))
+    feats = torch.cat(feats) if feats else torch.zeros(0, FEATURE_DIM)
+    probs = torch.cat(probs) if probs else torch.zeros(0, 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, tensors_blob({"features": feats, "probs": probs}))
-    if progress is not None:
-        progress(len(x), len(x), f"features {data.name} {split}")
     return feats, probs

@@ -35,19 +35,23 @@ def knn_radii(features: torch.Tensor, k: int = 5, chunk: int = DEFAULT_CHUNK) ->
 
 
 def prdc(features_real: torch.Tensor, features_fake: torch.Tensor, k: int = 5,
-         chunk: int = DEFAULT_CHUNK) -> dict[str, float]:
+         chunk: int = DEFAULT_CHUNK, real_radii: torch.Tensor | None = None) -> dict[str, float]:
     """Precision, recall, density and coverage of fake features against real ones.
 
     precision: share of fake samples inside some real sample's k-NN ball;
     recall: share of real samples inside some fake sample's k-NN ball;
     density: mean over fake samples of (number of real balls containing it) / k;
     coverage: share of real samples whose k-NN ball contains some fake sample.
+
+    ``real_radii``: the real set's k-NN radii (:func:`knn_radii`) where the caller keeps them, so
+    scoring many sample sets against one real set computes them once.
     """
     real, fake = _check(features_real, "real features"), _check(features_fake, "fake features")
     if real.shape[1] != fake.shape[1]:
         raise MixganError(f"real and fake features differ in width: {real.shape[1]} vs {fake.shape[1]}")
     fake = fake.to(real.dtype)
-    r_real, r_fake = knn_radii(real, k, chunk), knn_radii(fake, k, chunk)
+    r_real = knn_radii(real, k, chunk) if real_radii is None else real_radii.to(real.device, real.dtype)
+    r_fake = knn_radii(fake, k, chunk)
     in_real_ball = torch.zeros(len(fake), dtype=torch.bool, device=fake.device)
     balls_per_fake = torch.zeros(len(fake), dtype=torch.float64, device=fake.device)
     recall_hits = covered = 0

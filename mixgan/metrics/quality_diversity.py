@@ -36,10 +36,20 @@ def inter_diversity(probs: torch.Tensor) -> float:
     return float(-torch.special.xlogy(hist, hist).sum() / math.log(p.shape[1]))
 
 
+def pair_batch(shape: tuple[int, ...]) -> int:
+    """Pairs compared at a time: 1,000 up to 28x28 grey, fewer for larger images, so the float64
+    MS-SSIM maps of a batch stay near 100 MB."""
+    n = 1
+    for s in shape:
+        n *= s
+    return max(16, min(1000, (1 << 21) // max(1, n)))
+
+
 def intra_diversity(images: torch.Tensor, pairs: int = 2000, seed: int = 0,
                     classes: torch.Tensor | None = None) -> float:
     """1 - mean MS-SSIM over random pairs of images (of one class each, when ``classes`` is given)."""
-    return 1.0 - mean_pairwise_msssim(images, pairs=pairs, seed=seed, groups=classes)
+    return 1.0 - mean_pairwise_msssim(images, pairs=pairs, seed=seed, groups=classes,
+                                      batch_size=pair_batch(tuple(images.shape[1:])))
 
 
 def quality_diversity(images: torch.Tensor, probs: torch.Tensor, pairs: int = 2000, seed: int = 0) -> dict[str, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, fields, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -397,24 +397,34 @@ class GANModel:
             raise MixganError(f"model '{self.name}' takes no sampling option {', '.join(map(repr, request))}")
         return SamplePlan(n, component, label)
 
-    @torch.no_grad()
     def sample(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
                generator: torch.Generator | None = None, batch_size: int = 1000, **request) -> Samples:
         """n samples from the (EMA) generator in eval mode, in batches, returned on the CPU."""
+        out = Samples.cat(list(self.sample_batches(n, component, scale, label, generator, batch_size, **request)))
+        out.x = out.x.float()
+        return out
+
+    def sample_batches(self, n: int, component: int | None = None, scale: float = 1.0, label: int | None = None,
+                       generator: torch.Generator | None = None, batch_size: int = 1000,
+                       **request) -> Iterator[Samples]:
+        """The batches :meth:`sample` joins, one at a time on the CPU, so that a caller can reduce
+        each (to features, say) before the next is made."""
         self.check_request(component, label)
         if scale <= 0:
             raise MixganError(f"scale must be > 0, got {scale}")
-        plan = self.plan(n, component, label, generator, **request)
+        with torch.no_grad():
+            plan = self.plan(n, component, label, generator, **request)
         g = self.generator
         was_training = g.training
-        g.eval()
         try:
-            parts = [self.sample_batch(p, scale, generator).cpu() for p in plan.split(batch_size)]
+            for p in plan.split(batch_size):
+                g.eval()
+                with torch.no_grad():
+                    part = self.sample_batch(p, scale, generator).cpu()
+                part.x = part.x.float()
+                yield part
         finally:
             g.train(was_training)
-        out = Samples.cat(parts)
-        out.x = out.x.float()
-        return out
 
     def sample_batch(self, plan: SamplePlan, scale: float, generator: torch.Generator | None) -> Samples:
         """One batch of ``plan`` (at most ``batch_size`` samples)."""

@@ -531,7 +531,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
         if main:
             began = time.perf_counter()
             evaluator = evaluator or TrainingEval(data, t.eval_samples, device, seed=t.seed)
-            quality = {k: round(v, 6) for k, v in evaluator(model).items()}
+            quality = {k: round(v, 6) if isinstance(v, float) else v for k, v in evaluator(model).items()}
             quality["eval_s"] = round(time.perf_counter() - began, 3)
             clock["eval_s"] += quality["eval_s"]
             clock["tick"] += quality["eval_s"]  # it/s counts training steps only

@@ -1,26 +1,24 @@
 """Quality during training: FID, KID, precision and recall of the model's samples every
-``train.eval_every`` steps, in the reference classifier's feature space.
+``train.eval_every`` steps, in the metrics' feature space (the reference classifier where the data
+has labels, else the label-free encoder), through the one metric registry.
 
 The real side is a fixed-seed sample of ``train.eval_samples`` training images whose features are
-computed once (and cached with the classifier); the fake side is as many samples drawn with a
+computed once (and cached with the feature network); the fake side is as many samples drawn with a
 fixed generator seed, so two evaluations differ only by the weights.
 """
 from __future__ import annotations
 
 import torch
 
-from ..metrics.classifier import get_classifier, reference_features
-from ..metrics.fid import fid
-from ..metrics.kid import kid
-from ..metrics.prdc import prdc
-from ..metrics.suite import real_subset
+from ..metrics.registry import TRAINING_KEYS, METRICS
+from ..metrics.suite import Evaluator, model_source
 
-QUALITY_KEYS = ("fid", "kid", "precision", "recall", "d_real", "d_fake")
+QUALITY_KEYS = (*TRAINING_KEYS, "d_real", "d_fake")
 
 
 def can_evaluate(data) -> bool:
-    """Whether a dataset has a reference classifier (labelled images), the space of these metrics."""
-    return data.is_image and data.y_train is not None and data.num_classes >= 2
+    """Whether a dataset has a feature space for these metrics: any images (labelled or not)."""
+    return data.is_image
 
 
 @torch.no_grad()
@@ -53,19 +51,18 @@ def d_outputs(model, n: int, seed: int = 0) -> dict[str, float]:
 
 
 class TrainingEval:
-    """``evaluate(model)`` -> {fid, kid, precision, recall} of ``n`` samples against ``n`` real images,
-    and D(real), D(fake) (:func:`d_outputs`)."""
+    """``evaluate(model)`` -> the registry's training scores (FID, KID over one subset, precision,
+    recall) of ``n`` samples against ``n`` real images, D(real), D(fake) (:func:`d_outputs`) and
+    ``feature_net``, the id of the feature network they were measured in."""
 
     def __init__(self, data, n: int, device: torch.device | str, seed: int = 0, k: int = 5):
-        self.n, self.seed, self.k = n, seed, k
-        self.backbone = get_classifier(data, device=device)
-        idx = real_subset(len(data.x_train), n, seed)
-        self.real, _ = reference_features(self.backbone, data, "train", indices=idx)
+        self.n, self.seed = n, seed
+        metrics = [m.name for m in METRICS.values() if m.training]
+        self.evaluator = Evaluator(data, metrics, n_real=n, k=k, seed=seed, device=device, kid_subsets=1,
+                                   kid_subset_size=n)
+        self.feature_net = self.evaluator.describe()["backbone_id"]
 
-    def __call__(self, model) -> dict[str, float]:
-        gen = torch.Generator(model.device).manual_seed(self.seed)
-        fake, _ = self.backbone.embed(model.sample(self.n, generator=gen).x)
-        k = min(self.k, len(self.real) - 1, len(fake) - 1)
-        scores = prdc(self.real, fake, k=k)
-        return {"fid": fid(fake, self.real), "kid": kid(fake, self.real, subsets=1, subset_size=self.n)[0],
-                "precision": scores["precision"], "recall": scores["recall"], **d_outputs(model, self.n, self.seed)}
+    def __call__(self, model) -> dict:
+        scores = self.evaluator.score(model_source(model, self.n, self.seed, by_class=False))
+        return {**{k: scores[k] for k in TRAINING_KEYS}, **d_outputs(model, self.n, self.seed),
+                "feature_net": self.feature_net}
