@@ -75,7 +75,7 @@ def gaussian_classifier(model: GANModel, per_component: int = 1000, epochs: int 
                         progress=None, device: torch.device | str | None = None) -> nn.Module:
     """A classifier of "which Gaussian made this", trained on generated pairs (G(z_k), k), on
     ``device`` (default: the model's)."""
-    if not model.mixture:
+    if not model.has_components:
         raise MixganError(f"model '{model.name}' has no Gaussian components to cluster with")
     K = model.components
     gen = torch.Generator(model.device).manual_seed(seed)
@@ -119,7 +119,7 @@ METHODS = ("encoder", "classifier")
 def resolve_method(model: GANModel, method: str | None) -> str:
     """The clustering method: ``encoder`` where the run has one, else ``classifier``; refuse
     ``encoder`` for a run without one."""
-    if not model.mixture:
+    if not model.has_components:
         raise MixganError(f"model '{model.name}' has no Gaussian components to cluster with")
     has_encoder = getattr(model, "E", None) is not None
     if method is None:

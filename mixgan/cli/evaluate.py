@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import capped
 from ..data.npz import read_npz
 from ..errors import MixganError
 from ..training.dist import resolve_device
 from ..metrics.registry import METRICS, SCORES
+from ..viz import fmt
 from .common import BarProgress, add_analysis_options, check_seed, write_json
 
 INFO = [s.key for m in METRICS.values() if not m.anchored for s in m.scores]  # scores without anchors
@@ -121,13 +123,12 @@ def _fmt(value) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        value += 0.0  # no "-0.0000"
-        return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
+        return fmt(value, ".4f" if abs(value) < 1e4 else ".4g")
     return str(value)
 
 
 def run(args) -> int:
-    from ..data import load_dataset
+    from ..data import configured_dataset, load_dataset
     from ..metrics.suite import array_source, evaluate_samples, model_source
 
     if args.step is not None and not args.run:
@@ -154,13 +155,11 @@ def run(args) -> int:
         if args.dataset:
             raise MixganError("--dataset applies to --samples; a run evaluates against its own dataset")
         r = load(args.run, device=device, step=checkpoint_arg(args.run, args.step))
-        data = load_dataset(r.cfg.data.dataset, args.data_dir or r.cfg.data.data_dir, seed=r.cfg.train.seed,
-                            test_fraction=r.cfg.data.test_fraction, resolution=r.cfg.data.resolution,
-                            channels=r.cfg.data.channels)
-        samples = model_source(r.model, args.n, args.seed)  # generated a batch at a time, kept as features
+        data = configured_dataset(r.cfg.data, r.cfg.train.seed, data_dir=args.data_dir)
+        samples = model_source(r.model, capped(args.n), args.seed)  # generated a batch at a time, kept as features
         source = f"{args.run} (step {r.step})"
     result = evaluate_samples(samples, data, metrics=args.metrics, backbone=args.backbone,
-                              weights=args.weights, n_real=args.n_real, k=args.k, seed=args.seed,
+                              weights=args.weights, n_real=capped(args.n_real), k=args.k, seed=args.seed,
                               progress=progress, device=device, anchors=True)
     if progress is not None:
         progress.close()

@@ -8,8 +8,9 @@ from pathlib import Path
 from ..analysis import tradeoff_sweep
 from ..analysis.tradeoff import SWEEP_METRICS, scale_grid
 from ..api import load
+from ..config import capped
 from ..errors import MixganError
-from ..viz import image_grid, save_png, tradeoff_plot
+from ..viz import fmt, image_grid, save_png, tradeoff_plot
 from .common import BarProgress, add_analysis_options, check_seed, write_json
 
 
@@ -32,7 +33,7 @@ def run(args) -> int:
         raise MixganError(f"--scales must be finite numbers > 0, got '{args.scales}'")
     check_seed(args.seed)
     r = load(args.run, device=args.device)
-    out = tradeoff_sweep(r.model, r.data, scales, n=args.n, seed=args.seed,
+    out = tradeoff_sweep(r.model, r.data, scales, n=capped(args.n), seed=args.seed,
                          progress=None if args.quiet else BarProgress())
     rd = Path(args.run)
     if r.data.is_image:  # the paper's figure: one grid per scale, same noise
@@ -51,6 +52,6 @@ def run(args) -> int:
     print(f"feature network: {out.get('feature_net')}")
     print("scale   " + "".join(f"{k:<11}" for k in keys))
     for i, s in enumerate(scales):
-        print(f"{s:<7g} " + "".join(f"{out[k][i]:<11.4f}" for k in keys))
+        print(f"{s:<7g} " + "".join(f"{fmt(out[k][i], '.4f'):<11}" for k in keys))
     print(f"wrote {rd / 'tradeoff.json'}" + (f", {rd / 'tradeoff.png'}" if "quality" in out else ""))
     return 0

@@ -372,11 +372,6 @@ class GANModel:
         return self.G_ema if self.G_ema is not None else self.G
 
     @property
-    def mixture(self) -> bool:
-        """The same as ``has_components`` (the name callers outside the models used first)."""
-        return self.has_components
-
-    @property
     def components(self) -> int:
         return self.G.prior.components if self.has_components else 0
 
