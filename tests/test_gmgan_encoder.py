@@ -199,3 +199,28 @@ def test_the_head_in_use_is_the_lowest_loss_one_until_selection_ends():
     assert enc.head.item() == 1 and enc.head_loss.argmin().item() == 0
     assert {"head", "head_loss"} <= set(enc.state_dict())
     assert "head" not in Encoder("mlp", (2,), 16, components=4, latent_dim=3).state_dict()
+
+
+def test_k_follows_the_number_of_classes_of_a_labelled_folder_unless_chosen(tmp_path):
+    """The encoder GM-GAN's K is the number of class folders (3, not the image recipe's 10) with the
+    data named as its source; a K given by the user is kept."""
+    import numpy as np
+    from PIL import Image
+
+    import mixgan
+    from mixgan.training import RunDir
+
+    rng = np.random.default_rng(0)
+    for c in ("red", "green", "blue"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    base = {"data.dataset": "folder", "data.data_dir": str(tmp_path / "imgs"), "data.resolution": 16,
+            "model.name": "gmgan", "train.steps": 2, "train.batch_size": 8, "model.width": 8,
+            "encoder.selfsup_steps": 2, "train.device": "cpu", "train.eval_every": 0}
+    run = mixgan.train({**base, "out": str(tmp_path / "auto")})
+    cfg = RunDir(run.path).config()
+    assert cfg.prior.components == 3 and run.model.components == 3
+    assert cfg.sources["prior.components"] == "auto: the data's 3 classes"
+    run = mixgan.train({**base, "prior.components": 6, "out": str(tmp_path / "chosen")})
+    assert RunDir(run.path).config().prior.components == 6

@@ -444,6 +444,18 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None,
             dist.shutdown()
 
 
+def components_for_classes(cfg: Config, num_classes: int) -> None:
+    """K follows the data where the user left it to a recipe: the encoder GM-GAN gives every class
+    one Gaussian (K = N, so clustering scores one Gaussian per class), whatever number of classes a
+    labelled folder or shard set has. The value's source says so."""
+    source = cfg.sources.get("prior.components", "default")
+    chosen = not (source == "default" or source.startswith("recipe"))
+    if (cfg.model.name == "gmgan" and cfg.encoder.enabled and num_classes >= 2 and not chosen
+            and cfg.prior.components != num_classes):
+        cfg.prior.components = num_classes
+        cfg.sources["prior.components"] = f"auto: the data's {num_classes} classes"
+
+
 def _load_data(cfg: Config):
     data = configured_dataset(cfg.data, cfg.train.seed)
     if len(data.x_train) == 0:
@@ -469,6 +481,8 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     _check_compile(cfg, device)
     torch.manual_seed(t.seed)
     data = _load_data(cfg)
+    if not resume:
+        components_for_classes(cfg, data.num_classes)
     model = build_model(cfg, data.spec(), device)
     writer_class = _summary_writer_class() if (t.tensorboard and main) else None
     identity = data_identity(data) if main else None  # read once: a fingerprint reads the data's files
