@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test test-slow install clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ demo: $(STAMP)
 	echo "samples: $$run/samples  metrics: $$run/metrics.json  report: $$run/report.html"
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+# the tests that train for tens of seconds or run the documentation's examples (.ci/run runs them too)
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m slow
 
 clean:
 	rm -rf runs .pytest_cache
