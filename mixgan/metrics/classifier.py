@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import env_cap
 from ..errors import MixganError
 from ..io import atomic_write_bytes, cache_dir, cached, read_cached, tensors_blob
 
@@ -215,7 +216,9 @@ def cache_key(data) -> str:
 
 
 def classifier_dir(data) -> Path:
-    return cache_dir() / "classifiers" / f"{cache_key(data)}-v{ARCH_VERSION}"
+    """Its cache folder: by data and architecture, and apart for a run under ``$MIXGAN_MAX_STEPS``."""
+    cap = env_cap("MIXGAN_MAX_STEPS")
+    return cache_dir() / "classifiers" / (f"{cache_key(data)}-v{ARCH_VERSION}" + (f"-max{cap}" if cap else ""))
 
 
 def seconds_per_cnn_step(shape: tuple[int, ...], num_classes: int, device: torch.device | str = "cpu",
@@ -245,8 +248,10 @@ def train_reference_classifier(data, progress: Progress | None = None, seed: int
                           "trained (use --backbone inception --weights FILE)")
     from .. import progress as progress_mod
 
-    epochs = default_epochs(len(data.x_train))
-    steps = epochs * math.ceil(len(data.x_train) / 128)
+    epochs, per_epoch = default_epochs(len(data.x_train)), math.ceil(len(data.x_train) / 128)
+    cap = env_cap("MIXGAN_MAX_STEPS")  # a quick check of a command: as few epochs as cover that many steps
+    epochs = epochs if cap is None else max(1, min(epochs, math.ceil(cap / per_epoch)))
+    steps = epochs * per_epoch
     eta = seconds_per_cnn_step(data.shape, data.num_classes, device) * steps
     with progress_mod.task(f"training the reference classifier of {data.name} on {len(data.x_train):,} images "
                            f"({epochs} epochs)", total=steps, eta=eta) as task:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from ..config import env_cap
 from .. import progress as progress_mod
 from ..errors import MixganError
 from ..io import cache_dir, cached
@@ -114,10 +115,12 @@ def get_selfsup(data, device: torch.device | str = "cpu", seed: int = 0) -> Self
     size = fit_size(data.shape)
     n = len(data.x_train)
     steps = encoder_steps(n)
+    cap = env_cap("MIXGAN_MAX_STEPS")  # a quick check of a command; its encoder is cached apart
+    steps = steps if cap is None else min(steps, cap)
     bs = min(BATCH, n)
     settings = {"version": VERSION, "size": list(size), "steps": steps, "batch_size": bs, "width": WIDTH,
                 "seed": seed, "channels": data.shape[0]}
-    folder = cache_dir() / "metric-selfsup" / f"{cache_key(data)}-{size[0]}px-v{VERSION}"
+    folder = cache_dir() / "metric-selfsup" / (f"{cache_key(data)}-{size[0]}px-v{VERSION}" + (f"-max{cap}" if cap else ""))
 
     def read(tensors, meta):
         if {k: meta.get(k) for k in settings} != settings:
