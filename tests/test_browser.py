@@ -5,6 +5,7 @@ MIXGAN_SCREENSHOTS=FOLDER the tests also save screenshots of both pages there (d
 """
 import os
 import shutil
+import contextlib
 import threading
 from pathlib import Path
 
@@ -97,6 +98,20 @@ def _outside_requests(driver, allowed: tuple[str, ...]) -> list[str]:
     return [n for n in names if not n.startswith(allowed)]
 
 
+@contextlib.contextmanager
+def serving(run):
+    """The run's explorer served on a free local port for the length of a with-block."""
+    from mixgan.explore import open_server
+
+    server = open_server(run.path, port=0, run=run)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 PIXELS = """var img = arguments[0];
 if (!img.complete || img.naturalWidth === 0) return null;
 var c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
@@ -108,11 +123,7 @@ def test_explorer_in_a_browser_slider_and_gaussian_change_the_samples_and_nothin
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    from mixgan.explore import open_server
-
-    server = open_server(digits_run.path, port=0, run=digits_run)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(digits_run) as server:
         driver.get(server.url)
         grid = driver.find_element(By.ID, "grid")
         first = _wait(driver, lambda d: d.execute_script(PIXELS, grid))
@@ -133,9 +144,6 @@ def test_explorer_in_a_browser_slider_and_gaussian_change_the_samples_and_nothin
 
         assert _outside_requests(driver, (server.url,)) == []
         assert server.log and all(line.split()[1].startswith("/") for line in server.log)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_report_in_a_browser_renders_its_curves_and_every_picture(driver, digits_run):
@@ -173,11 +181,7 @@ def test_explorer_keeps_up_with_ten_quick_moves_and_a_click_enlarges_a_sample(dr
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from mixgan.explore import open_server
-
-    server = open_server(digits_run.path, port=0, run=digits_run)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(digits_run) as server:
         driver.get(server.url)
         grid = driver.find_element(By.ID, "grid")
         _wait(driver, lambda d: grid.get_attribute("data-query"))
@@ -204,6 +208,4 @@ def test_explorer_keeps_up_with_ten_quick_moves_and_a_click_enlarges_a_sample(dr
         assert big.size["width"] > grid.size["width"] / server.explorer.columns * 2
         zoom.click()
         assert not zoom.is_displayed()
-    finally:
-        server.shutdown()
         server.server_close()
