@@ -103,3 +103,18 @@ def test_class_by_name_or_index(tmp_path, cli):
     plain = 10 * (8 + 1) * 8 + 8  # ten samples a row, no labels
     assert img.shape[0] == 3 * 72 + 8 and img.shape[1] > plain  # a row per class, named on its left
     assert (img[:, : img.shape[1] - plain] < 128).any()
+
+
+def test_grid_without_instances_shows_a_row_per_drawn_instance(icgan_run, tmp_path, cli):
+    """`sample RUN --n N --grid` with no --instances draws stored instances at random; the grid has
+    one row per instance drawn (it, then its samples)."""
+    import numpy as np
+
+    code, out, err = cli("sample", icgan_run.path, "--n", "12", "--out", tmp_path / "s.npz", "--grid", tmp_path / "s.png")
+    assert code == 0, err
+    drawn = len(set(np.load(tmp_path / "s.npz")["instance"].tolist()))
+    from PIL import Image
+
+    height = Image.open(tmp_path / "s.png").height
+    side = icgan_run.model.shape[1]
+    assert drawn >= 2 and height >= drawn * side

@@ -61,8 +61,13 @@ def instance_grid(model, samples, kwargs: dict, real: torch.Tensor | None, train
     if "conditions" in kwargs:
         ids = torch.arange(len(kwargs["conditions"]))
         known = real
-    else:
-        ids = torch.as_tensor(kwargs["instances"]).long().flatten().cpu()
+    else:  # stored instances: those given, or (none given) those drawn, in the order first drawn
+        given = kwargs.get("instances")
+        if given is None:
+            drawn = samples.instance.long().cpu().tolist()
+            ids = torch.tensor(list(dict.fromkeys(drawn)), dtype=torch.long)
+        else:
+            ids = torch.as_tensor(given).long().flatten().cpu()
         known = train_x[ids] if train_x is not None else None
     shown_ids = ids[:max_rows]
     instance = samples.instance.long().cpu()
