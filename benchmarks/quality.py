@@ -117,7 +117,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None, log: str = "quality") -> list[dict]:
+    """Run the comparison of ``argv``; append its table to ``benchmarks/results/<log>.md``. Each row
+    holds its entry's scores and its run folder (``run``, where ``samples.npz`` is)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=600, help="training wall-clock of every entry")
     p.add_argument("--steps", type=int, default=0, help="train every entry for this many steps instead (0: use --seconds)")
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for label, model, settings in todo:
         result = json.loads((runs[label] / "quality.json").read_text())
-        rows.append({"label": label, "model": model, "settings": args.set + settings,
+        rows.append({"label": label, "model": model, "settings": args.set + settings, "run": str(runs[label]),
                      "steps": steps_of(runs[label]), **{k: result[k] for k, _ in COLUMNS[1:] if k in result}})
     base = next((r for r in rows if r["model"] == BASELINE), None)
     for r in rows:
@@ -193,7 +195,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{load_after[0]:.2f} at the end of training")
     text = head + "\n\n" + table(rows)
     print(text)
-    _harness.log_result("quality", text, _harness.command_line("benchmarks.quality", argv))
+    if log:
+        _harness.log_result(log, text, _harness.command_line("benchmarks.quality", argv))
     return rows
 
 
