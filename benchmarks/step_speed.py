@@ -13,7 +13,8 @@ script's step (``_harness.baseline_nets``, batch 64) is measured the same way.
         --resolutions 32,64,128 [--threads 1] [--set key=value] [--profile 64]
 
 ``--set`` applies to every library model (``train.channels_last=true``, ``model.width=32``...),
-``--variant 'LABEL key=value ...'`` adds the same models with other settings beside them.
+``--variant 'LABEL key=value ...'`` adds the same models with other settings beside them; the
+setting ``adam=for-loop|foreach|fused`` rebuilds the model's Adam optimizers with that implementation.
 ``--profile R`` adds where the time goes at resolution R (torch.profiler, self CPU time by op).
 Appends img/s, GFLOP/step, GFLOP/s and the fraction of peak to
 ``benchmarks/results/step_speed.md``. ``--smoke``: gan and the script at 32 px, one step.
@@ -54,6 +55,8 @@ class LibraryStep:
         from mixgan.models import build_model
         from mixgan.training.loop import BatchStream, _memory_format, step_seed
 
+        adam = [s.split("=", 1)[1] for s in settings if s.startswith("adam=")]
+        settings = [s for s in settings if not s.startswith("adam=")]
         self.cfg = mixgan.build_config({"model.name": model_name, "data.dataset": "folder", "data.data_dir": folder,
                                         "data.resolution": resolution, "train.device": "cpu"}, overrides=settings)
         t = self.cfg.train
@@ -61,6 +64,12 @@ class LibraryStep:
         self.batch_size = t.batch_size
         self.model = build_model(self.cfg, data.spec(), "cpu")
         self.model.attach_data(data)
+        self.adam = adam[-1] if adam else ""
+        if self.adam:
+            kind = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[self.adam]
+            for name, opt in self.model.optimizers().items():
+                groups = [{"params": g["params"], "lr": g["lr"]} for g in opt.param_groups]
+                setattr(self.model, name, torch.optim.Adam(groups, betas=opt.param_groups[0]["betas"], **kind))
         self.fmt = _memory_format(self.cfg, data)
         if self.fmt is not None:
             self.model.G.to(memory_format=self.fmt)
@@ -91,8 +100,10 @@ class LibraryStep:
 
     def describe(self) -> str:
         m, t = self.cfg.model, self.cfg.train
+        adam = self.model.opt_d.defaults
+        impl = "fused" if adam.get("fused") else "foreach" if adam.get("foreach") else "for-loop"
         return (f"{m.arch} w{m.width}, batch {t.batch_size}, d_steps {t.d_steps}, sn {m.spectral_norm}, "
-                f"augment '{t.augment}', channels_last {t.channels_last}")
+                f"augment '{t.augment}', channels_last {t.channels_last}, Adam {impl}")
 
 
 class ScriptStep:
