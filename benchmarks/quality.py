@@ -117,9 +117,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None, log: str = "quality") -> list[dict]:
-    """Run the comparison of ``argv``; append its table to ``benchmarks/results/<log>.md``. Each row
-    holds its entry's scores and its run folder (``run``, where ``samples.npz`` is)."""
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the comparison of ``argv``; append its table to the results log. Each row holds its
+    entry's scores and its run folder (``run``, where ``samples.npz`` is)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=600, help="training wall-clock of every entry")
     p.add_argument("--steps", type=int, default=0, help="train every entry for this many steps instead (0: use --seconds)")
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None, log: str = "quality") -> list[dict]:
     p.add_argument("--n", type=int, default=10_000, help="samples scored per entry")
     p.add_argument("--eval-jobs", type=int, default=2, help="evaluations run at once")
     p.add_argument("--out", default="runs/quality", help="folder of the runs trained with --seconds")
+    p.add_argument("--log", default="quality", help="results log to append to ('': none)")
+    p.add_argument("--rows", help="also write the rows as JSON to this file")
     p.add_argument("--smoke", action="store_true", help="seconds: digits, 20 steps, 500 samples (models dcgan,gan unless given)")
     p.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--eval-worker", action="store_true", help=argparse.SUPPRESS)
@@ -195,8 +197,10 @@ def main(argv: list[str] | None = None, log: str = "quality") -> list[dict]:
             f"{load_after[0]:.2f} at the end of training")
     text = head + "\n\n" + table(rows)
     print(text)
-    if log:
-        _harness.log_result(log, text, _harness.command_line("benchmarks.quality", argv))
+    if args.log:
+        _harness.log_result(args.log, text, _harness.command_line("benchmarks.quality", argv))
+    if args.rows:
+        Path(args.rows).write_text(json.dumps(rows, indent=1))
     return rows
 
 

@@ -184,10 +184,10 @@ def measure(step, steps: int, rounds: int, warmup: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| px | model | setting | img/s | s/step | GFLOP/step | GFLOP/s | peak GFLOP/s | fraction of peak |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| px | model | setting | img/s | s/step | CPU s/step | GFLOP/step | GFLOP/s | peak GFLOP/s | fraction of peak |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['px']} | {r['label']} | {r['setting']} | {r['img_s']:.1f} | {r['s_step']:.3f} | "
+        lines.append(f"| {r['px']} | {r['label']} | {r['setting']} | {r['img_s']:.1f} | {r['s_step']:.3f} | {r['cpu_s_step']:.3f} | "
                      f"{r['gflop']:.2f} | {r['gflops']:.1f} | {r['peak']:.1f} | {r['fraction']:.2f} |")
     return "\n".join(lines)
 
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every library model")
     p.add_argument("--variant", action="append", default=[], metavar="'LABEL key=value ...'",
                    help="the same models again with these settings")
+    p.add_argument("--data-dir", default="", help="a folder of images to step on (default: the emoji)")
     p.add_argument("--profile", type=int, default=0, metavar="R", help="where the time goes at resolution R")
     p.add_argument("--no-script", action="store_true", help="leave out the DCGAN script's step")
     p.add_argument("--smoke", action="store_true", help="seconds: gan and the script at 32 px, one step, one round")
@@ -212,7 +213,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     from mixgan.data import load_dataset
 
-    folder = str(_harness.emoji_folder())
+    folder = args.data_dir or str(_harness.emoji_folder())
+    source = f"the images of {folder}" if args.data_dir else f"real colour images (emoji, {_harness.EMOJI_PACKAGE})"
     variants = [("", [])] + [(t.split()[0], t.split()[1:]) for t in args.variant]
     load = os.getloadavg()
     rows, profiles = [], []
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"{row['fraction']:.2f} of {row['peak']:.0f} GFLOP/s", file=sys.stderr)
             if px == args.profile:
                 profiles.append((label, profile(step)))
-    text = (f"{args.threads} thread(s); real colour images (emoji, {_harness.EMOJI_PACKAGE}) at each resolution; "
+    text = (f"{args.threads} thread(s); {source} at each resolution; "
             f"best of {args.rounds} rounds of {args.steps} steps after {args.warmup} warm-up; peak: float32 "
             f"1024x1024 matmul on the same threads, measured before and after each round in the same process. "
             f"The CPU is shared with other jobs: load average {load[0]:.2f} at the start, "
