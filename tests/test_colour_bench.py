@@ -91,6 +91,7 @@ def test_step_speed_smoke_logs_flops_and_the_fraction_of_the_measured_peak(tmp_p
     assert "Adam fused" in fused["setting"] and "channels_last True" in fused["setting"]
     for r in rows:
         assert r["fraction"] == pytest.approx(r["gflops"] / r["peak"])
+        assert r["fraction_cpu"] == pytest.approx(r["gflop"] / r["cpu_s_step"] / r["peak_cpu"])
         assert r["img_s"] == pytest.approx(r["gflops"] / r["gflop"] * (64 if r["label"] == "script" else 32))
     entry = (tmp_path / "results" / "step_speed.md").read_text().split("\n## ")[-1]
     assert f"| 32 | gan | {gan['setting']} | {gan['img_s']:.1f} |" in entry
