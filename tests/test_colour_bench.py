@@ -16,14 +16,14 @@ from benchmarks import _harness as harness
 CATEGORIES = {"Smileys & Emotion": 3, "Food & Drink": 2, "Component": 1}
 
 
-def fake_emoji_package(root, size: int = 64) -> None:
+def fake_emoji_package(root, size: int = 64, categories: dict[str, int] = CATEGORIES) -> None:
     """A tarball laid out like the npm package: package/emoji.json and img/twitter/64/*.png (RGBA,
     a red disc on a transparent ground); the first emoji has a skin-tone variant."""
     from PIL import Image, ImageDraw
 
     root.mkdir(parents=True, exist_ok=True)
     table, files = [], {}
-    for category, count in CATEGORIES.items():
+    for category, count in categories.items():
         for i in range(count):
             name = f"{category[:3].lower()}{i}.png"
             entry = {"category": category, "image": name}
@@ -121,7 +121,7 @@ def test_colour_quality_smoke_logs_the_script_and_gan_on_the_emoji(tmp_path, mon
     monkeypatch.setenv("MIXGAN_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.setenv("MIXGAN_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MIXGAN_CACHE", str(tmp_path / "mixgan-cache"))
-    fake_emoji_package(tmp_path / "cache" / "emoji-twitter")
+    fake_emoji_package(tmp_path / "cache" / "emoji-twitter", categories={"Flags": 50, "Food & Drink": 50})
     stats = colour_quality.main(["--smoke", "--out", str(tmp_path / "runs")])
     assert set(stats) == {"dcgan", "gan"} and stats["gan"]["steps"] == [8]
     entry = (tmp_path / "results" / "colour_quality.md").read_text().split("\n## ")[-1]
