@@ -12,6 +12,10 @@ recall. A grid of each entry's first 64 samples and one of real images are writt
     OMP_NUM_THREADS=1 python -m benchmarks.colour_quality --resolution 32 --seconds 300 --seeds 0,1,2 \\
         --models dcgan,gan,gmgan [--variant 'LABEL=MODEL key=value ...'] [--set key=value]
 
+On a shared machine the processes get unequal shares of the cores: ``--cpu-seconds S --step-cost
+dcgan=0.843,gan=0.232,...`` gives every entry the same CPU time instead, as S / (its CPU seconds
+per step, from ``benchmarks.step_speed``) steps.
+
 Appends the per-seed table, the mean and spread over seeds and the targets (FID at most 0.5x
 the script's, recall at least the script's) to ``benchmarks/results/colour_quality.md``.
 ``--smoke``: 32 px, 8 steps, dcgan and gan, 200 samples, no grids.
