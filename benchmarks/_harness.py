@@ -11,6 +11,8 @@ Benchmarks run from the repository root as ``python -m benchmarks.NAME`` (or wit
   ``$MIXGAN_BENCH_CACHE/<name>/<key>`` (default ``$MIXGAN_CACHE/benchmarks``), where the key hashes the mixgan package's sources, the
   benchmark's own source and the arguments that decide the result: a changed library retrains.
 - IC-GAN's instance fidelity (:func:`instance_fidelity`), scored by more than one benchmark.
+- A real colour image set (:func:`emoji_folder`): Twitter's drawn emoji from the npm registry, one
+  class folder per emoji category, installed once into the cache.
 """
 from __future__ import annotations
 
@@ -55,6 +57,89 @@ def data_dir(dataset: str, given: str = "") -> str:
     if dataset not in DATA_DIRS and not given:
         return ""
     return given or os.environ.get("MIXGAN_DATA_DIR") or DATA_DIRS.get(dataset, "")
+
+
+EMOJI_PACKAGE = "emoji-datasource-twitter@16.0.0"  # 3,786 drawn emoji, 64 px RGBA PNGs, CC-BY 4.0
+
+
+def emoji_folder(resolution: int = 64, root: Path | None = None) -> Path:
+    """A folder of real colour images for the benchmarks: the emoji of ``EMOJI_PACKAGE`` (skin-tone
+    variants included), one sub-folder per category ("Animals & Nature", "Flags", ... : 9 classes),
+    PNGs with alpha (mixgan's folder reader puts them on white). Another ``resolution`` gives a
+    folder of RGB PNGs of that size, fitted by mixgan's own reader (``read_images``), so a run
+    and ``mixgan evaluate --samples`` read the set at one size without settings.
+
+    Fetched once with ``npm pack`` into ``root`` (default ``<benchmark cache>/emoji-twitter``) and
+    reused; exits with the command to run by hand where npm is missing or fails.
+    """
+    root = Path(root or Path(os.environ.get("MIXGAN_BENCH_CACHE") or _mixgan_cache() / "benchmarks") / "emoji-twitter")
+    images = root / "images"
+    if not (images / "done").is_file():
+        _unpack_emoji(root, images)
+    return images if resolution == 64 else _resized(images, root / f"images-{resolution}", resolution)
+
+
+def _unpack_emoji(root: Path, images: Path) -> None:
+    import tarfile
+
+    from mixgan.io import atomic_write_text, file_lock
+
+    root.mkdir(parents=True, exist_ok=True)
+    with file_lock(root / ".lock"):
+        if (images / "done").is_file():
+            return
+        tarballs = sorted(root.glob("emoji-datasource-twitter-*.tgz"))
+        if not tarballs:
+            try:
+                subprocess.run(["npm", "pack", "--silent", EMOJI_PACKAGE], cwd=root, check=True, timeout=600,
+                               capture_output=True)
+            except (OSError, subprocess.SubprocessError) as e:
+                sys.exit(f"could not fetch {EMOJI_PACKAGE} ({e}); install npm and run "
+                         f"`cd {root} && npm pack {EMOJI_PACKAGE}`, then run this again")
+            tarballs = sorted(root.glob("emoji-datasource-twitter-*.tgz"))
+        with tarfile.open(tarballs[-1]) as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            table = json.load(tar.extractfile(members["package/emoji.json"]))
+            for emoji in table:
+                category = emoji["category"]
+                if category == "Component":  # bare skin-tone swatches and hair pieces, not pictures
+                    continue
+                names = [emoji["image"]] + [v["image"] for v in emoji.get("skin_variations", {}).values()]
+                folder = images / category.replace("&", "and").replace(" ", "-")
+                folder.mkdir(parents=True, exist_ok=True)
+                for name in names:
+                    member = members.get(f"package/img/twitter/64/{name}")
+                    if member is not None:
+                        (folder / name).write_bytes(tar.extractfile(member).read())
+        atomic_write_text(images / "done", EMOJI_PACKAGE + "\n")
+
+
+def _resized(source: Path, target: Path, resolution: int) -> Path:
+    """``source``'s class folders with every image fitted to ``resolution`` (RGB on white), made once."""
+    if (target / "done").is_file():
+        return target
+    from PIL import Image
+
+    from mixgan.data.folder import list_images, read_images
+    from mixgan.io import atomic_write_text, file_lock
+
+    with file_lock(target.parent / ".lock"):
+        if (target / "done").is_file():
+            return target
+        paths = list_images(source).paths
+        for images, index in read_images(paths, resolution, 3):
+            for image, i in zip(images, index):
+                out = target / paths[i].parent.name / paths[i].name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image.transpose(1, 2, 0)).save(out)
+        atomic_write_text(target / "done", f"{resolution}\n")
+    return target
+
+
+def _mixgan_cache() -> Path:
+    from mixgan.io import cache_dir as mixgan_cache
+
+    return mixgan_cache()
 
 
 # ---- results log --------------------------------------------------------------------------------

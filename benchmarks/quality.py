@@ -118,6 +118,8 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the comparison of ``argv``; append its table to the results log. Each row holds its
+    entry's scores and its run folder (``run``, where ``samples.npz`` is)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=600, help="training wall-clock of every entry")
     p.add_argument("--steps", type=int, default=0, help="train every entry for this many steps instead (0: use --seconds)")
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--n", type=int, default=10_000, help="samples scored per entry")
     p.add_argument("--eval-jobs", type=int, default=2, help="evaluations run at once")
     p.add_argument("--out", default="runs/quality", help="folder of the runs trained with --seconds")
+    p.add_argument("--log", default="quality", help="results log to append to ('': none)")
+    p.add_argument("--rows", help="also write the rows as JSON to this file")
     p.add_argument("--smoke", action="store_true", help="seconds: digits, 20 steps, 500 samples (models dcgan,gan unless given)")
     p.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--eval-worker", action="store_true", help=argparse.SUPPRESS)
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for label, model, settings in todo:
         result = json.loads((runs[label] / "quality.json").read_text())
-        rows.append({"label": label, "model": model, "settings": args.set + settings,
+        rows.append({"label": label, "model": model, "settings": args.set + settings, "run": str(runs[label]),
                      "steps": steps_of(runs[label]), **{k: result[k] for k, _ in COLUMNS[1:] if k in result}})
     base = next((r for r in rows if r["model"] == BASELINE), None)
     for r in rows:
@@ -193,7 +197,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{load_after[0]:.2f} at the end of training")
     text = head + "\n\n" + table(rows)
     print(text)
-    _harness.log_result("quality", text, _harness.command_line("benchmarks.quality", argv))
+    if args.log:
+        _harness.log_result(args.log, text, _harness.command_line("benchmarks.quality", argv))
+    if args.rows:
+        Path(args.rows).write_text(json.dumps(rows, indent=1))
     return rows
 
 

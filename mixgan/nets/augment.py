@@ -1,6 +1,6 @@
 """Differentiable augmentation of every image the discriminator sees (Zhao et al. 2020, DiffAugment).
 
-Real and generated images pass through the same random translation and cutout, in D's update
+Real and generated images pass through the same kinds of random colour change, translation and cutout, in D's update
 and in G's, so D cannot tell them apart by the augmentation and G's gradient flows through it.
 The draws come from the global RNG of the images' device, which the training loop seeds at every
 step, so a run stays reproducible. Attached to D as a forward pre-hook: D's state_dict, DDP and
@@ -22,6 +22,16 @@ def _shift(x: torch.Tensor, offset: torch.Tensor, dim: int) -> torch.Tensor:
     expand = list(x.shape)
     out = x.gather(dim, index.view(view).expand(expand))
     return out * valid.view(view)
+
+
+def colour(x: torch.Tensor) -> torch.Tensor:
+    """Random brightness, saturation and contrast per image, as DiffAugment's 'color' (images in [-1, 1])."""
+    n = len(x)
+    x = x + (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5)
+    mean = x.mean(1, keepdim=True)
+    x = (x - mean) * (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) * 2) + mean
+    mean = x.mean((1, 2, 3), keepdim=True)
+    return (x - mean) * (torch.rand(n, 1, 1, 1, device=x.device, dtype=x.dtype) + 0.5) + mean
 
 
 def translate(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
@@ -48,9 +58,9 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
 
 
 class DiffAugment(nn.Module):
-    """The augmentations of a policy ("translation,cutout"), applied in order to a batch of images."""
+    """The augmentations of a policy ("color,translation,cutout"), applied in order to a batch of images."""
 
-    OPS = {"translation": translate, "cutout": cutout}
+    OPS = {"color": colour, "translation": translate, "cutout": cutout}
 
     def __init__(self, policy: str):
         super().__init__()
