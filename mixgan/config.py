@@ -550,7 +550,7 @@ def flat_dict(cfg: Config) -> dict[str, Any]:
     return flat
 
 
-AUGMENTS = ("translation", "cutout")
+AUGMENTS = ("color", "translation", "cutout")  # the operations of nets.augment.DiffAugment.OPS
 
 
 def augment_error(policy: str) -> str:

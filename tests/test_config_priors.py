@@ -124,3 +124,12 @@ def test_every_shipped_config_loads_validates_and_keeps_its_values(path):
     for key, value in read_toml(path).items():
         assert resolved[canonical_key(key)] == value, key
         assert cfg.sources[canonical_key(key)] == f"file {path}", key
+
+
+def test_every_augmentation_the_nets_offer_is_a_valid_setting():
+    """train.augment accepts exactly the operations DiffAugment implements (colour among them)."""
+    from mixgan.config import AUGMENTS, augment_error
+    from mixgan.nets.augment import DiffAugment
+
+    assert set(AUGMENTS) == set(DiffAugment.OPS)
+    assert augment_error("color,translation,cutout") == ""

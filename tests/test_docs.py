@@ -10,6 +10,7 @@ benchmark) is preceded by ``<!-- not run: REASON -->``; a block is never skipped
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -73,6 +74,11 @@ def make_inputs(folder: Path) -> None:
     np.savez(folder / "conditions.npz", c=c[:4])
     np.savez(folder / "any.npz", x=rng.uniform(-1, 1, size=(64, 1, 28, 28)).astype(np.float32))
     np.savez(folder / "other.npz", x=rng.uniform(-1, 1, size=(64, 1, 8, 8)).astype(np.float32))
+    cifar = folder / "data" / "cifar10"  # CIFAR-10's python batches, a few images each
+    cifar.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, size=(8, 3072), dtype=np.uint8), b"labels": list(range(8))}
+        (cifar / name).write_bytes(pickle.dumps(batch))
     mnist = folder / "mnist"
     mnist.mkdir()
     for split, n in (("train", 256), ("t10k", 64)):

@@ -92,7 +92,7 @@ def test_augment_hook_applies_in_training_only_and_keeps_the_state_dict():
 
 
 def test_bad_augment_policy_is_one_line():
-    with pytest.raises(MixganError, match="augment must be a comma list of translation, cutout, got 'flip'"):
+    with pytest.raises(MixganError, match="augment must be a comma list of color, translation, cutout, got 'flip'"):
         mixgan.build_config({"train.augment": "translation,flip"})
     with pytest.raises(MixganError, match="max_seconds must be >= 0"):
         mixgan.build_config({"train.max_seconds": -1})
