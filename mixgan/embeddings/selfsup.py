@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import env_cap
 from ..data import DataSpec, Dataset, to_float
 from ..errors import MixganError
 from .base import Embedding
@@ -141,7 +142,9 @@ class SelfSupEmbedding(Embedding):
         if spec.kind != "image" or len(spec.shape) != 3:
             raise MixganError(f"embedding 'selfsup' needs images; dataset '{spec.name}' holds points "
                               "(use model.embedding=pixels)")
-        self.settings = {"version": VERSION, "steps": steps, "batch_size": batch_size, "width": width, "seed": seed}
+        cap = env_cap("MIXGAN_MAX_STEPS")  # a quick check of a command: few steps, cached apart
+        self.settings = {"version": VERSION, "steps": steps if cap is None else min(steps, cap),
+                         "batch_size": batch_size, "width": width, "seed": seed, **({"max_steps": cap} if cap else {})}
         self.net = Encoder(spec.shape[0], width).eval()
         self.fitted = False
 
