@@ -372,3 +372,15 @@ def parse_variant(text: str) -> tuple[str, str, list[str]]:
         sys.exit(f"--variant '{text}': expected 'LABEL=MODEL key=value ...' with no '/' in LABEL")
     model, *settings = shlex.split(rest)
     return label, model, settings
+
+
+def mean_sd(values: list[float], spec: str = ".3f", sd_spec: str | None = None, empty: str = "–") -> str:
+    """A table cell for one or several seeds' values: the value, or "mean ± sd"; ``empty`` for none."""
+    import statistics
+
+    if not values:
+        return empty
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), sd_spec or spec)}"
+

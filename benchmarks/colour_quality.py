@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -79,15 +78,7 @@ def summary(per_seed: dict[int, list[dict]]) -> tuple[str, dict]:
         stats[label] = {k: [r[k] for r in rows if isinstance(r.get(k), (int, float))] for k, _ in SHOWN}
     lines = ["| entry | " + " | ".join(h for _, h in SHOWN) + " |", "|---" * (len(SHOWN) + 1) + "|"]
     for label, s in stats.items():
-        cells = []
-        for k, _ in SHOWN:
-            v = s[k]
-            if not v:
-                cells.append("")
-            elif len(v) == 1:
-                cells.append(f"{v[0]:.3g}")
-            else:
-                cells.append(f"{statistics.mean(v):.3g} ± {statistics.stdev(v):.2g}")
+        cells = [_harness.mean_sd(s[k], ".3g", ".2g", empty="") for k, _ in SHOWN]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     verdict = []
     if BASELINE in stats:

@@ -22,7 +22,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -148,9 +147,7 @@ def linear_block(steps: int, seeds: list[int], out: Path) -> tuple[str, list[dic
 
 
 def fmt(values: list[float], digits: int) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return _harness.mean_sd(values, f".{digits}f")
 
 
 def table(results: list[dict], configs: list[str]) -> str:

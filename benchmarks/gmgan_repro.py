@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -70,15 +69,7 @@ def table(rows: list[dict]) -> str:
     head = "| data | model | seeds | steps | " + " | ".join(METRICS) + " |"
     lines = [head, "|" + "---|" * (4 + len(METRICS))]
     for (dataset, variant), rs in groups.items():
-        cells = []
-        for m in METRICS:
-            vals = [r[m] for r in rs if r.get(m) is not None]
-            if not vals:
-                cells.append("–")
-            elif len(vals) == 1:
-                cells.append(f"{vals[0]:.3f}")
-            else:
-                cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
+        cells = [_harness.mean_sd([r[m] for r in rs if r.get(m) is not None]) for m in METRICS]
         lines.append(f"| {dataset} | {variant} | {len(rs)} | {rs[0]['steps']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
