@@ -583,12 +583,9 @@ LIMITS: dict[str, int] = {
 
 def dataset_error(name: str) -> str:
     """The one-line complaint about a dataset name the data registry does not know, or ""."""
-    from .data import DATASETS, LOADERS, PREFIX_LOADERS
+    from .data import dataset_error as unknown
 
-    prefix, _, rest = str(name).partition(":")
-    if name in LOADERS or (rest and (prefix in PREFIX_LOADERS or prefix == "shards")):
-        return ""
-    return f"unknown dataset '{name}' (choose from {', '.join(DATASETS)}, npz:PATH, shards:DIR)"
+    return unknown(name)
 
 
 def _registry_checks(cfg: Config) -> list[tuple[bool, str]]:

@@ -16,22 +16,34 @@ from . import toy
 
 DEFAULT_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist", "mnist": "", "cifar10": "", "folder": ""}
 
-# name -> loader(data_dir, seed, test_fraction)
-LOADERS: dict[str, Callable[[str, int, float], Dataset]] = {
-    "ring": lambda d, s, f: toy.ring(seed=s),
-    "grid": lambda d, s, f: toy.grid(seed=s),
-    "digits": lambda d, s, f: digits(seed=s, test_fraction=f),
-    "fashion-mnist": lambda d, s, f: load_idx_dataset("fashion-mnist", d),
-    "mnist": lambda d, s, f: load_idx_dataset("mnist", d),
-    "cifar10": lambda d, s, f: cifar10(d),
-    "folder": lambda d, s, f: image_folder(d, seed=s, test_fraction=f),  # load_dataset passes resolution/channels
+# name -> loader(data_dir, seed, test_fraction, resolution=, channels=, background=): the image options
+# are for loaders that fit images as they read them; load_dataset fits the others' images afterwards
+LOADERS: dict[str, Callable[..., Dataset]] = {
+    "ring": lambda d, s, f, **_: toy.ring(seed=s),
+    "grid": lambda d, s, f, **_: toy.grid(seed=s),
+    "digits": lambda d, s, f, **_: digits(seed=s, test_fraction=f),
+    "fashion-mnist": lambda d, s, f, **_: load_idx_dataset("fashion-mnist", d),
+    "mnist": lambda d, s, f, **_: load_idx_dataset("mnist", d),
+    "cifar10": lambda d, s, f, **_: cifar10(d),
+    "folder": lambda d, s, f, **o: image_folder(d, seed=s, test_fraction=f, **o),
 }
-# Prefixed names, "npz:PATH" for example: prefix -> loader(path, seed, test_fraction)
-PREFIX_LOADERS: dict[str, Callable[[str, int, float], Dataset]] = {
-    "npz": npz_dataset,
+# Prefixed names, "npz:PATH" for example: prefix -> loader(path, seed, test_fraction, **image options)
+PREFIX_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "npz": lambda p, s, f, **_: npz_dataset(p, s, f),
+    "shards": lambda p, s, f, resolution=0, channels=0, **_: shard_dataset(p, s, f, resolution=resolution,
+                                                                             channels=channels),
 }
+PREFIX_HINTS = {"npz": "npz:PATH", "shards": "shards:DIR"}  # how each prefixed name is written
 
 DATASETS = tuple(LOADERS)
+
+
+def dataset_error(name: str) -> str:
+    """The one-line complaint about a dataset name neither registry knows, or ""."""
+    prefix, _, rest = str(name).partition(":")
+    if name in LOADERS or (rest and prefix in PREFIX_LOADERS):
+        return ""
+    return f"unknown dataset '{name}' (choose from {', '.join([*DATASETS, *PREFIX_HINTS.values()])})"
 
 
 def configured_dataset(d, seed: int, data_dir: str = "") -> Dataset:
@@ -49,21 +61,17 @@ def load_dataset(name: str, data_dir: str = "", seed: int = 0, test_fraction: fl
     :func:`.folder.auto_size`) resize and recolour images through :func:`fit_image`;
     ``background`` (``data.background``) is the colour a folder's transparent pixels are laid on.
     """
+    options = {"resolution": resolution, "channels": channels, "background": background}
+    if dataset_error(name):
+        raise MixganError(dataset_error(name))
     prefix, _, rest = name.partition(":")
-    if prefix == "shards" and rest:
-        return shard_dataset(rest, seed, test_fraction, resolution=resolution, channels=channels)
     if rest and prefix in PREFIX_LOADERS:
-        data = PREFIX_LOADERS[prefix](rest, seed, test_fraction)
-    elif name not in LOADERS:
-        raise MixganError(f"unknown dataset '{name}' (choose from {', '.join(DATASETS)}, npz:PATH, shards:DIR)")
+        data = PREFIX_LOADERS[prefix](rest, seed, test_fraction, **options)
     else:
         folder = data_dir or DEFAULT_DIRS.get(name, "")
         if name in DEFAULT_DIRS and not folder:
             raise MixganError(f"dataset '{name}' needs --data-dir")
-        if name == "folder":
-            return image_folder(folder, seed=seed, test_fraction=test_fraction, resolution=resolution,
-                                channels=channels, background=background)
-        data = LOADERS[name](folder, seed, test_fraction)
+        data = LOADERS[name](folder, seed, test_fraction, **options)
     return resize_dataset(data, resolution, channels)
 
 
@@ -71,12 +79,12 @@ def resize_dataset(data: Dataset, resolution: int = 0, channels: int = 0) -> Dat
     """``data`` with its uint8 images brought to ``resolution`` and ``channels`` (0: unchanged)."""
     if not (resolution or channels) or not data.is_image:
         return data
-    if data.x_train.dtype != torch.uint8:
-        raise MixganError(f"{shown(data.name)}: data.resolution/data.channels need uint8 images, not floats")
     c, h, _ = data.shape
     resolution, channels = resolution or h, channels or c
-    if data.shape == (channels, resolution, resolution):
+    if data.shape == (channels, resolution, resolution):  # already fitted (a folder, shards) or as it comes
         return data
+    if data.x_train.dtype != torch.uint8:
+        raise MixganError(f"{shown(data.name)}: data.resolution/data.channels need uint8 images, not floats")
     if data.levels != 255:  # fitted images are 0..255
         data.x_train, data.x_test = (torch.from_numpy(
             (x.double() * (255 / data.levels)).round().to(torch.uint8).numpy()) for x in (data.x_train, data.x_test))

@@ -129,7 +129,7 @@ def pack(source: str, out: str | Path, resolution: int = 0, channels: int = 0, s
     check_split(test_fraction)
     parse_background(background)
     prefix = source.partition(":")[0]
-    named = source in LOADERS or (":" in source and prefix in (*PREFIX_LOADERS, "shards"))
+    named = source in LOADERS or (":" in source and prefix in PREFIX_LOADERS)
     if source == "folder" or (not named and Path(source).is_dir()):
         return pack_folder(data_dir if source == "folder" else source, out, resolution, channels, shard_size,
                            test_fraction, seed, progress, background=background)
