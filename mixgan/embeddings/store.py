@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.base import to_float
 from ..data.rows import NpyRows, NpyWriter
 from ..errors import MixganError
 from ..io import atomic_write_text, file_lock
@@ -59,8 +60,7 @@ def atomic_npy(path: Path, shape: tuple[int, ...], dtype) -> Iterator[NpyWriter]
 
 def as_float_images(x: torch.Tensor) -> torch.Tensor:
     """Images as float32 in [-1, 1]: uint8 ones are scaled, float ones taken as they are."""
-    x = torch.as_tensor(x)
-    return x.float().div(127.5).sub(1.0) if x.dtype == torch.uint8 else x.float()
+    return to_float(torch.as_tensor(x))
 
 
 def train_batches(data, batch_size: int = EMBED_BATCH) -> Iterator[torch.Tensor]:
@@ -73,7 +73,6 @@ def train_batches(data, batch_size: int = EMBED_BATCH) -> Iterator[torch.Tensor]
     if callable(own):
         yield from own(batch_size)
         return
-    from ..data import to_float
 
     x = data.x_train
     for a in range(0, len(x), batch_size):

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ..data.base import to_float
 from ..errors import MixganError
 from .backbones import get_backbone, labelled
 from .classifier import Progress, get_classifier, reference_features
@@ -30,7 +31,7 @@ KEEP_PER_PAIR = 2  # images kept for the pairwise MS-SSIM: twice the number of p
 def _image_batch(a: np.ndarray, shape: tuple[int, ...], source: str) -> torch.Tensor:
     """One batch of samples as float N x C x H x W in [-1, 1] (see :func:`as_images`)."""
     if a.dtype == np.uint8:
-        t = torch.from_numpy(a.astype(np.float32)) / 127.5 - 1.0
+        t = to_float(torch.from_numpy(a))
     elif np.issubdtype(a.dtype, np.floating):
         t = torch.from_numpy(a.astype(np.float32))
         if len(t) and (not torch.isfinite(t).all()):
