@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> dict:
         variants += [f"{v} train.steps={steps[v.split('=', 1)[0]]}" for v in args.variant]
         models = BASELINE if BASELINE in args.models.split(",") else ""
         args.steps = steps.get(BASELINE, 1)
+    if not args.smoke:  # trained now, so that no entry spends its minutes on it (quality during training)
+        from mixgan.metrics.classifier import get_classifier
+
+        get_classifier("folder", folder)
     for seed in map(int, args.seeds.split(",")):
         budget = ["--steps", str(args.steps)] if args.steps else ["--seconds", f"{args.seconds:g}"]
         budget += ["--jobs", str(len(variants) + bool(models))]

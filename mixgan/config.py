@@ -45,7 +45,7 @@ class ModelConfig:
     arch: str = "auto"  # auto | mlp | dcgan | resnet | cgan-mlp
     loss: str = "ns"  # ns (non-saturating) | hinge
     spectral_norm: bool = False
-    width: int = 64  # conv base channels, or hidden units of the MLP bodies
+    width: int = 64  # conv base channels, or hidden units of the MLP bodies; 0: by the image side (nets.auto_width)
     k: int = 5  # IC-GAN: neighbours per instance
     embedding: str = "classifier"  # IC-GAN: classifier | selfsup | pixels | projection
     # IC-GAN and the encoder's neighbours: exact search up to knn_threshold instances, a faiss IVF index above
@@ -641,7 +641,8 @@ def validate(cfg: Config) -> None:
         (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:"), f"device must be auto, cpu or cuda, got '{t.device}'"),
         (t.lr_decay in ("none", "linear"), f"lr_decay must be 'none' or 'linear', got '{t.lr_decay}'"),
         (m.loss in ("ns", "hinge"), f"loss must be 'ns' or 'hinge', got '{m.loss}'"),
-        (m.width >= 1 and m.k >= 1, "width and k must be >= 1"),
+        (m.width >= 0, f"width must be >= 1, or 0 to follow the image side, got {m.width}"),
+        (m.k >= 1, f"k must be >= 1, got {m.k}"),
         (m.knn in ("auto", "exact", "faiss"), f"knn must be 'auto', 'exact' or 'faiss', got '{m.knn}'"),
         (m.knn_threshold >= 1, f"knn_threshold must be >= 1, got {m.knn_threshold}"),
         (not augment_error(t.augment), augment_error(t.augment)),

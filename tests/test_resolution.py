@@ -77,3 +77,37 @@ def test_cgan_trains_at_128_px(tmp_path):
                                     "prior.latent_dim": 8})
     run = mixgan.train(cfg)
     assert mixgan.load(run.path).sample(2, seed=0).x.shape == (2, 3, 128, 128)
+
+
+def test_width_zero_follows_the_image_side_shown_before_and_recorded_after_a_run(tmp_path, cli):
+    """The image recipe's ``model.width = 0``: for the conv bodies 64 at 28 px, 32 at 32 px, 16 from 64 px.
+    ``--dry-run`` shows the value with its source (and the encoder GM-GAN's K from the class folders),
+    the run's networks and its config.toml have it; a width the user gives is kept."""
+    from mixgan.config import build_config
+    from mixgan.nets import auto_width
+    from mixgan.training import RunDir
+    from mixgan.training.loop import settings_from_data
+
+    assert [auto_width("dcgan", (1, 28, 28)), auto_width("dcgan", (3, 32, 32)), auto_width("resnet", (3, 64, 64)),
+            auto_width("auto", (3, 128, 128)), auto_width("dcgan", (1, 8, 8)), auto_width("mlp", (3, 64, 64)),
+            auto_width("auto", (2,))] == [64, 32, 16, 16, 64, 64, 64]
+    rng = np.random.default_rng(0)
+    for c in ("cats", "dogs", "fish"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    code, out, _ = cli("train", "--dataset", "folder", "--data-dir", str(tmp_path / "imgs"), "--dry-run")
+    shown = {line.split()[0]: line.split(None, 2)[1:] for line in out.splitlines() if line.strip()}
+    assert code == 0 and shown["model.width"] == ["32", "auto: 32 px images"], out
+    assert shown["prior.components"] == ["3", "auto: the data's 3 classes"], out
+    fashion = build_config({"data.dataset": "fashion-mnist", "model.name": "gan"})
+    settings_from_data(fashion, (1, 28, 28))
+    assert fashion.model.width == 64 and fashion.sources["model.width"] == "auto: 28 px images"
+    base = {"data.dataset": "folder", "data.data_dir": str(tmp_path / "imgs"), "model.name": "gan", "train.steps": 1,
+            "train.batch_size": 6, "train.device": "cpu", "train.eval_every": 0, "model.width": 0}
+    run = mixgan.train({**base, "out": str(tmp_path / "auto")})
+    saved = RunDir(run.path).config()
+    assert saved.model.width == 32 and saved.sources["model.width"] == "auto: 32 px images"
+    assert run.model.G.net.fc.out_features == 4 * 32 * 4 * 4  # the seed layer: width * 2^(3 - 1) channels, 4 x 4
+    run = mixgan.train({**base, "model.width": 16, "out": str(tmp_path / "chosen")})
+    assert RunDir(run.path).config().model.width == 16 and run.model.G.net.fc.out_features == 4 * 16 * 4 * 4

@@ -8,7 +8,7 @@ from ..config import apply_env_caps, build_config, parse_override, validate
 from ..errors import MixganError
 from ..models import MODELS
 from ..training import resume_config
-from ..training.loop import check_start, trained_steps
+from ..training.loop import check_start, settings_from_data, trained_steps
 from ..training.dist import launch_rank
 from .common import add_device_option, check_out_path, describe_config, recipe_line, training_progress
 
@@ -65,7 +65,7 @@ def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
     output folder (new and empty, or on ``--resume`` not past ``train.steps``), the data's shape
     (found without loading the data) and the networks for it. Returns the data settings left
     automatic (0) -> (the value the data gives, how it was found)."""
-    from ..data.peek import peek_shape
+    from ..data.peek import peek_classes, peek_shape
     from ..nets import resolve_arch
 
     validate(cfg)
@@ -75,6 +75,8 @@ def check_run(cfg, resume: bool) -> dict[str, tuple[object, str]]:
     d = cfg.data
     shape, how = peek_shape(d.dataset, d.data_dir, d.resolution, d.channels)
     resolve_arch(cfg.model.arch, shape)
+    if not resume:
+        settings_from_data(cfg, shape, peek_classes(d.dataset, d.data_dir))
     values = {"data.resolution": shape[1], "data.channels": shape[0]} if len(shape) == 3 else {}
     return {key: (values.get(key, 0), f"auto: {how}" + ("" if values else " (not images: unused)"))
             for key in ("data.resolution", "data.channels") if not getattr(d, key.split(".")[1])}

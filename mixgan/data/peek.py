@@ -79,3 +79,20 @@ def peek_shape(name: str, data_dir: str = "", resolution: int = 0, channels: int
         return shape, how
     c, h, w = shape
     return (channels or c, resolution or h, resolution or w), how
+
+
+def peek_classes(name: str, data_dir: str = "") -> int:
+    """The number of classes dataset ``name`` will have, where it is known without loading the
+    data (a known dataset, a folder's class sub-folders, a shard manifest); 0 where it is not."""
+    from .folder import list_images
+
+    prefix, _, rest = str(name).partition(":")
+    if name in ("digits", "fashion-mnist", "mnist", "cifar10"):
+        return 10
+    if name == "folder" and data_dir:
+        return len(list_images(data_dir).classes)
+    if prefix == "shards" and rest:
+        from .shards import read_manifest
+
+        return len(read_manifest(Path(rest).expanduser()).get("classes") or [])
+    return 0

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..errors import MixganError
 from .cgan_mlp import CGANMLPDiscriminator, CGANMLPGenerator
-from .conv import ConvDiscriminator, ConvGenerator
+from .conv import ConvDiscriminator, ConvGenerator, plan
 from .mlp import MLPDiscriminator, MLPGenerator
 from .resnet import ResNetDiscriminator, ResNetGenerator
 
@@ -23,14 +23,32 @@ def resolve_arch(arch: str, shape: tuple[int, ...]) -> str:
     return arch
 
 
+# ``model.width = 0``: the base width follows the image side. Each doubling of the side adds a block
+# at the base width, so the base width halves instead and the widest layer (G's seed, D's last) stays
+# at 128 channels: 64 at 28 px, 32 at 32 px, 16 from 64 px. On CPU minutes the extra steps are
+# worth more than the channels (benchmarks/results/colour_quality.md).
+WIDEST, NARROWEST, NOT_IMAGES = 128, 16, 64
+
+
+def auto_width(arch: str, shape: tuple[int, ...]) -> int:
+    """The width ``model.width = 0`` stands for: 128 / 2^(n - 1) for a conv body of n doublings, kept
+    in [16, 64]; 64 for other bodies."""
+    if len(shape) != 3 or resolve_arch(arch, shape) not in IMAGE_ARCHS:
+        return NOT_IMAGES
+    _, doublings = plan(shape[1])
+    return min(NOT_IMAGES, max(NARROWEST, WIDEST >> (doublings - 1)))
+
+
 def build_generator(arch: str, latent_dim: int, shape: tuple[int, ...], width: int, cond_dim: int = 0,
                     cond_mode: str = "concat") -> nn.Module:
+    width = width or auto_width(arch, shape)
     arch = resolve_arch(arch, shape)
     return ARCHS[arch][0](latent_dim, shape, width, cond_dim, cond_mode)
 
 
 def build_discriminator(arch: str, shape: tuple[int, ...], width: int, out_dim: int = 1, cond_dim: int = 0,
                         aux_classes: int = 0, spectral_norm: bool = False) -> nn.Module:
+    width = width or auto_width(arch, shape)
     arch = resolve_arch(arch, shape)
     return ARCHS[arch][1](shape, width, out_dim, cond_dim, aux_classes, spectral_norm)
 

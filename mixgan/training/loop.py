@@ -28,6 +28,7 @@ from ..data.batches import BatchSource
 from ..errors import Interrupted, MixganError, MixganWarning
 from ..io import atomic_write_text
 from ..models import GANModel, build_model
+from ..nets import auto_width
 from ..viz import image_grid, save_png, save_samples_picture
 from . import dist
 from .checkpoint import describe_damage, load_module_state, move_aside, read_checkpoint, save_checkpoint, scan_checkpoints
@@ -444,12 +445,20 @@ def train(cfg: Config, resume: bool = False, progress: Progress | None = None,
             dist.shutdown()
 
 
-def components_for_classes(cfg: Config, num_classes: int) -> None:
-    """K follows the data where the user left it to a recipe: the encoder GM-GAN gives every class
-    one Gaussian (K = N, so clustering scores one Gaussian per class), whatever number of classes a
-    labelled folder or shard set has. The value's source says so."""
+def settings_from_data(cfg: Config, shape: tuple[int, ...], num_classes: int = 0) -> None:
+    """Settings a recipe leaves to the data, made concrete (and their source says so), so that a
+    run directory's config.toml and ``--dry-run`` show the values that train:
+
+    - ``model.width = 0``: the width for the image side (:func:`mixgan.nets.auto_width`);
+    - the encoder GM-GAN gives every class one Gaussian (K = N, so clustering scores one Gaussian
+      per class) where the user left K to a recipe, whatever number of classes a labelled folder
+      or shard set has."""
+    if cfg.model.width == 0:
+        cfg.model.width = auto_width(cfg.model.arch, shape)
+        what = f"{shape[1]} px images" if len(shape) == 3 else "not images"
+        cfg.sources["model.width"] = f"auto: {what}"
     source = cfg.sources.get("prior.components", "default")
-    chosen = not (source == "default" or source.startswith("recipe"))
+    chosen = not (source == "default" or source.startswith(("recipe", "auto")))
     if (cfg.model.name == "gmgan" and cfg.encoder.enabled and num_classes >= 2 and not chosen
             and cfg.prior.components != num_classes):
         cfg.prior.components = num_classes
@@ -482,7 +491,7 @@ def _train(cfg: Config, resume: bool, progress: Progress | None, device: torch.d
     torch.manual_seed(t.seed)
     data = _load_data(cfg)
     if not resume:
-        components_for_classes(cfg, data.num_classes)
+        settings_from_data(cfg, data.shape, data.num_classes)
     model = build_model(cfg, data.spec(), device)
     writer_class = _summary_writer_class() if (t.tensorboard and main) else None
     identity = data_identity(data) if main else None  # read once: a fingerprint reads the data's files
