@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         get_classifier("folder", folder)
     for seed in map(int, args.seeds.split(",")):
         budget = ["--steps", str(args.steps)] if args.steps else ["--seconds", f"{args.seconds:g}"]
-        budget += ["--jobs", str(len(variants) + bool(models))]
+        budget += ["--jobs", str(len(variants) + len([m for m in models.split(",") if m]))]
         qargs = (budget + ["--models", models, "--dataset", "folder", "--data-dir", folder, "--seed", str(seed),
                            "--n", str(args.n), "--out", f"{args.out}/{args.resolution}px/seed{seed}"]
                  + [a for v in variants for a in ("--variant", v)] + [a for s in args.set for a in ("--set", s)])
