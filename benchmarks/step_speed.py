@@ -54,12 +54,13 @@ class LibraryStep:
     def __init__(self, model_name: str, data, folder: str, resolution: int, settings: list[str]):
         import mixgan
         from mixgan.models import build_model
-        from mixgan.training.loop import BatchStream, _memory_format, step_seed
+        from mixgan.training.loop import BatchStream, _memory_format, settings_from_data, step_seed
 
         adam = [s.split("=", 1)[1] for s in settings if s.startswith("adam=")]
         settings = [s for s in settings if not s.startswith("adam=")]
         self.cfg = mixgan.build_config({"model.name": model_name, "data.dataset": "folder", "data.data_dir": folder,
                                         "data.resolution": resolution, "train.device": "cpu"}, overrides=settings)
+        settings_from_data(self.cfg, data.shape, data.num_classes)  # the width and K a run would take
         t = self.cfg.train
         torch.manual_seed(t.seed)
         self.batch_size = t.batch_size

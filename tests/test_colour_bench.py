@@ -85,7 +85,7 @@ def test_step_speed_smoke_logs_flops_and_the_fraction_of_the_measured_peak(tmp_p
                             "--variant", "fused adam=fused train.channels_last=true"])
     assert [r["label"] for r in rows] == ["script", "gan", "gan fused"]
     script, gan, fused = rows
-    # the script's G runs 128 channels at full size: more work per step than the default gan at width 64
+    # the script's G runs 128 channels at full size: more work per step than the default gan
     assert script["gflop"] > gan["gflop"] > 1
     assert gan["gflop"] == pytest.approx(fused["gflop"])  # the same work, another Adam and memory layout
     assert "Adam fused" in fused["setting"] and "channels_last True" in fused["setting"]
