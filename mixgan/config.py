@@ -74,6 +74,7 @@ class EncoderConfig:
     init: str = "scratch"  # E's body: D's, from scratch | selfsup: the contrastive encoder, pretrained
     entropy: float = 2.0  # weight of the entropy of E's mean prediction on real images (all K used)
     cond_d: bool = True  # D conditioned on the Gaussian: k for G(z_k), E's cluster for a real image
+    real_cluster: str = "argmax"  # that cluster: E's argmax | balanced: the batch's equal-share assignment
     balance: str = "entropy"  # agreement of two views: entropy (SCAN) | sinkhorn (equal-share targets, SwAV)
     heads: int = 1  # cluster heads trained side by side; the lowest-loss one is used (SCAN)
     selflabel: float = 0.0  # > 0: a view confident above this gives the other view its cluster as a label
@@ -654,6 +655,7 @@ def validate(cfg: Config) -> None:
         (m.condition in ("auto", "concat"), f"condition must be 'auto' or 'concat', got '{m.condition}'"),
         (min(m.class_weight, m.mismatch) >= 0, "class_weight and mismatch must be >= 0"),
         (e.balance in ("entropy", "sinkhorn"), f"encoder.balance must be 'entropy' or 'sinkhorn', got '{e.balance}'"),
+        (e.real_cluster in ("argmax", "balanced"), f"encoder.real_cluster must be 'argmax' or 'balanced', got '{e.real_cluster}'"),
         (e.space in ("pixels", "selfsup"), f"encoder.space must be 'pixels' or 'selfsup', got '{e.space}'"),
         (e.init in ("scratch", "selfsup"), f"encoder.init must be 'scratch' or 'selfsup', got '{e.init}'"),
         (e.heads >= 1, f"encoder.heads must be >= 1, got {e.heads}"),

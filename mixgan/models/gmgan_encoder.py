@@ -289,13 +289,22 @@ class GMGANWithEncoder(GMGAN):
         eps, k = self.G.prior.draw(n, gen, device=self.device)
         return EncoderBatch(self.generate(eps, k, grad=grad), k=k, eps=eps)
 
+    @torch.no_grad()
+    def real_cluster(self, x: torch.Tensor) -> torch.Tensor:
+        """The cluster D sees with a real image (``encoder.real_cluster``): E's argmax, or 'balanced',
+        the argmax of the batch's equal-share assignment (:func:`balanced_targets`). While E is unsure
+        (nearly uniform predictions) an argmax can put every real image in one cluster; D then tells a
+        fake by its label alone (k is uniform over the Gaussians), wins, and G never starts. Balanced,
+        the real labels are spread like the fakes'; once E's clusters are sure and even, it is the argmax."""
+        logits = self.E(x)[0]
+        return (balanced_targets(logits) if self.cfg.encoder.real_cluster == "balanced" else logits).argmax(1)
+
     def d_logits(self, b: Batch, train: bool = True) -> torch.Tensor:
         if not self.cond_d:
             return super().d_logits(b, train)
         k = b.k
-        if k is None:  # a real image is shown with E's cluster
-            with torch.no_grad():
-                k = self.E(b.x)[0].argmax(1)
+        if k is None:  # a real image is shown with a cluster drawn from E's prediction (see real_cluster)
+            k = self.real_cluster(b.x)
         cond = F.one_hot(k, self.components).to(b.x.dtype)
         return (self.D_train if train else self.D)(b.x, cond)
 
