@@ -224,3 +224,22 @@ def test_k_follows_the_number_of_classes_of_a_labelled_folder_unless_chosen(tmp_
     assert cfg.sources["prior.components"] == "auto: the data's 3 classes"
     run = mixgan.train({**base, "prior.components": 6, "out": str(tmp_path / "chosen")})
     assert RunDir(run.path).config().prior.components == 6
+
+
+def test_balanced_real_clusters_spread_an_unsure_encoders_labels_like_the_fakes(tmp_path):
+    """An unsure E (nearly uniform predictions, tilted towards one cluster) puts every real image in
+    that cluster by argmax, so D could tell fakes (uniform k) by their label alone; 'balanced' gives
+    every cluster its share of the batch, and keeps a sure, even E's argmax."""
+    cfg = small_config(tmp_path, **ENCODER, **{"train.steps": 1, "prior.components": 4, "prior.latent_dim": 8})
+    model = mixgan.train(cfg).model
+    x = torch.randn(64, 2)
+    unsure = torch.randn(64, 4, generator=torch.Generator().manual_seed(0)) * 0.01 + torch.tensor([0.0, 0.0, 0.05, 0.0])
+    sure = torch.nn.functional.one_hot(torch.arange(64) % 4, 4).float() * 10
+    for logits, argmax_counts in ((unsure, [0, 0, 64, 0]), (sure, [16, 16, 16, 16])):
+        model.E.forward = lambda x, all_heads=False, logits=logits: (logits, torch.zeros(len(x), 8))
+        model.cfg.encoder.real_cluster = "argmax"
+        assert torch.bincount(model.real_cluster(x), minlength=4).tolist() == argmax_counts
+        model.cfg.encoder.real_cluster = "balanced"
+        counts = torch.bincount(model.real_cluster(x), minlength=4).tolist()
+        assert min(counts) >= 12 and max(counts) <= 20, counts
+    assert torch.equal(model.real_cluster(x), sure.argmax(1))
