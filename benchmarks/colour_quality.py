@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import _harness
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     folder = str(_harness.emoji_folder(args.resolution))
     img = _harness.results_dir() / "img"
     img.mkdir(parents=True, exist_ok=True)
-    stem = f"colour_quality-{args.resolution}px"
+    # the grids of one entry of the log apart from every other entry's
+    stem = f"colour_quality-{args.resolution}px-{time.strftime('%Y%m%d-%H%M', time.gmtime())}"
     per_seed, links = {}, []
     load = os.getloadavg()
     variants, models = list(args.variant), args.models
