@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -65,11 +64,7 @@ def table(rows: list[dict], classes: int) -> str:
              "k-means accuracy | k-means NMI |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (settings, k, sigma, steps), rs in groups.items():
         def mean(key):
-            vals = [r[key] for r in rs if key in r]
-            if not vals:
-                return "–"
-            sd = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
-            return f"{statistics.mean(vals):.3f}{sd}"
+            return _harness.mean_sd([r[key] for r in rs if key in r])
         covered = "/".join(str(r["classes_covered"]) for r in rs)
         seeds = ",".join(str(r["seed"]) for r in rs)
         lines.append(f"| {settings or 'defaults'} | {k} | {sigma} | {steps} | {seeds} | {mean('accuracy')} | "
