@@ -263,6 +263,19 @@ def test_the_fingerprint_covers_every_file_of_a_folder(tmp_path):
     assert image_folder(tmp_path).fingerprint() != grown
 
 
+def test_a_folders_split_is_the_same_for_every_seed_and_the_fingerprint_follows_it(tmp_path):
+    """Row-indexed caches (a GM-GAN encoder's neighbour pairs, instance tables) are keyed by the
+    fingerprint: a table made under one training seed must index the same train rows under the next,
+    and another test fraction, which moves images between the splits, must not reuse it."""
+    for i in range(40):
+        png(tmp_path / f"{i:03d}.png", value=3 * i)
+    a, b = image_folder(tmp_path, seed=0), image_folder(tmp_path, seed=1)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.x_test, b.x_test)
+    assert a.fingerprint() == b.fingerprint()
+    other = image_folder(tmp_path, seed=0, test_fraction=0.5)
+    assert len(other.x_test) == 20 and other.fingerprint() != a.fingerprint()
+
+
 def test_the_fingerprint_covers_every_shard(tmp_path):
     src = tmp_path / "d.npz"
     np.savez(src, x=np.zeros((20, 1, 8, 8), np.uint8))

@@ -256,7 +256,7 @@ def image_folder(folder: str | Path, seed: int = 0, test_fraction: float = 0.2, 
     y = torch.tensor([listing.labels[i] for i in kept_index]) if listing.classes else None
     if len(x) < 2:
         raise MixganError(f"folder: {shown(listing.folder)} has {len(x)} readable image; need at least 2 to hold out a test split")
-    x_tr, x_te, y_tr, y_te = split(x, y, test_fraction, seed)
+    x_tr, x_te, y_tr, y_te = split(x, y, test_fraction)
     return Dataset("folder", x_tr, x_te, y_tr, y_te, num_classes=len(listing.classes),
                    files=listing.paths, skipped=len(skipped), variant=variant(channels, resolution, background),
                    class_names=tuple(listing.classes))

@@ -19,7 +19,7 @@ def digits(seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.astype(np.uint8)).unsqueeze(1)
     y = torch.from_numpy(bunch.target.astype(np.int64))
-    x_tr, x_te, y_tr, y_te = split(x, y, test_fraction, seed=1234)  # fixed: the split is the dataset's
+    x_tr, x_te, y_tr, y_te = split(x, y, test_fraction)
     return Dataset("digits", x_tr, x_te, y_tr, y_te, num_classes=10, levels=16)
 
 

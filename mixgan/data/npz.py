@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from ..errors import MixganError
-from .base import Dataset, shown
+from .base import SPLIT_SEED, Dataset, shown
 from .rows import read_npy_header
 
-SPLIT_SEED = 1234  # the split belongs to the file, not to the training seed
 
 
 MAX_CLASSES = 100_000  # the most classes a checkpoint's data description admits

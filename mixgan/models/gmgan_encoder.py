@@ -329,14 +329,20 @@ class GMGANWithEncoder(GMGAN):
         """One joint update of G and E on the adversarial loss plus the encoder's terms (module docstring)."""
         e = self.cfg.encoder
         fake = self.fake(self.cfg.train.batch_size, gen, grad=True, batch=real)
-        x, n = real.x, len(fake.x)
+        x = real.x
         pair = x if real.pair is None else real.pair
-        heads, zhat = self.E_train(torch.cat([fake.x, augment(x, gen), augment(pair, gen)]), all_heads=True)
-        ce = F.cross_entropy(self.E.in_use(heads)[:n], fake.k)
-        l2 = (zhat[:n] - fake.eps).pow(2).mean()
+        # E sees the generated images only where a term on them has weight (they cost a pass of E and G's backward)
+        n = len(fake.x) if (e.ce or e.l2) else 0
+        heads, zhat = self.E_train(torch.cat([fake.x[:n], augment(x, gen), augment(pair, gen)]), all_heads=True)
         terms, agree, entropy = self.real_terms(heads[n:n + len(x)], heads[n + len(x):])
         adv = self.generator_loss(fake)
-        loss = adv + e.ce * ce + e.l2 * l2 + terms.sum()
+        loss = adv + terms.sum()
+        logs = {"loss_g": adv.detach(), "enc_agree": agree.detach(), "enc_entropy": entropy.detach()}
+        if n:
+            ce = F.cross_entropy(self.E.in_use(heads)[:n], fake.k)
+            l2 = (zhat[:n] - fake.eps).pow(2).mean()
+            loss = loss + e.ce * ce + e.l2 * l2
+            logs.update(enc_ce=ce.detach(), enc_l2=l2.detach())
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_e.zero_grad(set_to_none=True)
         loss.backward()
@@ -344,8 +350,7 @@ class GMGANWithEncoder(GMGAN):
         self.opt_e.step()
         # after backward, which needs the head index as it was
         self.E.track(terms, selecting=self.step < Encoder.SELECT_FRACTION * self.cfg.train.steps)
-        return {"loss_g": adv.detach(), "enc_ce": ce.detach(), "enc_l2": l2.detach(),
-                "enc_agree": agree.detach(), "enc_entropy": entropy.detach()}
+        return logs
 
     # ---- state ----------------------------------------------------------------------
     def modules(self) -> dict[str, nn.Module]:
