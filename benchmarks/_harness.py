@@ -336,7 +336,7 @@ def train_baseline(dataset: str, seconds: float, device: str, out: Path, seed: i
     G, D = G.to(device), D.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    batch, steps, order, pos = 64, 0, torch.randperm(len(x), device=device), 0
+    batch, steps, order, pos = min(64, len(x)), 0, torch.randperm(len(x), device=device), 0  # the script's 64, or the whole set
     ones, zeros = torch.ones(batch, 1, device=device), torch.zeros(batch, 1, device=device)
     start = time.perf_counter()
     while (steps < max_steps) if max_steps else (time.perf_counter() - start < seconds):
