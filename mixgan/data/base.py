@@ -121,12 +121,17 @@ class Dataset:
 SPLIT_SEED = 1234  # a split the data does not ship with belongs to the data, not to the training seed
 
 
+def split_rows(n: int, test_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train rows, test rows) of data of ``n`` items that ships without a split: a draw by
+    ``SPLIT_SEED``, so that every training seed holds out the same items (the caches of row-indexed
+    tables, such as neighbour lists, and the reference classifier rely on it); each side keeps at
+    least one item."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = min(n - 1, max(1, int(round(n * test_fraction))))
+    return perm[n_test:], perm[:n_test]
+
+
 def split(x: torch.Tensor, y: torch.Tensor | None, test_fraction: float):
-    """The train/test split of data that ships without one: a draw by ``SPLIT_SEED``, so that every
-    training seed holds out the same images (the caches of row-indexed tables, such as neighbour
-    lists, and the reference classifier rely on it)."""
-    g = torch.Generator().manual_seed(SPLIT_SEED)
-    perm = torch.randperm(len(x), generator=g)
-    n_test = max(1, int(round(len(x) * test_fraction)))
-    te, tr = perm[:n_test], perm[n_test:]
+    """(x_train, x_test, y_train, y_test) by :func:`split_rows`."""
+    tr, te = split_rows(len(x), test_fraction)
     return x[tr], x[te], (y[tr] if y is not None else None), (y[te] if y is not None else None)

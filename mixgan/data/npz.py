@@ -18,10 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import MixganError
-from .base import SPLIT_SEED, Dataset, shown
+from .base import Dataset, shown, split_rows
 from .rows import read_npy_header
-
-
 
 MAX_CLASSES = 100_000  # the most classes a checkpoint's data description admits
 
@@ -172,9 +170,7 @@ def npz_dataset(path: str, seed: int = 0, test_fraction: float = 0.2) -> Dataset
     else:
         if len(x) < 2:
             raise MixganError(f"{source}: need at least 2 rows to hold out a test split")
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(SPLIT_SEED))
-        n_test = min(len(x) - 1, max(1, int(round(len(x) * test_fraction))))
-        te, tr = perm[:n_test], perm[n_test:]
+        tr, te = split_rows(len(x), test_fraction)
         pick = lambda t, i: t[i] if t is not None else None  # noqa: E731
         x_tr, x_te, c_tr, c_te, y_tr, y_te = x[tr], x[te], pick(c, tr), pick(c, te), pick(y, tr), pick(y, te)
     num_classes = 0
